@@ -1,0 +1,1 @@
+"""pytest hooks, options and fixtures of pytest-longeff (being written)."""
