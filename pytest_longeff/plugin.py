@@ -1,1 +1,288 @@
-"""pytest hooks, options and fixtures of pytest-longeff (being written)."""
+"""pytest hooks, options and thin fixtures of pytest-longeff; the work lives in plain modules.
+
+A benchmark test asks for the ``longeff_record`` fixture; the plugin parametrizes it over the matrix
+(ids like ``led-base-4096-gov_report``), runs the cell in the fixture, and the controller's reporter writes the
+JSON report as each cell finishes and prints the accuracy-efficiency matrix at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_longeff import hookspecs
+from pytest_longeff.matrix import Cell, build_matrix, check_id_tokens
+from pytest_longeff.settings import Settings, add_options, resolve
+
+if TYPE_CHECKING:
+    from pytest_longeff.models import Family
+    from pytest_longeff.report import JsonReport
+    from pytest_longeff.runner import LongeffSession
+    from pytest_longeff.tasks import TaskSpec
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+FAMILIES_KEY = pytest.StashKey[dict[str, "Family"]]()
+TASKS_KEY = pytest.StashKey[dict[str, "TaskSpec"]]()
+RECORD_KEY = pytest.StashKey[dict[str, Any]]()
+CELL_FIXTURE = "longeff_cell"
+
+
+# -- registration -------------------------------------------------------------------------------------------------
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_longeff_families() -> list[Family]:
+    from pytest_longeff.models import BUILTIN_FAMILIES
+
+    return list(BUILTIN_FAMILIES)
+
+
+def pytest_longeff_tasks() -> list[TaskSpec]:
+    from pytest_longeff.tasks import BUILTIN_TASKS
+
+    return list(BUILTIN_TASKS)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "longeff: a pytest-longeff benchmark cell (added by the plugin)")
+    families: dict[str, Family] = {}
+    for group in config.hook.pytest_longeff_families():
+        for fam in group:
+            families[fam.name] = fam
+    tasks: dict[str, TaskSpec] = {}
+    for group in config.hook.pytest_longeff_tasks():
+        for task in group:
+            tasks[task.name] = task
+    settings = resolve(config, tuple(families), tuple(tasks))
+    try:
+        check_id_tokens([*settings.families, *settings.sizes, *settings.tasks, *map(str, settings.lengths)])
+    except ValueError as exc:
+        raise pytest.UsageError(f"pytest-longeff: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[FAMILIES_KEY] = families
+    config.stash[TASKS_KEY] = tasks
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(LongeffReporter(config, settings), "longeff-reporter")
+
+
+# -- collection -----------------------------------------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if CELL_FIXTURE not in metafunc.fixturenames:
+        return
+    s = metafunc.config.stash[SETTINGS_KEY]
+    cells = build_matrix(s.families, s.sizes, s.lengths, s.tasks)
+    metafunc.parametrize(CELL_FIXTURE, [pytest.param(c, id=c.id) for c in cells], scope="function")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Cells sharing a model run together (stable sort keeps the matrix order otherwise), so each model is built
+    # once and the cache stays small, whatever order other plugins left.
+    def key(item: pytest.Item) -> tuple[int, tuple[str, str]]:
+        cell = _cell_of(item)
+        return (0, cell.model_key) if cell is not None else (1, ("", ""))
+
+    if any(_cell_of(i) is not None for i in items):
+        order = {k: n for n, k in enumerate(dict.fromkeys(key(i) for i in items))}
+        items.sort(key=lambda i: order[key(i)])
+
+
+def _cell_of(item: pytest.Item) -> Cell | None:
+    callspec = getattr(item, "callspec", None)
+    cell = callspec.params.get(CELL_FIXTURE) if callspec is not None else None
+    return cell if isinstance(cell, Cell) else None
+
+
+# -- fixtures -------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def longeff_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved pytest-longeff settings of this session."""
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> Iterator[LongeffSession]:
+    """Device, energy meter (with its idle baseline), tokenizer, data and model caches shared by all cells."""
+    from pytest_longeff.runner import LongeffSession
+
+    cache_dir = _cache_dir(pytestconfig)
+    session = LongeffSession(longeff_settings, cache_dir)
+    session.families = pytestconfig.stash[FAMILIES_KEY]
+    session.tasks = pytestconfig.stash[TASKS_KEY]
+    session.open_meter()
+    reporter = pytestconfig.pluginmanager.get_plugin("longeff-reporter")
+    if isinstance(reporter, LongeffReporter):
+        reporter.session_started(session)
+    yield session
+    if isinstance(reporter, LongeffReporter):
+        reporter.session_stats(session)
+    session.close()
+
+
+def _cache_dir(config: pytest.Config) -> Path:
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("longeff"))
+    path = config.rootpath / ".longeff-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell, longeff_session: LongeffSession) -> dict[
+    str, Any
+]:
+    """Run the cell and return its record (DESIGN §6 keys: ``train``, ``inference``, ``accuracy``, ...).
+
+    A cell that does not fit the memory budget is skipped with that reason; one that cannot be measured as asked
+    is an error; either way its record reaches the report."""
+    from pytest_longeff.data import DataError
+    from pytest_longeff.runner import BatchCache, CellSkip, CellUnavailable, run_cell
+
+    s = longeff_session.settings
+    record: dict[str, Any] = {
+        "id": longeff_cell.id, "family": longeff_cell.family, "size": longeff_cell.size,
+        "seq_len": longeff_cell.seq_len, "task": longeff_cell.task, "profile": s.profile,
+        "device": longeff_session.device, "status": None, "reason": None,
+    }
+    request.node.stash[RECORD_KEY] = record
+    config = request.config
+    cache = getattr(config, "cache", None)
+    batch_cache = None if cache is None else BatchCache(lambda k: cache.get(k, None), cache.set)
+    t0 = time.perf_counter()
+    try:
+        run_cell(longeff_session, longeff_cell, record, batch_cache)
+    except CellSkip as exc:
+        pytest.skip(str(exc))
+    except (DataError, CellUnavailable, FileNotFoundError) as exc:
+        # What the user must fix, said once and plainly: no traceback through our internals.
+        pytest.fail(f"{longeff_cell.id}: {exc}", pytrace=False)
+    finally:
+        record["cell_wall_s"] = time.perf_counter() - t0
+    for name, value in _junit_properties(record):
+        request.node.user_properties.append((name, value))
+    return record
+
+
+def _junit_properties(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = [("longeff_batch_size", record.get("batch_size"))]
+    for part in ("train", "inference"):
+        section = record.get(part) or {}
+        for key in ("samples_per_s", "time_s", "energy_j", "energy_method", "peak_memory_bytes"):
+            out.append((f"longeff_{part}_{key}", section.get(key)))
+    out.append(("longeff_inference_j_per_sample", (record.get("inference") or {}).get("j_per_sample")))
+    out.append(("longeff_score", (record.get("accuracy") or {}).get("score")))
+    return out
+
+
+# -- outcome -> record ----------------------------------------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    record = item.stash.get(RECORD_KEY, None)
+    if record is None:
+        return report
+    final = report.when == "call" or (report.when == "setup" and not report.passed)
+    if final:
+        if report.passed:
+            record["status"], record["reason"] = "passed", None
+        elif report.skipped:
+            record["status"] = "skipped"
+            longrepr = report.longrepr
+            record["reason"] = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        else:
+            record["status"] = "error" if report.when == "setup" else "failed"
+            record["reason"] = call.excinfo.exconly() if call.excinfo is not None else str(report.longrepr)
+        # Travels with the report (also from xdist workers) to the controller, which writes it.
+        report.longeff_record = dict(record)
+    return report
+
+
+# -- controller: reports --------------------------------------------------------------------------------------------
+class LongeffReporter:
+    """Controller-side reporting: the JSON report (written after each cell) and the terminal matrix."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.report: JsonReport | None = None
+        self.started = time.perf_counter()
+        self.env: dict[str, Any] = {}
+        self.warnings: list[str] = []
+
+    def _json(self) -> JsonReport:
+        if self.report is None:
+            from pytest_longeff import __version__
+            from pytest_longeff.report import JsonReport
+
+            path = Path(self.settings.json_path)
+            if not path.is_absolute():
+                path = self.config.invocation_params.dir / path
+            header = {"machine": self.env, "software": {"pytest_longeff": __version__, "pytest": pytest.__version__},
+                      "settings": self.settings.to_dict()}
+            self.report = JsonReport(path, header)
+        return self.report
+
+    def session_started(self, session: LongeffSession) -> None:
+        self.env = session.environment()
+        self.warnings = list(session.warnings)
+        report = self._json()
+        report.header["machine"] = self.env
+        report.header["software"].update({k: self.env[k] for k in ("torch", "transformers", "python")})
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            meter = session.meter.method if session.meter is not None else f"unavailable ({session.meter_error})"
+            tr.write_line(f"longeff: device {session.device}, energy meter {meter}" +
+                          (f", idle {session.idle.power_w:.1f} W" if session.idle and session.idle.power_w else ""))
+            for warning in self.warnings:
+                tr.write_line(f"longeff: warning: {warning}", yellow=True)
+
+    def session_stats(self, session: LongeffSession) -> None:
+        report = self._json()
+        wall = time.perf_counter() - self.started
+        report.session.update({
+            "model_builds": session.stats.model_builds,
+            "model_cache_hits": session.stats.model_cache_hits,
+            "model_build_s": session.stats.model_build_s,
+            "tokenize_cache_hits": session.stats.tokenize_cache_hits,
+            "wall_s": wall,
+            "measured_s": session.stats.measured_s,
+            "outside_windows_s": wall - session.stats.measured_s,
+        })
+        report.write()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        s = self.settings
+        cells = len(s.families) * len(s.sizes) * len(s.lengths) * len(s.tasks)
+        return [
+            f"longeff: profile {s.profile}, matrix {'/'.join(s.families)} x {'/'.join(s.sizes)} x "
+            f"{'/'.join(map(str, s.lengths))} x {'/'.join(s.tasks)} ({cells} cells)",
+            f"longeff: training budget {s.train_budget.spec}, memory budget {s.memory_budget_bytes / 2**30:.2f} GiB "
+            f"({s.memory_budget_source}), energy {s.energy}, report {s.json_path}",
+        ]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "longeff_record", None)
+        if isinstance(record, dict):
+            self._json().add(record)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.report is None or not self.report.records:
+            return
+        from pytest_longeff.report import method_notes, render_matrix
+
+        tr = terminalreporter
+        tr.section("longeff: accuracy-efficiency matrix")
+        tr.write_line(render_matrix(self.report.records))
+        for note in method_notes(self.report.records, self.report.header["settings"]):
+            tr.write_line(f"  {note}")
+        tr.write_line(f"  JSON report: {self.report.path}")

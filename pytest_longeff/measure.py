@@ -1,0 +1,130 @@
+"""Measurement windows: time, peak memory and energy over a named stretch of work.
+
+A window synchronises the device at both edges (so queued GPU work is charged to the window that issued it), reads
+every meter at both edges, and records peak memory: CUDA's peak allocated bytes on a GPU, the process high-water
+mark (``VmHWM``, reset at window start) on the CPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_longeff.energy import EnergyReading, Meter
+
+
+def synchronize(device: str) -> None:
+    """Wait for all work queued on ``device``."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset the process's resident-set high-water mark (Linux ``clear_refs``); False where that is refused."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def release_memory(device: str) -> None:
+    """Give freed memory back (between batch-size probes and cells), so one probe's garbage is not the next's."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+    else:
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+class MemoryProbe:
+    """Peak memory of a stretch of work on one device.
+
+    CPU: ``VmHWM - VmRSS at start``, i.e. the most memory the work added on top of what the process held before
+    (the weights it already holds are added by callers that budget for them). CUDA: ``max_memory_allocated``.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.method = "cuda_max_memory_allocated" if device.startswith("cuda") else "process_vmhwm_delta"
+        self._start_rss = 0
+        self._hwm_reset = False
+
+    def start(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        self._hwm_reset = _reset_hwm()
+        self._start_rss = _proc_status_bytes("VmRSS") or 0
+
+    def stop(self) -> int | None:
+        """Peak bytes added during the window, or None when this system cannot tell."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.max_memory_allocated(self.device))
+        hwm = _proc_status_bytes("VmHWM")
+        if hwm is None or not self._hwm_reset:
+            return None
+        return max(hwm - self._start_rss, 0)
+
+
+@dataclass
+class WindowResult:
+    """What one window measured. ``time_s`` is wall time from ``perf_counter_ns`` between synchronised edges."""
+
+    name: str
+    time_s: float = 0.0
+    peak_memory_bytes: int | None = None
+    memory_method: str = ""
+    energy: EnergyReading | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def window(name: str, device: str, meter: Meter | None) -> Iterator[WindowResult]:
+    """Measure the body: ``with window("train", "cpu", meter) as w: ...``; ``w`` is filled in on exit, also when
+    the body raises (so a failure still reports what was measured up to it)."""
+    result = WindowResult(name)
+    probe = MemoryProbe(device)
+    result.memory_method = probe.method
+    synchronize(device)
+    probe.start()
+    if meter is not None:
+        meter.start()
+    t0 = time.perf_counter_ns()
+    try:
+        yield result
+    finally:
+        synchronize(device)
+        result.time_s = (time.perf_counter_ns() - t0) / 1e9
+        if meter is not None:
+            result.energy = meter.stop()
+        result.peak_memory_bytes = probe.stop()

@@ -1,0 +1,66 @@
+"""Profiles: where weights and data come from, as a table of data rather than an ``if`` ladder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One row of the profile table.
+
+    ``weights``: ``tiny`` (family-faithful tiny configs, fixed seed), ``dims`` (published architectures at real
+    dimensions, random init) or ``pretrained`` (checkpoints from the hub or a local mirror).
+    ``data``: ``generated`` (offline, deterministic, SCROLLS format) or ``scrolls`` (the SCROLLS zips).
+    """
+
+    name: str
+    weights: str
+    data: str
+    accuracy_meaning: str
+    default_memory_budget: str
+    default_max_batch: int
+    default_train_budget: str
+    default_eval_samples: int
+    max_new_tokens: int
+    seed: int = 0
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="tiny",
+            weights="tiny",
+            data="generated",
+            accuracy_meaning="pipeline check: tiny models on generated data; efficiency trends are real",
+            default_memory_budget="1GiB",
+            default_max_batch=4,
+            default_train_budget="steps=6",
+            default_eval_samples=4,
+            max_new_tokens=32,
+        ),
+        Profile(
+            name="dims",
+            weights="dims",
+            data="generated",
+            accuracy_meaning="meaningless: published architectures with random weights; efficiency is real",
+            default_memory_budget="48GiB",
+            default_max_batch=64,
+            default_train_budget="steps=20",
+            default_eval_samples=8,
+            max_new_tokens=128,
+        ),
+        Profile(
+            name="paper",
+            weights="pretrained",
+            data="scrolls",
+            accuracy_meaning="the study reproduced: pretrained checkpoints fine-tuned on SCROLLS",
+            default_memory_budget="48GiB",
+            default_max_batch=64,
+            default_train_budget="epochs=50,patience=3,eval_every=500",
+            default_eval_samples=0,  # 0: the whole validation split
+            max_new_tokens=128,
+        ),
+    )
+}

@@ -1,0 +1,185 @@
+"""Reports: the JSON report written as each cell finishes, predictions, and the terminal matrix.
+
+Only the controller writes files, and every write is atomic (temp file, then rename), so a crash loses at most the
+cell in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("passed", "failed", "skipped", "error")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    # NaN and infinities are not JSON: an unmeasurable figure is null, never a made-up number.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class JsonReport:
+    """The JSON report of one session, rewritten atomically after every record."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.header = header
+        self.records: list[dict[str, Any]] = []
+        self.session: dict[str, Any] = {}
+        self.started = time.perf_counter()
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.path.parent / "predictions"
+
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add one finished record (writing its predictions, if any) and rewrite the report."""
+        record = dict(record)
+        predictions = record.pop("_predictions", None)
+        if predictions is not None:
+            pred_path = self.predictions_dir / f"{record['id']}.json"
+            atomic_write_text(pred_path, json.dumps(predictions, indent=1, ensure_ascii=False) + "\n")
+            record["predictions_path"] = os.path.relpath(pred_path)
+        else:
+            record.setdefault("predictions_path", None)
+        record = _jsonable(record)
+        self.records = [r for r in self.records if r.get("id") != record["id"]] + [record]
+        self.write()
+        return record
+
+    def write(self) -> None:
+        doc = {"schema_version": SCHEMA_VERSION, **self.header, "session": self.session, "records": self.records}
+        atomic_write_text(self.path, json.dumps(_jsonable(doc), indent=1) + "\n")
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """Read a JSON report (e.g. a baseline), refusing other schema versions with a clear message."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable longeff JSON report ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else '?'} "
+                         f"is not {SCHEMA_VERSION}")
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Terminal matrix
+# ---------------------------------------------------------------------------------------------------------------
+
+NA = "n/a"
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return NA
+    if isinstance(value, (int, float)):
+        return format(value, spec)
+    return str(value)
+
+
+def _get(record: dict[str, Any], *path: str) -> Any:
+    cur: Any = record
+    for key in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _energy(record: dict[str, Any], part: str, key: str) -> str:
+    if not _get(record, part, "energy_valid"):
+        return NA
+    value = _get(record, part, key)
+    if value is None:
+        return NA
+    method = _get(record, part, "energy_method") or "?"
+    return f"{value:.3g} ({method})"
+
+
+def _mib(value: Any) -> str:
+    return NA if value is None else f"{value / 2**20:.0f}"
+
+
+def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The accuracy-efficiency matrix: one row per cell, ``n/a`` where a figure was not measured."""
+    headers = ["cell", "status", "score", "batch", "train samp/s", "train J", "infer samp/s", "p50 s/sample",
+               "infer J/sample", "train peak MiB", "attention"]
+    rows: list[list[str]] = []
+    for r in records:
+        batch = r.get("batch_size")
+        source = _get(r, "batch_search", "source")
+        rows.append([
+            r.get("id", "?"),
+            r.get("status", "?"),
+            _fmt(_get(r, "accuracy", "score"), ".1f"),
+            NA if batch is None else f"{batch} ({source})" if source else str(batch),
+            _fmt(_get(r, "train", "samples_per_s")),
+            _energy(r, "train", "energy_j"),
+            _fmt(_get(r, "inference", "samples_per_s")),
+            _fmt(_get(r, "inference", "latency_s", "p50")),
+            _energy(r, "inference", "j_per_sample"),
+            _mib(_get(r, "train", "peak_memory_bytes")),
+            _fmt(r.get("attention")).split(" ")[0],
+        ])
+    return headers, rows
+
+
+def render_matrix(records: Sequence[dict[str, Any]]) -> str:
+    from tabulate import tabulate
+
+    headers, rows = matrix_rows(records)
+    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    """How every figure in the matrix was obtained."""
+    measured = [r for r in records if r.get("train")]
+    notes = [
+        "score: SCROLLS metric x100 on greedy generations (ROUGE geometric mean; F1 for QA; exact match for "
+        "multiple choice / NLI)",
+        f"time: perf_counter between device-synchronised window edges; train samples/s = samples / window time "
+        f"(median, IQR and 95% CI over steps after {settings.get('warmup_steps')} warm-up step(s) are in the JSON)",
+        f"inference: {settings.get('repeats')} pass(es) over the validation examples; each batch is one latency "
+        "sample (p50 of per-sample latency)",
+    ]
+    methods = sorted({str(_get(r, part, "energy_method")) for r in measured for part in ("train", "inference")})
+    energy_notes = sorted({str(_get(r, part, "energy_note")) for r in measured for part in ("train", "inference")
+                           if not _get(r, part, "energy_valid") and _get(r, part, "energy_note")})
+    if methods:
+        notes.append(f"energy: method {', '.join(methods)}; n/a = not measured" +
+                     (f" ({'; '.join(energy_notes)})" if energy_notes else ""))
+    mem = sorted({str(_get(r, "train", "memory_method")) for r in measured})
+    if mem:
+        notes.append(f"memory: {', '.join(mem)} (peak per window)")
+    budget = settings.get("train_budget", {})
+    spec = budget.get("spec") if isinstance(budget, dict) else None
+    notes.append(f"training budget: {spec}; memory budget: {settings.get('memory_budget_bytes', 0) / 2**30:.2f} "
+                 f"GiB ({settings.get('memory_budget_source')}); profile {settings.get('profile')}")
+    return notes

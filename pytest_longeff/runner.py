@@ -1,0 +1,675 @@
+"""What happens in a cell: prepare, budget, fine-tune, infer, score, record.
+
+This module holds the work; ``plugin`` only wires it to pytest. Heavy libraries (torch, transformers) are imported
+here, and this module is imported only when a cell runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pytest_longeff import data as data_mod
+from pytest_longeff.batch_search import SearchResult, is_oom, search_batch_size
+from pytest_longeff.budget import BudgetTracker, TrainBudget, requires_energy_meter
+from pytest_longeff.energy import IdleBaseline, Meter, MeterUnavailable, make_meter, measure_idle, net_energy_j
+from pytest_longeff.matrix import Cell
+from pytest_longeff.measure import WindowResult, release_memory, synchronize, window
+from pytest_longeff.metrics import score_predictions
+from pytest_longeff.models import BuiltModel, Family, build_model
+from pytest_longeff.profiles import PROFILES, Profile
+from pytest_longeff.settings import Settings
+from pytest_longeff.stats import summarize
+from pytest_longeff.tasks import TaskSpec
+from pytest_longeff.tokenizer import cached_tokenizer
+
+# The study's optimiser (AdamW, linear schedule with 10 % warm-up).
+BETAS, EPS, WEIGHT_DECAY, WARMUP_SHARE = (0.9, 0.98), 1e-6, 0.001, 0.1
+# Time and energy budgets have no known step count; the schedule then decays over this many steps.
+OPEN_ENDED_SCHEDULE_STEPS = 1000
+
+
+class CellSkip(Exception):
+    """The cell cannot run here (e.g. it does not fit the memory budget even at batch 1)."""
+
+
+class CellUnavailable(Exception):
+    """The cell cannot be measured as asked (e.g. the requested energy meter does not work on this machine)."""
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` is ``cuda`` when a GPU is usable, else ``cpu``; an explicit ``cuda`` without one is an error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise CellUnavailable(f"--longeff-device {requested}: no CUDA device is usable here (torch "
+                              f"{torch.__version__}); use --longeff-device cpu or auto")
+    return requested
+
+
+@dataclass
+class TokenizedSplit:
+    """A split tokenised for one input length: inputs truncated and padded to exactly ``seq_len``."""
+
+    ids: list[str]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor  # padded with -100
+    input_tokens: int  # non-padding input tokens, summed
+
+
+@dataclass
+class SessionStats:
+    """Counters for the session report."""
+
+    model_builds: int = 0
+    model_cache_hits: int = 0
+    model_build_s: float = 0.0
+    tokenize_cache_hits: int = 0
+    tokenize_misses: int = 0
+    measured_s: float = 0.0
+
+
+class LongeffSession:
+    """Everything shared by the cells of one pytest session (on one worker): device, meter, idle baseline,
+    tokenizer, data and model caches."""
+
+    def __init__(self, settings: Settings, cache_dir: Path, model_cache_size: int = 2) -> None:
+        self.settings = settings
+        self.profile: Profile = PROFILES[settings.profile]
+        self.cache_dir = cache_dir
+        self.families: dict[str, Family] = {}
+        self.tasks: dict[str, TaskSpec] = {}
+        self.stats = SessionStats()
+        self.device = resolve_device(settings.device)
+        self.warnings: list[str] = []
+        self.meter: Meter | None = None
+        self.meter_error: str | None = None
+        self.idle: IdleBaseline | None = None
+        self._models: OrderedDict[tuple[str, str], BuiltModel] = OrderedDict()
+        self._model_cache_size = model_cache_size
+        self._splits: dict[str, dict[str, data_mod.Split]] = {}
+        self._tokenized: dict[tuple[int, str, str, int, int], TokenizedSplit] = {}
+        self._tokenizers: dict[str, Any] = {}
+        if self.device.startswith("cuda"):
+            # Emulate the budgeted card on a bigger one: allocations past the budget raise out-of-memory.
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, settings.memory_budget_bytes / total), self.device)
+
+    # -- meters -------------------------------------------------------------------------------------------------
+    def open_meter(self) -> None:
+        """Create the energy meter and measure idle power once; a meter that cannot work is remembered as an
+        error for every cell when it was asked for explicitly, and is a quiet ``none`` under ``auto``."""
+        try:
+            meter, warnings = make_meter(self.settings.energy, self.device, sample_hz=self.settings.energy_hz)
+        except MeterUnavailable as exc:
+            self.meter_error = f"--longeff-energy {self.settings.energy}: {exc}"
+            return
+        self.meter = meter
+        self.warnings.extend(warnings)
+        if self.settings.idle_s > 0 and meter.method != "none":
+            self.idle = measure_idle(meter, self.settings.idle_s)
+
+    def close(self) -> None:
+        if self.meter is not None:
+            self.meter.close()
+        self._models.clear()
+        release_memory(self.device)
+
+    def environment(self) -> dict[str, Any]:
+        """Machine and software facts for the report."""
+        import transformers
+
+        facts: dict[str, Any] = {
+            "device": self.device,
+            "cpu": _cpu_model(),
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
+        if self.device.startswith("cuda"):
+            facts["accelerator"] = torch.cuda.get_device_name(self.device)
+            facts["cuda"] = torch.version.cuda
+        if self.meter is not None:
+            facts["meter"] = self.meter.describe()
+        if self.idle is not None:
+            facts["idle"] = self.idle.to_dict()
+        return facts
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def task_root(self, task: str) -> Path:
+        """The folder holding ``<task>/{train,validation}.jsonl``: ``--longeff-data-dir`` when given (for the
+        paper profile also as a mirror of the SCROLLS zips), else generated data or the SCROLLS download."""
+        s = self.settings
+        given = Path(s.data_dir) if s.data_dir else None
+        if given is not None and (self.profile.data == "generated" or (given / task / "train.jsonl").is_file()):
+            return given
+        if self.profile.data == "generated":
+            root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}"
+            return data_mod.write_generated(root, s.tasks, self.profile.seed)
+        root = self.cache_dir / "scrolls"
+        data_mod.fetch_scrolls(task, root, given)
+        return root
+
+    def splits(self, task: str) -> dict[str, data_mod.Split]:
+        if task not in self._splits:
+            self._splits[task] = data_mod.load_task(self.task_root(task), task)
+        return self._splits[task]
+
+    def tokenizer(self, cell: Cell) -> Any:
+        """The cell's tokenizer: the checkpoint's own for pretrained weights, else one trained offline on the
+        training splits of the session's tasks (shared by every cell, so one model serves every task)."""
+        key = f"{cell.family}-{cell.size}" if self.profile.weights == "pretrained" else "shared"
+        if key not in self._tokenizers:
+            if self.profile.weights == "pretrained":
+                from transformers import AutoTokenizer
+
+                family = self.families[cell.family]
+                self._tokenizers[key] = AutoTokenizer.from_pretrained(_model_source(family, cell.size, self.settings))
+            else:
+                texts: list[str] = []
+                key_parts: list[str] = []
+                for task in self.settings.tasks:
+                    try:
+                        split = self.splits(task)["train"]
+                    except data_mod.DataError:
+                        continue  # that task's own cells report the problem; the others can still run
+                    texts.extend(r.input for r in split.rows)
+                    texts.extend(r.output for r in split.rows)
+                    key_parts.append(_file_key(Path(split.path)))
+                self._tokenizers[key] = cached_tokenizer(self.cache_dir / "tokenizers", "|".join(key_parts), texts)
+        return self._tokenizers[key]
+
+    def tokenized(self, cell: Cell, task: TaskSpec, split_name: str, limit: int = 0) -> TokenizedSplit:
+        """A split tokenised for the cell's length, cached per (tokenizer, task, split, length, limit)."""
+        tok = self.tokenizer(cell)
+        seq_len = cell.seq_len
+        key = (id(tok), task.name, split_name, seq_len, limit)
+        if key in self._tokenized:
+            self.stats.tokenize_cache_hits += 1
+            return self._tokenized[key]
+        self.stats.tokenize_misses += 1
+        split = self.splits(task.name)[split_name]
+        rows = split.examples() if split_name != "train" else list(split.rows)
+        if limit:
+            rows = rows[:limit]
+        enc = tok([r.input for r in rows], max_length=seq_len, truncation=True, padding="max_length",
+                  return_tensors="pt")
+        tgt = tok([r.output for r in rows], max_length=task.max_target_tokens, truncation=True, padding="longest",
+                  return_tensors="pt")
+        labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
+        out = TokenizedSplit([r.id for r in rows], enc["input_ids"], enc["attention_mask"], labels,
+                             int(enc["attention_mask"].sum()))
+        self._tokenized[key] = out
+        return out
+
+    # -- models -------------------------------------------------------------------------------------------------
+    def model(self, cell: Cell) -> tuple[BuiltModel, bool]:
+        """The cell's model, built once per (family, size) and reset to its initial weights; True if built now."""
+        key = cell.model_key
+        if key in self._models:
+            self._models.move_to_end(key)
+            self.stats.model_cache_hits += 1
+            built, fresh = self._models[key], False
+        else:
+            while len(self._models) >= self._model_cache_size:
+                self._models.popitem(last=False)
+                release_memory(self.device)
+            vocab = len(self.tokenizer(cell))
+            max_len = max(self.settings.lengths)
+            built = build_model(self.families[cell.family], cell.size, self.profile.weights, vocab, max_len,
+                                self.settings.model_dir, self.profile.seed)
+            built.model.to(self.device)
+            self._models[key] = built
+            self.stats.model_builds += 1
+            self.stats.model_build_s += built.build_s
+            fresh = True
+        built.reset()
+        built.family.prepare(built.model, cell.seq_len)
+        return built, fresh
+
+
+def _model_source(family: Family, size: str, settings: Settings) -> str:
+    checkpoint = family.checkpoint(size)
+    if settings.model_dir:
+        return str(Path(settings.model_dir) / checkpoint)
+    return checkpoint
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_key(device: str) -> str:
+    """Identifies a machine and software stack for caches and baselines."""
+    import transformers
+
+    parts = [platform.node(), _cpu_model(), device, torch.__version__, transformers.__version__]
+    if device.startswith("cuda") and torch.cuda.is_available():
+        parts.append(torch.cuda.get_device_name(device))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Training
+# -------------------------------------------------------------------------------------------------------------
+
+
+def _batch(split: TokenizedSplit, index: Sequence[int], device: str) -> tuple[torch.Tensor, torch.Tensor,
+                                                                             torch.Tensor]:
+    idx = torch.tensor(list(index))
+    labels = split.labels[idx]
+    # Trim label padding shared by the whole batch: the decoder then runs on the batch's longest target.
+    width = int((labels != -100).sum(dim=1).max().item()) or 1
+    return (split.input_ids[idx].to(device), split.attention_mask[idx].to(device),
+            labels[:, :width].contiguous().to(device))
+
+
+def _train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], device: str) -> torch.Tensor:
+    ids, mask, labels = _batch(split, index, device)
+    out = built.model(**built.family.model_inputs(ids, mask), labels=labels)
+    loss: torch.Tensor = out.loss
+    loss.backward()
+    return loss.detach()
+
+
+def _optimizer(model: Any, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+
+
+def optimizer_settings(lr: float) -> dict[str, Any]:
+    """What the record says about the optimiser (the study's settings unless --longeff-lr changed the rate)."""
+    return {"name": "AdamW", "lr": lr, "betas": list(BETAS), "eps": EPS, "weight_decay": WEIGHT_DECAY,
+            "schedule": f"linear with {WARMUP_SHARE:.0%} warm-up", "precision": "fp32"}
+
+
+def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str) -> int:
+    """One full training step (forward, backward, optimiser step) at ``batch_size``: its peak memory in bytes.
+
+    On the CPU the figure is the process high-water mark above what it held before the step, plus the weights
+    (already resident); on CUDA the peak allocated bytes, weights included.
+    """
+    model = built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    opt = _optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
+    index = [i % len(split.ids) for i in range(batch_size)]
+    with window("probe", device, None) as w:
+        _train_step(built, split, index, device)
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    del opt
+    if w.peak_memory_bytes is None:
+        raise CellUnavailable("peak memory cannot be read on this system, so the batch-size search cannot run; "
+                              "pass --longeff-batch-size N")
+    if device.startswith("cuda"):
+        return w.peak_memory_bytes
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return w.peak_memory_bytes + weights
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    samples: int = 0
+    stopped_by: str = ""
+    losses: list[float] = field(default_factory=list)
+    step_times_s: list[float] = field(default_factory=list)
+    step_samples: list[int] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+    best_step: int | None = None
+
+
+def fine_tune(
+    built: BuiltModel,
+    train: TokenizedSplit,
+    validation: TokenizedSplit,
+    batch_size: int,
+    accumulation: int,
+    budget: TrainBudget,
+    device: str,
+    meter: Meter | None,
+    seed: int,
+    lr: float,
+    energy_so_far: Callable[[], float | None],
+) -> TrainResult:
+    """The study's fine-tuning loop under ``budget``: AdamW, linear schedule with 10 % warm-up, fp32."""
+    from transformers import get_linear_schedule_with_warmup
+
+    model = built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    opt = _optimizer(model, lr)
+    samples_per_step = batch_size * accumulation
+    steps_per_epoch = max(1, len(train.ids) // samples_per_step)
+    planned = _planned_steps(budget, steps_per_epoch, samples_per_step)
+    schedule = get_linear_schedule_with_warmup(opt, math.ceil(WARMUP_SHARE * planned), planned)
+    tracker = BudgetTracker(budget, steps_per_epoch)
+    rng = random.Random(seed)
+    result = TrainResult()
+    order: list[int] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    t_start = time.perf_counter()
+    while True:
+        reason = tracker.should_stop()
+        if reason is not None:
+            result.stopped_by = reason
+            break
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        for _ in range(accumulation):
+            if len(order) < batch_size:
+                epoch_order = list(range(len(train.ids)))
+                rng.shuffle(epoch_order)
+                order.extend(epoch_order)
+            index, order = order[:batch_size], order[batch_size:]
+            loss_sum += float(_train_step(built, train, index, device)) / accumulation
+        opt.step()
+        schedule.step()
+        model.zero_grad(set_to_none=True)
+        synchronize(device)
+        result.step_times_s.append(time.perf_counter() - t0)
+        result.step_samples.append(samples_per_step)
+        result.steps += 1
+        result.samples += samples_per_step
+        result.losses.append(loss_sum)
+        tracker.update(result.steps, result.samples, time.perf_counter() - t_start, energy_so_far())
+        if tracker.wants_eval(result.steps):
+            val_loss = evaluate_loss(built, validation, batch_size, device)
+            result.evals.append({"step": result.steps, "validation_loss": val_loss})
+            if tracker.record_eval(-val_loss):
+                result.best_step = result.steps
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.train()
+    if best_state is not None:
+        model.load_state_dict(best_state)  # the study's recipe keeps the best weights
+    return result
+
+
+def _planned_steps(budget: TrainBudget, steps_per_epoch: int, samples_per_step: int) -> int:
+    if budget.kind == "steps" and budget.steps:
+        planned = budget.steps
+    elif budget.kind == "samples" and budget.samples:
+        planned = math.ceil(budget.samples / samples_per_step)
+    elif budget.kind == "epochs" and budget.epochs:
+        planned = budget.epochs * steps_per_epoch
+    else:
+        planned = OPEN_ENDED_SCHEDULE_STEPS
+    if budget.max_steps:
+        planned = min(planned, budget.max_steps)
+    return max(planned, 1)
+
+
+@torch.no_grad()
+def evaluate_loss(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str) -> float:
+    """Mean teacher-forced loss over ``split`` (used for early stopping)."""
+    built.model.eval()
+    total, n = 0.0, 0
+    for start in range(0, len(split.ids), batch_size):
+        index = range(start, min(start + batch_size, len(split.ids)))
+        ids, mask, labels = _batch(split, index, device)
+        total += float(built.model(**built.family.model_inputs(ids, mask), labels=labels).loss) * len(index)
+        n += len(index)
+    return total / max(n, 1)
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Inference
+# -------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InferResult:
+    predictions: dict[str, str]
+    batch_latencies_s: list[float]
+    batch_sizes: list[int]
+    passes: int
+    generated_tokens: int
+
+
+@torch.no_grad()
+def generate(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_size: int, max_new_tokens: int,
+             repeats: int, device: str) -> InferResult:
+    """Greedy generation over ``split``, ``repeats`` times; each batch's wall time is one latency sample."""
+    model = built.model
+    model.eval()
+    predictions: dict[str, str] = {}
+    latencies: list[float] = []
+    sizes: list[int] = []
+    generated = 0
+    for _ in range(repeats):
+        for start in range(0, len(split.ids), batch_size):
+            index = list(range(start, min(start + batch_size, len(split.ids))))
+            ids, mask, _ = _batch(split, index, device)
+            t0 = time.perf_counter()
+            out = model.generate(**built.family.model_inputs(ids, mask), max_new_tokens=max_new_tokens,
+                                 num_beams=1, do_sample=False)
+            synchronize(device)
+            latencies.append(time.perf_counter() - t0)
+            sizes.append(len(index))
+            generated += int((out != tokenizer.pad_token_id).sum())
+            for i, text in zip(index, tokenizer.batch_decode(out, skip_special_tokens=True)):
+                predictions[split.ids[i]] = text.strip()
+    return InferResult(predictions, latencies, sizes, repeats, generated)
+
+
+@torch.no_grad()
+def teacher_forced_predictions(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_size: int,
+                               device: str) -> dict[str, str]:
+    """The study's scoring: argmax of the logits under teacher forcing, no generation."""
+    built.model.eval()
+    out: dict[str, str] = {}
+    for start in range(0, len(split.ids), batch_size):
+        index = list(range(start, min(start + batch_size, len(split.ids))))
+        ids, mask, labels = _batch(split, index, device)
+        logits = built.model(**built.family.model_inputs(ids, mask), labels=labels).logits
+        tokens = logits.argmax(-1).masked_fill(labels == -100, tokenizer.pad_token_id)
+        for i, text in zip(index, tokenizer.batch_decode(tokens, skip_special_tokens=True)):
+            out[split.ids[i]] = text.strip()
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------------
+# The cell
+# -------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchCache:
+    """Found batch sizes across runs: ``get(key)`` / ``set(key, value)`` over ``config.cache``."""
+
+    get: Callable[[str], Any]
+    set: Callable[[str, Any], None]
+
+
+def batch_cache_key(session: LongeffSession, cell: Cell) -> str:
+    s = session.settings
+    raw = json.dumps([machine_key(session.device), s.profile, cell.id, s.memory_budget_bytes, s.max_batch,
+                      session.profile.weights])
+    return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: TokenizedSplit,
+                 cache: BatchCache | None) -> tuple[int, dict[str, Any]]:
+    """The training batch: fixed by option, cached from an earlier run, or searched under the memory budget."""
+    s = session.settings
+    if s.batch_size is not None:
+        return s.batch_size, {"source": "fixed", "probes": 0, "peak_memory_bytes": None}
+    key = batch_cache_key(session, cell)
+    if cache is not None and not s.batch_reset:
+        hit = cache.get(key)
+        if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] >= 0:
+            info = {"source": "cached", "probes": 0, "peak_memory_bytes": hit.get("peak_memory_bytes"),
+                    "searched_probes": hit.get("probes")}
+            return hit["batch_size"], info
+
+    def try_batch(b: int) -> int:
+        return probe_batch(built, train, b, session.device)
+
+    found: SearchResult = search_batch_size(try_batch, s.memory_budget_bytes, max_batch=s.max_batch,
+                                            release=lambda: release_memory(session.device))
+    info = {"source": "searched", **found.to_dict()}
+    info.setdefault("probes", len(found.probes))
+    info["probes"] = len(found.probes)
+    if cache is not None:
+        cache.set(key, {"batch_size": found.batch_size, "probes": len(found.probes),
+                        "peak_memory_bytes": found.peak_memory_bytes})
+    return found.batch_size, info
+
+
+def _energy_fields(w: WindowResult, idle: IdleBaseline | None) -> dict[str, Any]:
+    if w.energy is None:
+        return {"energy_j": None, "energy_method": "none", "energy_valid": False,
+                "energy_note": "no energy meter", "energy_net_j": None}
+    fields = w.energy.to_dict()
+    fields.pop("time_s", None)
+    fields["energy_net_j"] = net_energy_j(w.energy, idle)
+    return fields
+
+
+def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache: BatchCache | None) -> None:
+    """Run one cell, filling ``record`` as each stage finishes (so a failure keeps what was measured)."""
+    s = session.settings
+    task = session.tasks[cell.task]
+    if session.meter_error is not None:
+        raise CellUnavailable(session.meter_error)
+    if requires_energy_meter(s.train_budget) and (session.meter is None or session.meter.method == "none"):
+        raise CellUnavailable(f"--longeff-train-budget {s.train_budget.spec} needs a real energy meter; none is "
+                              "available here (see --longeff-energy)")
+
+    # 1. Prepare (cached across cells; outside every measured window).
+    train = session.tokenized(cell, task, "train")
+    validation = session.tokenized(cell, task, "validation", s.eval_samples)
+    tokenizer = session.tokenizer(cell)
+    built, fresh = session.model(cell)
+    family = built.family
+    record.update({
+        "params": built.params,
+        "model": built.label,
+        "model_config": built.config_dict(),
+        "model_build": {"built_now": fresh, "build_s": built.build_s if fresh else None},
+        "memory_budget_bytes": s.memory_budget_bytes,
+        "train_budget": s.train_budget.to_dict(),
+        "optimizer": optimizer_settings(s.lr),
+        "validation_examples": len(validation.ids),
+    })
+
+    # 2. Budget: the largest batch that fits.
+    batch_size, batch_info = choose_batch(session, cell, built, train, cache)
+    record["batch_size"] = batch_size
+    record["batch_search"] = batch_info
+    if batch_size == 0:
+        raise CellSkip(f"does not fit the memory budget of {s.memory_budget_bytes / 2**30:.2f} GiB even at batch "
+                       "size 1 (raise --longeff-memory-budget)")
+    accumulation = 1
+    if s.effective_batch:
+        accumulation = max(1, math.ceil(s.effective_batch / batch_size))
+    record["gradient_accumulation"] = accumulation
+    record["effective_batch"] = batch_size * accumulation
+    built.reset()  # the probes trained the model; every cell starts from the same weights
+    family.prepare(built.model, cell.seq_len)
+
+    # 3. Fine-tune.
+    meter = session.meter
+    with window("train", session.device, meter) as tw:
+        result = fine_tune(built, train, validation, batch_size, accumulation, s.train_budget, session.device,
+                           meter, session.profile.seed, s.lr, lambda: None)
+    warm = s.warmup_steps if result.steps > s.warmup_steps else 0
+    throughputs = [n / t for n, t in zip(result.step_samples[warm:], result.step_times_s[warm:]) if t > 0]
+    train_summary = summarize(throughputs)
+    record["train"] = {
+        "steps": result.steps,
+        "samples": result.samples,
+        "time_s": tw.time_s,
+        "samples_per_s": result.samples / tw.time_s if tw.time_s > 0 else None,
+        "samples_per_s_stats": train_summary.to_dict() if train_summary else None,
+        "warmup_steps_excluded": warm,
+        "input_tokens_per_step": cell.seq_len * batch_size * accumulation,
+        "loss_first": result.losses[0] if result.losses else None,
+        "loss_last": result.losses[-1] if result.losses else None,
+        "evaluations": result.evals,
+        "best_step": result.best_step,
+        "peak_memory_bytes": tw.peak_memory_bytes,
+        "memory_method": tw.memory_method,
+        "stopped_by": result.stopped_by,
+        **_energy_fields(tw, session.idle),
+    }
+    if record["train"]["energy_j"] is not None and result.samples:
+        record["train"]["samples_per_kj"] = result.samples / (record["train"]["energy_j"] / 1000)
+    session.stats.measured_s += tw.time_s
+    family.prepare(built.model, cell.seq_len)
+
+    # 4. Infer.
+    max_new = min(session.profile.max_new_tokens, task.max_target_tokens)
+    with window("inference", session.device, meter) as iw:
+        inf = generate(built, validation, tokenizer, batch_size, max_new, s.repeats, session.device)
+    session.stats.measured_s += iw.time_s
+    record["attention"] = family.attention(built.model, cell.seq_len)
+    samples = sum(inf.batch_sizes)
+    per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes)]
+    lat = summarize(per_sample)
+    thr = summarize([n / t for t, n in zip(inf.batch_latencies_s, inf.batch_sizes) if t > 0])
+    infer_energy = _energy_fields(iw, session.idle)
+    record["inference"] = {
+        "samples": samples,
+        "passes": inf.passes,
+        "time_s": iw.time_s,
+        "samples_per_s": samples / iw.time_s if iw.time_s > 0 else None,
+        "samples_per_s_stats": thr.to_dict() if thr else None,
+        "latency_s": {"p50": _pct(per_sample, 50), "p90": _pct(per_sample, 90),
+                      "stats": lat.to_dict() if lat else None,
+                      "note": "per-sample latency: each batch's generate() wall time / its size"},
+        "generated_tokens": inf.generated_tokens,
+        "max_new_tokens": max_new,
+        "peak_memory_bytes": iw.peak_memory_bytes,
+        "memory_method": iw.memory_method,
+        **infer_energy,
+        "j_per_sample": (infer_energy["energy_j"] / samples) if infer_energy["energy_j"] is not None and samples
+        else None,
+    }
+
+    # 5. Score.
+    refs = session.splits(cell.task)["validation"].references()
+    refs = {i: refs[i] for i in validation.ids}
+    record["accuracy"] = score_predictions(task.metric, inf.predictions, refs)
+    record["accuracy_method"] = f"greedy generation, SCROLLS {task.metric}, x100"
+    if s.teacher_forced:
+        tf = teacher_forced_predictions(built, validation, tokenizer, batch_size, session.device)
+        record["accuracy_teacher_forced"] = score_predictions(task.metric, tf, refs)
+    record["_predictions"] = inf.predictions
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    from pytest_longeff.stats import percentile
+
+    return percentile(values, q) if values else None
+
+
+def oom_message(exc: BaseException) -> str | None:
+    """A one-line reason when ``exc`` is an out-of-memory failure."""
+    return f"out of memory: {exc}" if is_oom(exc) else None

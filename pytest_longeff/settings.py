@@ -1,0 +1,277 @@
+"""User-facing options, defined once, validated by ``type=`` callables and resolved once into :class:`Settings`.
+
+Precedence: command line, then ini key (``longeff_*``), then the profile's default. A wrong value is a usage error
+that names the option (or ini key) and the accepted values.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pytest
+
+from pytest_longeff.budget import TrainBudget, parse_train_budget
+from pytest_longeff.energy import ENERGY_CHOICES
+from pytest_longeff.matrix import (
+    DEFAULT_FAMILIES,
+    DEFAULT_LENGTHS,
+    DEFAULT_SIZES,
+    DEFAULT_TASKS,
+    KNOWN_SIZES,
+    parse_lengths,
+    parse_name_list,
+)
+from pytest_longeff.profiles import PROFILES
+from pytest_longeff.units import parse_size
+
+DEFAULT_JSON = "reports/longeff.json"
+
+
+def _choice(accepted: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in accepted:
+            raise ValueError(f"got {text!r}; accepted: {', '.join(accepted)}")
+        return text
+
+    return parse
+
+
+def parse_device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError(f"got {text!r}; accepted: auto, cpu, cuda, cuda:N (N a device index)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text.removesuffix("s"))
+    except ValueError:
+        raise ValueError(f"expected a number of seconds >= 0, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a positive number, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _names(accepted: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
+    return lambda text: parse_name_list(text, accepted, what)
+
+
+def _any_names(text: str) -> tuple[str, ...]:
+    # Families and tasks can be added by hooks, so their names are checked against the registry at configure.
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not names:
+        raise ValueError("expected a comma list of names, got an empty value")
+    return names
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``--longeff-<name>`` option and its ``longeff_<name>`` ini key."""
+
+    name: str
+    parse: Callable[[str], Any] | None  # None: a flag
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--longeff-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return "longeff_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("profile", _choice(tuple(PROFILES)), "where weights and data come from: tiny (default; offline, "
+           "minutes on a CPU), dims (published architectures, random weights), paper (pretrained checkpoints and "
+           "SCROLLS)", "{" + ",".join(PROFILES) + "}"),
+    Option("families", _any_names, f"comma list of model families (default {','.join(DEFAULT_FAMILIES)})", "LIST"),
+    Option("sizes", _names(KNOWN_SIZES, "sizes"), f"comma list of sizes (default {','.join(DEFAULT_SIZES)})",
+           "LIST"),
+    Option("lengths", parse_lengths, "comma list of input lengths in tokens (default "
+           f"{','.join(map(str, DEFAULT_LENGTHS))})", "LIST"),
+    Option("tasks", _any_names, f"comma list of SCROLLS tasks (default {','.join(DEFAULT_TASKS)}; also "
+           "narrative_qa, quality, contract_nli)", "LIST"),
+    Option("data-dir", str, "SCROLLS-format data: DIR/<task>/train.jsonl and DIR/<task>/validation.jsonl (or "
+           "DIR/<task>.zip for the paper profile)", "DIR"),
+    Option("model-dir", str, "paper profile: local mirror of checkpoints as DIR/<org>/<name> (save_pretrained "
+           "folders) instead of the hub", "DIR"),
+    Option("device", parse_device, "where models run: auto (cuda if available), cpu, cuda, cuda:N", "DEVICE"),
+    Option("energy", _choice(ENERGY_CHOICES), "energy meter: auto (best real meter for the device), nvml (GPU "
+           "energy counter), nvml-power (sampled power, integrated), rapl, estimate (labelled model), none",
+           "{" + ",".join(ENERGY_CHOICES) + "}"),
+    Option("energy-hz", _positive_float, "nvml-power sampling rate in Hz (default 20)", "HZ"),
+    Option("idle-s", _non_negative_float, "seconds of idle power measured once per session for net energy "
+           "(default 2; 0 skips)", "SECONDS"),
+    Option("memory-budget", parse_size, "memory one cell may use, e.g. 48GiB; the batch-size search respects it "
+           "(default: the profile's)", "SIZE"),
+    Option("max-batch", _positive_int, "largest batch size the search may pick (default: the profile's)", "N"),
+    Option("batch-size", _positive_int, "use this training batch size instead of searching", "N"),
+    Option("batch-reset", None, "forget cached batch sizes and search again"),
+    Option("effective-batch", _positive_int, "reach this effective batch by gradient accumulation", "N"),
+    Option("train-budget", parse_train_budget, "training budget: steps=N, samples=N, "
+           "epochs=N,patience=K[,eval_every=M], time=60s, energy=20kJ (default: the profile's)", "SPEC"),
+    Option("lr", _positive_float, "peak learning rate of AdamW (default 2e-5, the study's; tiny random-init "
+           "models learn little at it in a few steps)", "LR"),
+    Option("eval-samples", _non_negative_int, "validation examples generated and scored per cell (0: all; "
+           "default: the profile's)", "N"),
+    Option("repeats", _positive_int, "inference passes over the validation examples for timing statistics "
+           "(default 1; every batch is a latency sample)", "N"),
+    Option("warmup-steps", _non_negative_int, "training steps excluded from throughput statistics (default 1)",
+           "N"),
+    Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits, no generation"),
+    Option("json", str, f"where the JSON report goes (default {DEFAULT_JSON})", "PATH"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every longeff setting, resolved once per session."""
+
+    profile: str
+    families: tuple[str, ...]
+    sizes: tuple[str, ...]
+    lengths: tuple[int, ...]
+    tasks: tuple[str, ...]
+    data_dir: str | None
+    model_dir: str | None
+    device: str
+    energy: str
+    energy_hz: float
+    idle_s: float
+    memory_budget_bytes: int
+    memory_budget_source: str  # "option" or "profile default"
+    max_batch: int
+    batch_size: int | None
+    batch_reset: bool
+    effective_batch: int | None
+    train_budget: TrainBudget
+    lr: float
+    eval_samples: int
+    repeats: int
+    warmup_steps: int
+    teacher_forced: bool
+    json_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["train_budget"] = self.train_budget.to_dict()
+        return out
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("longeff", "long-context accuracy vs. efficiency benchmarks (pytest-longeff)")
+    for opt in OPTIONS:
+        if opt.parse is None:
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest, help=opt.help)
+            parser.addini(opt.dest, help=opt.help, type="bool", default=None)
+        else:
+            group.addoption(opt.flag, type=_argtype(opt.parse), default=None, dest=opt.dest, metavar=opt.metavar,
+                            help=opt.help)
+            parser.addini(opt.dest, help=opt.help, default=None)
+
+
+def _argtype(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    wrapped.__name__ = getattr(parse, "__name__", "value")
+    return wrapped
+
+
+def _value(config: pytest.Config, opt: Option) -> Any:
+    cli = config.getoption(opt.dest)
+    if cli is not None:
+        return cli
+    raw = config.getini(opt.dest)
+    if raw is None or raw == "" or raw == []:
+        return None
+    if opt.parse is None:
+        return bool(raw)
+    try:
+        return opt.parse(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini option {opt.dest} = {raw!r}: {exc}") from None
+
+
+def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> Settings:
+    """Resolve every option once; unknown family or task names (checked against the registries, which hooks can
+    extend) are usage errors that list the accepted names."""
+    v = {opt.name: _value(config, opt) for opt in OPTIONS}
+    profile = PROFILES[v["profile"] or "tiny"]
+    families = v["families"] or DEFAULT_FAMILIES
+    tasks = v["tasks"] or DEFAULT_TASKS
+    for option, names, known in (("families", families, known_families), ("tasks", tasks, known_tasks)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise pytest.UsageError(
+                f"--longeff-{option}: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}"
+            )
+    if v["memory-budget"] is not None:
+        budget, budget_source = v["memory-budget"], "option"
+    else:
+        budget, budget_source = parse_size(profile.default_memory_budget), f"{profile.name} profile default"
+    return Settings(
+        profile=profile.name,
+        families=tuple(families),
+        sizes=tuple(v["sizes"] or DEFAULT_SIZES),
+        lengths=tuple(v["lengths"] or DEFAULT_LENGTHS),
+        tasks=tuple(tasks),
+        data_dir=v["data-dir"],
+        model_dir=v["model-dir"],
+        device=v["device"] or "auto",
+        energy=v["energy"] or "auto",
+        energy_hz=v["energy-hz"] or 20.0,
+        idle_s=2.0 if v["idle-s"] is None else v["idle-s"],
+        memory_budget_bytes=budget,
+        memory_budget_source=budget_source,
+        max_batch=v["max-batch"] or profile.default_max_batch,
+        batch_size=v["batch-size"],
+        batch_reset=bool(v["batch-reset"]),
+        effective_batch=v["effective-batch"],
+        train_budget=v["train-budget"] or parse_train_budget(profile.default_train_budget),
+        lr=v["lr"] or 2e-5,
+        eval_samples=profile.default_eval_samples if v["eval-samples"] is None else v["eval-samples"],
+        repeats=v["repeats"] or 1,
+        warmup_steps=1 if v["warmup-steps"] is None else v["warmup-steps"],
+        teacher_forced=bool(v["teacher-forced"]),
+        json_path=v["json"] or DEFAULT_JSON,
+    )

@@ -1,0 +1,59 @@
+"""The offline tokenizer: a word-level fast tokenizer trained locally on the training splits, cached on disk.
+
+The ``tiny`` and ``dims`` profiles cannot download a tokenizer, so one is trained on the data in use (generated or
+the user's SCROLLS files). Its ids for padding, start, end and unknown match the model configs in ``models``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pytest_longeff.models import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
+assert [PAD_ID, BOS_ID, EOS_ID, UNK_ID] == [0, 1, 2, 3]
+DEFAULT_VOCAB = 8000
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Any:
+    """Train a lower-casing word-level tokenizer (words and punctuation) and wrap it for ``transformers``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
+    tok.train_from_iterator(texts, trainer=trainer)
+    # Every encoded sequence ends with </s>, as the seq2seq models expect.
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS_ID)])
+    return _wrap(tok)
+
+
+def _wrap(tok: Any) -> Any:
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def cached_tokenizer(cache_dir: Path, key: str, texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Any:
+    """Load the tokenizer trained for ``key`` (the data it was trained on), training and saving it on a miss."""
+    from tokenizers import Tokenizer
+
+    digest = hashlib.sha256(f"{key}|{vocab_size}".encode()).hexdigest()[:16]
+    path = cache_dir / f"tokenizer-{digest}.json"
+    if path.is_file():
+        try:
+            return _wrap(Tokenizer.from_file(str(path)))
+        except Exception:  # a corrupt cache entry is rebuilt, never fatal
+            path.unlink(missing_ok=True)
+    wrapped = train_tokenizer(texts, vocab_size)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    wrapped.backend_tokenizer.save(str(tmp))
+    tmp.replace(path)
+    return wrapped

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up pytest-longeff in ./.venv: the package (editable), its test extras, and torch.
+#
+# torch: an environment that can already import torch keeps it (a GPU build stays a GPU build: the venv then
+# sees the system's packages); otherwise the CPU wheel torch==2.13.0 is installed, never a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  if "$py" -c "import torch" 2>/dev/null; then
+    echo "setup: using the torch already installed for $py ($("$py" -c 'import torch; print(torch.__version__)'))"
+    "$py" -m venv --system-site-packages .venv
+  else
+    "$py" -m venv .venv
+  fi
+fi
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "setup: installing the CPU build torch==2.13.0"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -1,0 +1,237 @@
+"""A fake of the part of the pynvml API that pytest_longeff.energy uses, driven by a controllable clock.
+
+The fake is a real ``ModuleType`` so it can be passed wherever a pynvml module is expected. Exception classes
+mirror pynvml's: ``NVMLError(value)`` carries the NVML error code in ``.value`` and each subclass
+(``NVMLError_NotSupported``, ...) is raised without arguments.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+# Error codes and clock kinds as numbered in nvml.h / pynvml.
+NVML_SUCCESS = 0
+NVML_ERROR_UNINITIALIZED = 1
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_UNKNOWN = 999
+
+NVML_CLOCK_GRAPHICS = 0
+NVML_CLOCK_SM = 1
+NVML_CLOCK_MEM = 2
+
+_MESSAGES = {
+    NVML_ERROR_UNINITIALIZED: "Uninitialized",
+    NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
+    NVML_ERROR_NOT_SUPPORTED: "Not Supported",
+    NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
+    NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
+    NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
+    NVML_ERROR_GPU_IS_LOST: "GPU is lost",
+    NVML_ERROR_UNKNOWN: "Unknown Error",
+}
+
+
+class NVMLError(Exception):
+    """Base NVML error; ``value`` is the NVML error code, ``str()`` its message, as in pynvml."""
+
+    value: int = NVML_ERROR_UNKNOWN
+
+    def __init__(self, value: int | None = None) -> None:
+        if value is not None:
+            self.value = value
+        super().__init__(self.value)
+
+    def __str__(self) -> str:
+        return _MESSAGES.get(self.value, f"NVML Error with code {self.value}")
+
+
+# Named like pynvml's classes, hence not PEP 8 class names.
+class NVMLError_Uninitialized(NVMLError):
+    value = NVML_ERROR_UNINITIALIZED
+
+
+class NVMLError_InvalidArgument(NVMLError):
+    value = NVML_ERROR_INVALID_ARGUMENT
+
+
+class NVMLError_NotSupported(NVMLError):
+    value = NVML_ERROR_NOT_SUPPORTED
+
+
+class NVMLError_NoPermission(NVMLError):
+    value = NVML_ERROR_NO_PERMISSION
+
+
+class NVMLError_DriverNotLoaded(NVMLError):
+    value = NVML_ERROR_DRIVER_NOT_LOADED
+
+
+class NVMLError_LibraryNotFound(NVMLError):
+    value = NVML_ERROR_LIBRARY_NOT_FOUND
+
+
+class NVMLError_GpuIsLost(NVMLError):
+    value = NVML_ERROR_GPU_IS_LOST
+
+
+class NVMLError_Unknown(NVMLError):
+    value = NVML_ERROR_UNKNOWN
+
+
+class ManualClock:
+    """A clock in seconds that moves only when told to."""
+
+    def __init__(self, start_s: float = 1000.0) -> None:
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+@dataclass
+class FakeGpu:
+    """One simulated GPU. ``power_w`` is constant or a function of the fake's clock (seconds)."""
+
+    name: str = "NVIDIA Fake H100"
+    power_w: float | Callable[[float], float] = 300.0
+    energy_supported: bool = True
+    power_supported: bool = True
+    #: The energy counter advances in steps of this many seconds, like NVML's ~100 ms refresh.
+    counter_update_s: float = 0.1
+    #: Counter value (millijoules) at the fake's time origin; set near 2**64 to test wrap-around.
+    counter_start_mj: int = 0
+    power_limit_w: float = 700.0
+    clocks_mhz: dict[int, int] = field(
+        default_factory=lambda: {NVML_CLOCK_GRAPHICS: 1980, NVML_CLOCK_SM: 1980, NVML_CLOCK_MEM: 2619}
+    )
+
+
+@dataclass(frozen=True)
+class FakeHandle:
+    index: int
+
+
+class FakeNvml(ModuleType):
+    """pynvml stand-in. Set ``fail[function_name] = exception`` to make a call raise from then on."""
+
+    NVMLError = NVMLError
+    NVMLError_Uninitialized = NVMLError_Uninitialized
+    NVMLError_InvalidArgument = NVMLError_InvalidArgument
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_NoPermission = NVMLError_NoPermission
+    NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
+    NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
+    NVMLError_GpuIsLost = NVMLError_GpuIsLost
+    NVMLError_Unknown = NVMLError_Unknown
+    NVML_CLOCK_GRAPHICS = NVML_CLOCK_GRAPHICS
+    NVML_CLOCK_SM = NVML_CLOCK_SM
+    NVML_CLOCK_MEM = NVML_CLOCK_MEM
+
+    def __init__(
+        self,
+        gpus: list[FakeGpu] | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        library_present: bool = True,
+        driver_version: str = "550.54.15",
+    ) -> None:
+        super().__init__("fake_pynvml")
+        self.gpus = [FakeGpu()] if gpus is None else gpus
+        self.clock = clock
+        self.origin_s = clock()
+        self.library_present = library_present
+        self.driver_version = driver_version
+        self.fail: dict[str, BaseException] = {}
+        self.calls: Counter[str] = Counter()
+        self.initialised = 0
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+
+    def _enter(self, name: str) -> None:
+        self.calls[name] += 1
+        if name in self.fail:
+            raise self.fail[name]
+        if name != "nvmlInit" and self.initialised <= 0:
+            raise NVMLError_Uninitialized()
+
+    def _gpu(self, handle: FakeHandle) -> FakeGpu:
+        return self.gpus[handle.index]
+
+    def power_at(self, gpu: FakeGpu, t_s: float) -> float:
+        return gpu.power_w(t_s) if callable(gpu.power_w) else gpu.power_w
+
+    # -- the pynvml API --------------------------------------------------------------------------------------
+
+    def nvmlInit(self) -> None:
+        self._enter("nvmlInit")
+        if not self.library_present:
+            raise NVMLError_LibraryNotFound()
+        self.initialised += 1
+
+    def nvmlShutdown(self) -> None:
+        self._enter("nvmlShutdown")
+        self.initialised -= 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._enter("nvmlDeviceGetCount")
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeHandle:
+        self._enter("nvmlDeviceGetHandleByIndex")
+        if not 0 <= index < len(self.gpus):
+            raise NVMLError_InvalidArgument()
+        return FakeHandle(index)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:
+        """Millijoules since the fake's origin, updated every ``counter_update_s``; constant power only."""
+        self._enter("nvmlDeviceGetTotalEnergyConsumption")
+        gpu = self._gpu(handle)
+        if not gpu.energy_supported:
+            raise NVMLError_NotSupported()
+        if callable(gpu.power_w):
+            raise TypeError("the fake's energy counter supports constant power only")
+        elapsed = self.clock() - self.origin_s
+        # A tiny epsilon keeps float error from dropping a tick exactly on an update boundary.
+        ticks = math.floor(elapsed / gpu.counter_update_s + 1e-9)
+        energy_mj = round(gpu.power_w * 1000.0 * ticks * gpu.counter_update_s)
+        return (gpu.counter_start_mj + energy_mj) % 2**64
+
+    def nvmlDeviceGetPowerUsage(self, handle: FakeHandle) -> int:
+        """Milliwatts at the current time of the fake's clock."""
+        self._enter("nvmlDeviceGetPowerUsage")
+        gpu = self._gpu(handle)
+        if not gpu.power_supported:
+            raise NVMLError_NotSupported()
+        return round(self.power_at(gpu, self.clock()) * 1000.0)
+
+    def nvmlDeviceGetName(self, handle: FakeHandle) -> str:
+        self._enter("nvmlDeviceGetName")
+        return self._gpu(handle).name
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._enter("nvmlSystemGetDriverVersion")
+        return self.driver_version
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: FakeHandle) -> int:
+        self._enter("nvmlDeviceGetPowerManagementLimit")
+        return round(self._gpu(handle).power_limit_w * 1000.0)
+
+    def nvmlDeviceGetClockInfo(self, handle: FakeHandle, kind: int) -> int:
+        self._enter("nvmlDeviceGetClockInfo")
+        clocks = self._gpu(handle).clocks_mhz
+        if kind not in clocks:
+            raise NVMLError_NotSupported()
+        return clocks[kind]

@@ -1,0 +1,196 @@
+"""Acceptance tests: the plugin run by pytester on small matrices; reports are parsed, not grepped."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = '''
+from pytest_longeff.checks import check_record
+
+def test_cell(longeff_record):
+    check_record(longeff_record)
+'''
+
+# A small, fast matrix: every figure still comes from real training, generation and scoring.
+FAST = [
+    "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-train-budget=steps=2", "--longeff-eval-samples=2",
+    "--longeff-idle-s=0", "--longeff-max-batch=2", "-p", "no:randomly",
+]
+
+
+def _report(pytester: pytest.Pytester, name: str = "reports/longeff.json") -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((pytester.path / name).read_text())
+    return doc
+
+
+@pytest.fixture
+def bench(pytester: pytest.Pytester, heavy_modules: None) -> pytest.Pytester:
+    pytester.makepyfile(test_bench=BENCH)
+    return pytester
+
+
+def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pytester) -> None:
+    result = bench.runpytest("--longeff-tasks=qasper,gov_report", "--junitxml=junit.xml", *FAST)
+    result.assert_outcomes(passed=4)
+    doc = _report(bench)
+    assert doc["schema_version"] == 1
+    assert {"machine", "software", "settings", "session"} <= doc.keys()
+    assert doc["session"]["model_builds"] == 2  # one per (family, size), reset for every cell
+    ids = sorted(r["id"] for r in doc["records"])
+    assert ids == ["bigbird-base-256-gov_report", "bigbird-base-256-qasper", "led-base-256-gov_report",
+                   "led-base-256-qasper"]
+    for r in doc["records"]:
+        assert r["status"] == "passed" and r["reason"] is None
+        assert r["params"] > 0 and r["model_config"]["architectures"][0].endswith("ForConditionalGeneration")
+        assert r["batch_size"] >= 1 and r["batch_search"]["source"] in ("searched", "cached")
+        assert r["train"]["steps"] == 2 and r["train"]["stopped_by"] == "steps"
+        assert r["train"]["samples_per_s"] > 0 and r["inference"]["samples"] == 2
+        # No meter on this machine: unmeasured energy is null with a reason, never 0.
+        for part in ("train", "inference"):
+            if not r[part]["energy_valid"]:
+                assert r[part]["energy_j"] is None and r[part]["energy_note"]
+        expected = {"f1", "score"} if r["task"] == "qasper" else {"rouge1", "rouge2", "rougeL", "score"}
+        assert set(r["accuracy"]) == expected
+        predictions = json.loads((bench.path / r["predictions_path"]).read_text())
+        assert len(predictions) == 2 and all(isinstance(v, str) for v in predictions.values())
+    attention = {r["family"]: r["attention"] for r in doc["records"]}
+    assert attention == {"led": "sliding_window", "bigbird": "block_sparse"}
+    cases = ET.parse(bench.path / "junit.xml").getroot().iter("testcase")
+    props = [{p.get("name"): p.get("value") for p in case.iter("property")} for case in cases]
+    assert len(props) == 4 and all(float(p["longeff_train_samples_per_s"]) > 0 for p in props)
+    assert "longeff: accuracy-efficiency matrix" in result.stdout.str()
+
+
+def test_k_selects_exactly_the_named_cells(bench: pytest.Pytester) -> None:
+    for expr, n in (("led and 4096", 8), ("bigbird", 32), ("base and qasper", 8)):
+        result = bench.runpytest("--collect-only", "-q", "-k", expr)
+        ids = [line for line in result.outlines if "::test_cell[" in line]
+        assert len(ids) == n, (expr, ids)
+        words = expr.replace(" and ", " ").split()
+        assert all(all(w in line.split("[")[1].rstrip("]").split("-") for w in words) for line in ids)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--longeff-profile=huge"], "--longeff-profile: got 'huge'; accepted: tiny, dims, paper"),
+        (["--longeff-lengths=1024,abc"], "--longeff-lengths: expected a comma list of positive integers"),
+        (["--longeff-families=gpt"], "--longeff-families: unknown 'gpt'; accepted: led, bigbird"),
+        (["--longeff-tasks=squad"], "--longeff-tasks: unknown 'squad'; accepted: gov_report"),
+        (["--longeff-sizes=xl"], "--longeff-sizes: unknown sizes 'xl'; accepted: base, large"),
+        (["--longeff-memory-budget=lots"], "--longeff-memory-budget"),
+        (["--longeff-train-budget=forever"], "--longeff-train-budget"),
+        (["--longeff-energy=solar"], "--longeff-energy: got 'solar'; accepted: auto, nvml, nvml-power"),
+        (["--longeff-device=tpu"], "--longeff-device: got 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(bench: pytest.Pytester, args: list[str], message: str) -> None:
+    result = bench.runpytest("--collect-only", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_bad_ini_value_names_the_ini_key(bench: pytest.Pytester) -> None:
+    bench.makeini("[pytest]\nlongeff_lengths = many\n")
+    result = bench.runpytest("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "longeff_lengths" in result.stderr.str()
+
+
+def _scrolls_dir(root: Path, task: str, n: int = 3) -> Path:
+    from pytest_longeff.data import generate_task
+
+    folder = root / task
+    folder.mkdir(parents=True)
+    for split, rows in generate_task(task, seed=7, n_train=n, n_validation=2).items():
+        (folder / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"id": r.id, "pid": r.pid, "input": r.input, "output": r.output}) + "\n"
+                    for r in rows))
+    return root
+
+
+def test_data_dir_runs_the_cells_on_user_data(bench: pytest.Pytester) -> None:
+    data = _scrolls_dir(bench.path / "scrolls", "qasper")
+    result = bench.runpytest(f"--longeff-data-dir={data}", "--longeff-tasks=qasper", "--longeff-families=led",
+                             *FAST)
+    result.assert_outcomes(passed=1)
+    (record,) = _report(bench)["records"]
+    assert record["validation_examples"] == 2
+
+
+def test_missing_task_folder_is_a_clear_error_and_other_cells_go_on(bench: pytest.Pytester) -> None:
+    data = _scrolls_dir(bench.path / "scrolls", "qasper")
+    result = bench.runpytest(f"--longeff-data-dir={data}", "--longeff-tasks=qasper,qmsum",
+                             "--longeff-families=led", *FAST)
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "no folder for task 'qmsum'" in out and "Traceback" not in out
+    records = {r["id"]: r for r in _report(bench)["records"]}
+    assert records["led-base-256-qmsum"]["status"] == "error"
+    assert "no folder for task 'qmsum'" in records["led-base-256-qmsum"]["reason"]
+    assert records["led-base-256-qasper"]["status"] == "passed"
+
+
+def test_malformed_line_names_file_and_line(bench: pytest.Pytester) -> None:
+    data = _scrolls_dir(bench.path / "scrolls", "qasper")
+    with (data / "qasper" / "train.jsonl").open("a") as fh:
+        fh.write('{"id": "x", "input": "no output"}\n')
+    result = bench.runpytest(f"--longeff-data-dir={data}", "--longeff-tasks=qasper", "--longeff-families=led",
+                             *FAST)
+    result.assert_outcomes(errors=1)
+    assert "train.jsonl:7: missing field(s) pid, output" in result.stdout.str()
+
+
+def test_paper_profile_loads_checkpoints_and_scrolls_zips_from_a_local_mirror(bench: pytest.Pytester) -> None:
+    """The hub is unreachable here: the paper path is exercised against a save_pretrained folder and a zip laid
+    out like SCROLLS' that this test writes."""
+    import zipfile
+
+    from pytest_longeff.data import generate_task
+    from pytest_longeff.models import LEDFamily
+    from pytest_longeff.tokenizer import train_tokenizer
+    from transformers import LEDForConditionalGeneration
+
+    rows = generate_task("qasper", seed=3, n_train=3, n_validation=2)
+    tokenizer = train_tokenizer([r.input for r in rows["train"]] + [r.output for r in rows["train"]])
+    checkpoint = bench.path / "mirror" / "allenai" / "led-base-16384"
+    config = LEDFamily().config("base", "tiny", len(tokenizer), 512)
+    LEDForConditionalGeneration(config).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    data = bench.path / "zips"
+    data.mkdir()
+    with zipfile.ZipFile(data / "qasper.zip", "w") as zf:
+        for split, split_rows in rows.items():
+            zf.writestr(f"qasper/{split}.jsonl", "".join(
+                json.dumps({"id": r.id, "pid": r.pid, "input": r.input, "output": r.output}) + "\n"
+                for r in split_rows))
+    result = bench.runpytest("--longeff-profile=paper", f"--longeff-model-dir={bench.path / 'mirror'}",
+                             f"--longeff-data-dir={data}", "--longeff-families=led", "--longeff-tasks=qasper",
+                             *FAST)
+    result.assert_outcomes(passed=1)
+    (record,) = _report(bench)["records"]
+    assert record["profile"] == "paper" and record["model"] == "allenai/led-base-16384"
+    assert record["validation_examples"] == 2
+
+
+def test_records_survive_a_crash_of_a_later_cell(bench: pytest.Pytester) -> None:
+    # The report is rewritten after every cell: a session killed mid-way keeps every finished record.
+    bench.makeconftest('''
+import os
+import pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    if report.when == "teardown" and "qasper" in report.nodeid:
+        os._exit(3)
+''')
+    result = bench.runpytest_subprocess("--longeff-tasks=gov_report,qasper", "--longeff-families=led", *FAST)
+    assert result.ret == 3
+    records = _report(bench)["records"]
+    assert [r["id"] for r in records] == ["led-base-256-gov_report", "led-base-256-qasper"]
