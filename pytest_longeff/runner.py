@@ -102,6 +102,8 @@ class LongeffSession:
         self._splits: dict[str, dict[str, data_mod.Split]] = {}
         self._tokenized: dict[tuple[int, str, str, int, int], TokenizedSplit] = {}
         self._tokenizers: dict[str, Any] = {}
+        self.found_batches: dict[tuple[str, str, int], int] = {}
+        self._tok_digests: dict[int, str] = {}
         if self.device.startswith("cuda"):
             # Emulate the budgeted card on a bigger one: allocations past the budget raise out-of-memory.
             total = torch.cuda.get_device_properties(self.device).total_memory
@@ -201,8 +203,16 @@ class LongeffSession:
         if key in self._tokenized:
             self.stats.tokenize_cache_hits += 1
             return self._tokenized[key]
-        self.stats.tokenize_misses += 1
         split = self.splits(task.name)[split_name]
+        disk = self.cache_dir / "tokenized" / (hashlib.sha256(json.dumps(
+            [self._tokenizer_digest(tok), _file_key(Path(split.path)), split_name, seq_len, limit,
+             task.max_target_tokens]).encode()).hexdigest()[:24] + ".pt")
+        out = _load_tokenized(disk)
+        if out is not None:
+            self.stats.tokenize_cache_hits += 1
+            self._tokenized[key] = out
+            return out
+        self.stats.tokenize_misses += 1
         rows = split.examples() if split_name != "train" else list(split.rows)
         if limit:
             rows = rows[:limit]
@@ -214,7 +224,15 @@ class LongeffSession:
         out = TokenizedSplit([r.id for r in rows], enc["input_ids"], enc["attention_mask"], labels,
                              int(enc["attention_mask"].sum()))
         self._tokenized[key] = out
+        _save_tokenized(disk, out)
         return out
+
+    def _tokenizer_digest(self, tok: Any) -> str:
+        if id(tok) not in self._tok_digests:
+            backend = getattr(tok, "backend_tokenizer", None)
+            text = backend.to_str() if backend is not None else repr(tok)
+            self._tok_digests[id(tok)] = hashlib.sha256(text.encode()).hexdigest()
+        return self._tok_digests[id(tok)]
 
     # -- models -------------------------------------------------------------------------------------------------
     def model(self, cell: Cell) -> tuple[BuiltModel, bool]:
@@ -240,6 +258,27 @@ class LongeffSession:
         built.reset()
         built.family.prepare(built.model, cell.seq_len)
         return built, fresh
+
+
+def _load_tokenized(path: Path) -> TokenizedSplit | None:
+    """A tokenised split saved by an earlier run; a corrupt or foreign file is ignored (and rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, weights_only=True)
+        return TokenizedSplit(list(blob["ids"]), blob["input_ids"], blob["attention_mask"], blob["labels"],
+                              int(blob["input_tokens"]))
+    except Exception:  # any unreadable cache entry is a miss, never a failure
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _save_tokenized(path: Path, split: TokenizedSplit) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    torch.save({"ids": split.ids, "input_ids": split.input_ids, "attention_mask": split.attention_mask,
+                "labels": split.labels, "input_tokens": split.input_tokens}, tmp)
+    tmp.replace(path)
 
 
 def _model_source(family: Family, size: str, settings: Settings) -> str:
@@ -343,6 +382,49 @@ class TrainResult:
     step_samples: list[int] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     best_step: int | None = None
+    flops_per_step: int | None = None
+
+
+def _flop_counter() -> Any:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class EnergyTally:
+    """Energy spent so far in a training run, for ``energy=`` budgets: a second meter of the same kind, read
+    and restarted about once a second (short slices would be below a counter's update period)."""
+
+    SLICE_S = 1.0
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.total_j = 0.0
+        self.invalid_slices = 0
+        self._since = time.perf_counter()
+        meter.start()
+
+    def __call__(self) -> float:
+        if time.perf_counter() - self._since >= self.SLICE_S:
+            reading = self.meter.stop()
+            if reading.valid and reading.energy_j is not None:
+                self.total_j += reading.energy_j
+            else:
+                self.invalid_slices += 1
+            self.meter.start()
+            self._since = time.perf_counter()
+        return self.total_j
+
+    def close(self) -> None:
+        self.meter.close()
 
 
 def fine_tune(
@@ -357,6 +439,7 @@ def fine_tune(
     seed: int,
     lr: float,
     energy_so_far: Callable[[], float | None],
+    count_flops: bool = True,
 ) -> TrainResult:
     """The study's fine-tuning loop under ``budget``: AdamW, linear schedule with 10 % warm-up, fp32."""
     from transformers import get_linear_schedule_with_warmup
@@ -382,13 +465,19 @@ def fine_tune(
             break
         t0 = time.perf_counter()
         loss_sum = 0.0
-        for _ in range(accumulation):
-            if len(order) < batch_size:
-                epoch_order = list(range(len(train.ids)))
-                rng.shuffle(epoch_order)
-                order.extend(epoch_order)
-            index, order = order[:batch_size], order[batch_size:]
-            loss_sum += float(_train_step(built, train, index, device)) / accumulation
+        # FLOPs are counted on the first step only, and only when it is a warm-up step excluded from the
+        # throughput statistics (the counter slows the step it watches).
+        counter = _flop_counter() if result.steps == 0 and count_flops else None
+        with counter if counter is not None else _nullcontext():
+            for _ in range(accumulation):
+                if len(order) < batch_size:
+                    epoch_order = list(range(len(train.ids)))
+                    rng.shuffle(epoch_order)
+                    order.extend(epoch_order)
+                index, order = order[:batch_size], order[batch_size:]
+                loss_sum += float(_train_step(built, train, index, device)) / accumulation
+        if counter is not None:
+            result.flops_per_step = int(counter.get_total_flops())
         opt.step()
         schedule.step()
         model.zero_grad(set_to_none=True)
@@ -531,10 +620,13 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
     def try_batch(b: int) -> int:
         return probe_batch(built, train, b, session.device)
 
-    found: SearchResult = search_batch_size(try_batch, s.memory_budget_bytes, max_batch=s.max_batch,
+    # The same model at the same length under another task needs about the same memory: start there.
+    neighbour = session.found_batches.get((cell.family, cell.size, cell.seq_len))
+    start = min(max(neighbour or 1, 1), s.max_batch)
+    found: SearchResult = search_batch_size(try_batch, s.memory_budget_bytes, max_batch=s.max_batch, start=start,
                                             release=lambda: release_memory(session.device))
-    info = {"source": "searched", **found.to_dict()}
-    info.setdefault("probes", len(found.probes))
+    session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
+    info = {"source": "searched", **found.to_dict(), "start": start}
     info["probes"] = len(found.probes)
     if cache is not None:
         cache.set(key, {"batch_size": found.batch_size, "probes": len(found.probes),
@@ -596,9 +688,18 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
 
     # 3. Fine-tune.
     meter = session.meter
-    with window("train", session.device, meter) as tw:
-        result = fine_tune(built, train, validation, batch_size, accumulation, s.train_budget, session.device,
-                           meter, session.profile.seed, s.lr, lambda: None)
+    tally: EnergyTally | None = None
+    if requires_energy_meter(s.train_budget):
+        budget_meter, _ = make_meter(s.energy, session.device, sample_hz=s.energy_hz)
+        tally = EnergyTally(budget_meter)
+    try:
+        with window("train", session.device, meter) as tw:
+            result = fine_tune(built, train, validation, batch_size, accumulation, s.train_budget, session.device,
+                               meter, session.profile.seed, s.lr, tally if tally is not None else lambda: None,
+                               count_flops=s.warmup_steps > 0)
+    finally:
+        if tally is not None:
+            tally.close()
     warm = s.warmup_steps if result.steps > s.warmup_steps else 0
     throughputs = [n / t for n, t in zip(result.step_samples[warm:], result.step_times_s[warm:]) if t > 0]
     train_summary = summarize(throughputs)
@@ -619,8 +720,16 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         "stopped_by": result.stopped_by,
         **_energy_fields(tw, session.idle),
     }
-    if record["train"]["energy_j"] is not None and result.samples:
-        record["train"]["samples_per_kj"] = result.samples / (record["train"]["energy_j"] / 1000)
+    median_step_s = _median([t for t in result.step_times_s[warm:]])
+    record["train"].update({
+        "flops_per_step": result.flops_per_step,
+        "flops_method": "torch.utils.flop_counter.FlopCounterMode on the first (warm-up) step" if
+        result.flops_per_step is not None else "not counted (no warm-up step to count on)",
+        "achieved_flop_per_s": result.flops_per_step / median_step_s if result.flops_per_step and median_step_s
+        else None,
+        **_work_per_joule(record["train"]["energy_j"], result.samples, record["train"]["input_tokens_per_step"] *
+                          result.steps),
+    })
     session.stats.measured_s += tw.time_s
     family.prepare(built.model, cell.seq_len)
 
@@ -651,6 +760,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         **infer_energy,
         "j_per_sample": (infer_energy["energy_j"] / samples) if infer_energy["energy_j"] is not None and samples
         else None,
+        **_work_per_joule(infer_energy["energy_j"], samples, inf.generated_tokens),
     }
 
     # 5. Score.
@@ -662,6 +772,17 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         tf = teacher_forced_predictions(built, validation, tokenizer, batch_size, session.device)
         record["accuracy_teacher_forced"] = score_predictions(task.metric, tf, refs)
     record["_predictions"] = inf.predictions
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return _pct(values, 50)
+
+
+def _work_per_joule(energy_j: float | None, samples: int, tokens: int) -> dict[str, float | None]:
+    """Samples per kJ and tokens per J; null when the energy was not measured (never a made-up figure)."""
+    if energy_j is None or energy_j <= 0:
+        return {"samples_per_kj": None, "tokens_per_j": None}
+    return {"samples_per_kj": samples / (energy_j / 1000), "tokens_per_j": tokens / energy_j}
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
