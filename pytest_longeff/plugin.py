@@ -7,6 +7,7 @@ JSON report as each cell finishes and prints the accuracy-efficiency matrix at t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -84,13 +85,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(CELL_FIXTURE, [pytest.param(c, id=c.id) for c in cells], scope="function")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Cells sharing a model run together (stable sort keeps the matrix order otherwise), so each model is built
     # once and the cache stays small, whatever order other plugins left.
     def key(item: pytest.Item) -> tuple[int, tuple[str, str]]:
         cell = _cell_of(item)
         return (0, cell.model_key) if cell is not None else (1, ("", ""))
 
+    for item in items if config.pluginmanager.hasplugin("xdist") else []:
+        cell = _cell_of(item)
+        if cell is not None:
+            # With `-n N --dist loadgroup`, xdist keeps the cells of one model on one worker (one build each).
+            item.add_marker(pytest.mark.xdist_group(f"{cell.family}_{cell.size}"))
     if any(_cell_of(i) is not None for i in items):
         order = {k: n for n, k in enumerate(dict.fromkeys(key(i) for i in items))}
         items.sort(key=lambda i: order[key(i)])
@@ -121,11 +127,31 @@ def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> 
     session.open_meter()
     reporter = pytestconfig.pluginmanager.get_plugin("longeff-reporter")
     if isinstance(reporter, LongeffReporter):
-        reporter.session_started(session)
+        reporter.session_started(session.environment(), environment_lines(session.environment(), session),
+                                 session.warnings)
     yield session
+    stats = session_stats(session)
     if isinstance(reporter, LongeffReporter):
-        reporter.session_stats(session)
+        reporter.add_stats(stats)
+    workeroutput = getattr(pytestconfig, "workeroutput", None)
+    if workeroutput is not None:
+        # xdist: the only channel back to the controller, which owns the report.
+        workeroutput["longeff_session"] = json.dumps(
+            {"stats": stats, "env": session.environment(),
+             "env_lines": environment_lines(session.environment(), session), "warnings": session.warnings})
     session.close()
+
+
+def session_stats(session: LongeffSession) -> dict[str, float]:
+    """Counters of one session (one xdist worker): model builds, cache hits, time in measured windows."""
+    return {
+        "model_builds": session.stats.model_builds,
+        "model_cache_hits": session.stats.model_cache_hits,
+        "model_build_s": session.stats.model_build_s,
+        "tokenize_cache_hits": session.stats.tokenize_cache_hits,
+        "tokenize_misses": session.stats.tokenize_misses,
+        "measured_s": session.stats.measured_s,
+    }
 
 
 def _cache_dir(config: pytest.Config) -> Path:
@@ -207,6 +233,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def environment_lines(env: dict[str, Any], session: LongeffSession) -> list[str]:
+    """Machine facts for the terminal: what ran where, and which meter measured it."""
+    lines = [f"device {env.get('device')}" + (f" ({env['accelerator']})" if env.get("accelerator") else "") +
+             f"; CPU {env.get('cpu')}, {env.get('cpu_threads')} torch threads; torch {env.get('torch')}, "
+             f"transformers {env.get('transformers')}"]
+    if session.meter is None:
+        lines.append(f"energy meter unavailable: {session.meter_error}")
+    else:
+        meter = f"energy meter {session.meter.method}"
+        if session.idle is not None:
+            idle = session.idle
+            meter += (f", idle {idle.power_w:.1f} W over {idle.time_s:.1f} s" if idle.valid and idle.power_w is not
+                      None else f", idle not measured ({idle.note})")
+        lines.append(meter)
+        described = env.get("meter") or {}
+        for gpu in described.get("gpus", []) if isinstance(described, dict) else []:
+            lines.append(f"GPU {gpu.get('nvml_index')}: {gpu.get('name')}, driver {described.get('driver_version')}, "
+                         f"power limit {gpu.get('power_limit_w')} W, SM clock {gpu.get('sm_clock_mhz')} MHz")
+    return lines
+
+
 # -- controller: reports --------------------------------------------------------------------------------------------
 class LongeffReporter:
     """Controller-side reporting: the JSON report (written after each cell) and the terminal matrix."""
@@ -217,7 +264,9 @@ class LongeffReporter:
         self.report: JsonReport | None = None
         self.started = time.perf_counter()
         self.env: dict[str, Any] = {}
+        self.env_lines: list[str] = []
         self.warnings: list[str] = []
+        self.totals: dict[str, float] = {}
 
     def _json(self) -> JsonReport:
         if self.report is None:
@@ -232,33 +281,38 @@ class LongeffReporter:
             self.report = JsonReport(path, header)
         return self.report
 
-    def session_started(self, session: LongeffSession) -> None:
-        self.env = session.environment()
-        self.warnings = list(session.warnings)
+    def session_started(self, env: dict[str, Any], env_lines: list[str], warnings: list[str]) -> None:
+        if self.env:
+            return  # the first worker's facts stand for all (workers share the machine)
+        self.env = env
+        self.warnings = list(warnings)
         report = self._json()
         report.header["machine"] = self.env
         report.header["software"].update({k: self.env[k] for k in ("torch", "transformers", "python")})
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            meter = session.meter.method if session.meter is not None else f"unavailable ({session.meter_error})"
-            tr.write_line(f"longeff: device {session.device}, energy meter {meter}" +
-                          (f", idle {session.idle.power_w:.1f} W" if session.idle and session.idle.power_w else ""))
-            for warning in self.warnings:
-                tr.write_line(f"longeff: warning: {warning}", yellow=True)
+        # Printed in the terminal summary: output written during a test's setup would be captured.
+        self.env_lines = env_lines
 
-    def session_stats(self, session: LongeffSession) -> None:
+    def add_stats(self, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            self.totals[key] = self.totals.get(key, 0) + value
+        self._write_session()
+
+    def _write_session(self) -> None:
         report = self._json()
         wall = time.perf_counter() - self.started
-        report.session.update({
-            "model_builds": session.stats.model_builds,
-            "model_cache_hits": session.stats.model_cache_hits,
-            "model_build_s": session.stats.model_build_s,
-            "tokenize_cache_hits": session.stats.tokenize_cache_hits,
-            "wall_s": wall,
-            "measured_s": session.stats.measured_s,
-            "outside_windows_s": wall - session.stats.measured_s,
-        })
+        report.session.update(self.totals)
+        report.session["wall_s"] = wall
+        if "measured_s" in self.totals:
+            report.session["outside_windows_s"] = max(0.0, wall - self.totals["measured_s"])
         report.write()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        raw = getattr(node, "workeroutput", {}).get("longeff_session")
+        if raw:
+            info = json.loads(raw)
+            self.session_started(info["env"], info["env_lines"], info["warnings"])
+            self.add_stats(info["stats"])
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         s = self.settings
@@ -285,4 +339,8 @@ class LongeffReporter:
         tr.write_line(render_matrix(self.report.records))
         for note in method_notes(self.report.records, self.report.header["settings"]):
             tr.write_line(f"  {note}")
+        for line in self.env_lines:
+            tr.write_line(f"  {line}")
+        for warning in self.warnings:
+            tr.write_line(f"  warning: {warning}", yellow=True)
         tr.write_line(f"  JSON report: {self.report.path}")

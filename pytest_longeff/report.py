@@ -175,6 +175,8 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     if methods:
         notes.append(f"energy: method {', '.join(methods)}; n/a = not measured" +
                      (f" ({'; '.join(energy_notes)})" if energy_notes else ""))
+    if "estimate" in methods:
+        notes.append("energy 'estimate' is a model (CPU time x a per-core power constant), not a measurement")
     mem = sorted({str(_get(r, "train", "memory_method")) for r in measured})
     if mem:
         notes.append(f"memory: {', '.join(mem)} (peak per window)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import random
 import time
@@ -51,7 +52,13 @@ class CellUnavailable(Exception):
 def resolve_device(requested: str) -> str:
     """``auto`` is ``cuda`` when a GPU is usable, else ``cpu``; an explicit ``cuda`` without one is an error."""
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        # Under pytest-xdist each worker is pinned to one GPU, so a device's energy belongs to one cell at a time.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        if worker.startswith("gw") and worker[2:].isdigit():
+            return f"cuda:{int(worker[2:]) % torch.cuda.device_count()}"
+        return "cuda"
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise CellUnavailable(f"--longeff-device {requested}: no CUDA device is usable here (torch "
                               f"{torch.__version__}); use --longeff-device cpu or auto")

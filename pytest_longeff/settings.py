@@ -46,44 +46,25 @@ def parse_device(text: str) -> str:
     raise ValueError(f"got {text!r}; accepted: auto, cpu, cuda, cuda:N (N a device index)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(cast: Callable[[str], Any], minimum: float, inclusive: bool, what: str) -> Callable[[str], Any]:
+    """A parser for a number of ``cast``'s type at or above (``inclusive``) or strictly above ``minimum``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise ValueError(f"expected {what}, got {text!r}") from None
+        if value < minimum or (value == minimum and not inclusive):
+            raise ValueError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text.removesuffix("s"))
-    except ValueError:
-        raise ValueError(f"expected a number of seconds >= 0, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"expected a positive number, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = _number(int, 0, False, "a positive integer")
+_non_negative_int = _number(int, 0, True, "an integer >= 0")
+_positive_float = _number(float, 0, False, "a positive number")
+_non_negative_float = _number(lambda t: float(t.removesuffix("s")), 0, True, "a number of seconds >= 0")
 
 
 def _names(accepted: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
