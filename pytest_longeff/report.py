@@ -129,7 +129,7 @@ def _mib(value: Any) -> str:
 
 def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The accuracy-efficiency matrix: one row per cell, ``n/a`` where a figure was not measured."""
-    headers = ["cell", "status", "score", "batch", "train samp/s", "train J", "infer samp/s", "p50 s/sample",
+    headers = ["cell", "status", "score", "batch", "train samp/s (median)", "train J", "infer samp/s", "p50 s/sample",
                "infer J/sample", "train peak MiB", "attention"]
     rows: list[list[str]] = []
     for r in records:
@@ -140,7 +140,7 @@ def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
             r.get("status", "?"),
             _fmt(_get(r, "accuracy", "score"), ".1f"),
             NA if batch is None else f"{batch} ({source})" if source else str(batch),
-            _fmt(_get(r, "train", "samples_per_s")),
+            _fmt(_get(r, "train", "samples_per_s_stats", "median") or _get(r, "train", "samples_per_s")),
             _energy(r, "train", "energy_j"),
             _fmt(_get(r, "inference", "samples_per_s")),
             _fmt(_get(r, "inference", "latency_s", "p50")),
@@ -164,8 +164,9 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     notes = [
         "score: SCROLLS metric x100 on greedy generations (ROUGE geometric mean; F1 for QA; exact match for "
         "multiple choice / NLI)",
-        f"time: perf_counter between device-synchronised window edges; train samples/s = samples / window time "
-        f"(median, IQR and 95% CI over steps after {settings.get('warmup_steps')} warm-up step(s) are in the JSON)",
+        f"time: perf_counter between device-synchronised window edges; train samp/s is the median over steps "
+        f"after {settings.get('warmup_steps')} warm-up step(s) (IQR, 95% bootstrap CI and samples / whole window "
+        "are in the JSON)",
         f"inference: {settings.get('repeats')} pass(es) over the validation examples; each batch is one latency "
         "sample (p50 of per-sample latency)",
     ]

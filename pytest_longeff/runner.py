@@ -111,6 +111,7 @@ class LongeffSession:
         self._tokenizers: dict[str, Any] = {}
         self.found_batches: dict[tuple[str, str, int], int] = {}
         self._tok_digests: dict[int, str] = {}
+        self.flops: dict[tuple[str, str, int, int], int] = {}
         if self.device.startswith("cuda"):
             # Emulate the budgeted card on a bigger one: allocations past the budget raise out-of-memory.
             total = torch.cuda.get_device_properties(self.device).total_memory
@@ -389,21 +390,19 @@ class TrainResult:
     step_samples: list[int] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     best_step: int | None = None
-    flops_per_step: int | None = None
 
 
-def _flop_counter() -> Any:
+def count_train_flops(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str) -> int:
+    """FLOPs of one forward and backward pass at ``batch_size`` (torch's FLOP counter), on an untimed step
+    outside every measured window: the counter slows the step it watches. No optimiser step is taken."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    return FlopCounterMode(display=False)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    built.model.train()
+    built.model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        _train_step(built, split, [i % len(split.ids) for i in range(batch_size)], device)
+    built.model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
 
 
 class EnergyTally:
@@ -446,7 +445,6 @@ def fine_tune(
     seed: int,
     lr: float,
     energy_so_far: Callable[[], float | None],
-    count_flops: bool = True,
 ) -> TrainResult:
     """The study's fine-tuning loop under ``budget``: AdamW, linear schedule with 10 % warm-up, fp32."""
     from transformers import get_linear_schedule_with_warmup
@@ -472,19 +470,13 @@ def fine_tune(
             break
         t0 = time.perf_counter()
         loss_sum = 0.0
-        # FLOPs are counted on the first step only, and only when it is a warm-up step excluded from the
-        # throughput statistics (the counter slows the step it watches).
-        counter = _flop_counter() if result.steps == 0 and count_flops else None
-        with counter if counter is not None else _nullcontext():
-            for _ in range(accumulation):
-                if len(order) < batch_size:
-                    epoch_order = list(range(len(train.ids)))
-                    rng.shuffle(epoch_order)
-                    order.extend(epoch_order)
-                index, order = order[:batch_size], order[batch_size:]
-                loss_sum += float(_train_step(built, train, index, device)) / accumulation
-        if counter is not None:
-            result.flops_per_step = int(counter.get_total_flops())
+        for _ in range(accumulation):
+            if len(order) < batch_size:
+                epoch_order = list(range(len(train.ids)))
+                rng.shuffle(epoch_order)
+                order.extend(epoch_order)
+            index, order = order[:batch_size], order[batch_size:]
+            loss_sum += float(_train_step(built, train, index, device)) / accumulation
         opt.step()
         schedule.step()
         model.zero_grad(set_to_none=True)
@@ -702,8 +694,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
     try:
         with window("train", session.device, meter) as tw:
             result = fine_tune(built, train, validation, batch_size, accumulation, s.train_budget, session.device,
-                               meter, session.profile.seed, s.lr, tally if tally is not None else lambda: None,
-                               count_flops=s.warmup_steps > 0)
+                               meter, session.profile.seed, s.lr, tally if tally is not None else lambda: None)
     finally:
         if tally is not None:
             tally.close()
@@ -728,12 +719,15 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         **_energy_fields(tw, session.idle),
     }
     median_step_s = _median([t for t in result.step_times_s[warm:]])
+    flops_key = (cell.family, cell.size, cell.seq_len, batch_size)
+    if flops_key not in session.flops:
+        session.flops[flops_key] = count_train_flops(built, train, batch_size, session.device)
+    flops_per_step = session.flops[flops_key] * accumulation
     record["train"].update({
-        "flops_per_step": result.flops_per_step,
-        "flops_method": "torch.utils.flop_counter.FlopCounterMode on the first (warm-up) step" if
-        result.flops_per_step is not None else "not counted (no warm-up step to count on)",
-        "achieved_flop_per_s": result.flops_per_step / median_step_s if result.flops_per_step and median_step_s
-        else None,
+        "flops_per_step": flops_per_step,
+        "flops_method": "torch.utils.flop_counter.FlopCounterMode, one untimed forward+backward of this shape "
+                        "outside the measured windows (x gradient accumulation)",
+        "achieved_flop_per_s": flops_per_step / median_step_s if median_step_s else None,
         **_work_per_joule(record["train"]["energy_j"], result.samples, record["train"]["input_tokens_per_step"] *
                           result.steps),
     })

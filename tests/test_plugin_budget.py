@@ -136,8 +136,9 @@ def test_energy_budget_stops_training(bench: pytest.Pytester, monkeypatch: pytes
     assert train["stopped_by"] == "energy" and train["steps"] < 500
 
 
-def test_flops_are_counted_on_the_warmup_step(bench: pytest.Pytester) -> None:
+def test_flops_are_counted_and_warmup_steps_excluded(bench: pytest.Pytester) -> None:
     bench.runpytest(*ONE_CELL, "--longeff-train-budget=steps=3").assert_outcomes(passed=1)
     train = _one(bench)["train"]
     assert train["flops_per_step"] > 0 and train["achieved_flop_per_s"] > 0
+    assert "outside the measured windows" in train["flops_method"]
     assert train["warmup_steps_excluded"] == 1 and train["samples_per_s_stats"]["n"] == 2
