@@ -185,15 +185,20 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell, longeff_s
     cache = getattr(config, "cache", None)
     batch_cache = None if cache is None else BatchCache(lambda k: cache.get(k, None), cache.set)
     t0 = time.perf_counter()
+    skip_reason = failure = None
     try:
         run_cell(longeff_session, longeff_cell, record, batch_cache)
     except CellSkip as exc:
-        pytest.skip(str(exc))
+        skip_reason = str(exc)
     except (DataError, CellUnavailable, FileNotFoundError) as exc:
-        # What the user must fix, said once and plainly: no traceback through our internals.
-        pytest.fail(f"{longeff_cell.id}: {exc}", pytrace=False)
+        failure = f"{longeff_cell.id}: {exc}"
     finally:
         record["cell_wall_s"] = time.perf_counter() - t0
+    # Raised outside the except blocks: what the user must fix, said once and plainly, with no chained traceback.
+    if skip_reason is not None:
+        pytest.skip(skip_reason)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     for name, value in _junit_properties(record):
         request.node.user_properties.append((name, value))
     return record
