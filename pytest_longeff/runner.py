@@ -22,9 +22,16 @@ from typing import Any
 import torch
 
 from pytest_longeff import data as data_mod
-from pytest_longeff.batch_search import SearchResult, is_oom, search_batch_size
+from pytest_longeff.batch_search import SearchResult, search_batch_size
 from pytest_longeff.budget import BudgetTracker, TrainBudget, requires_energy_meter
-from pytest_longeff.energy import IdleBaseline, Meter, MeterUnavailable, make_meter, measure_idle, net_energy_j
+from pytest_longeff.energy import (
+    IdleBaseline,
+    Meter,
+    MeterUnavailable,
+    make_meter,
+    measure_idle,
+    net_energy_j,
+)
 from pytest_longeff.matrix import Cell
 from pytest_longeff.measure import WindowResult, release_memory, synchronize, window
 from pytest_longeff.metrics import score_predictions
@@ -790,8 +797,3 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     from pytest_longeff.stats import percentile
 
     return percentile(values, q) if values else None
-
-
-def oom_message(exc: BaseException) -> str | None:
-    """A one-line reason when ``exc`` is an out-of-memory failure."""
-    return f"out of memory: {exc}" if is_oom(exc) else None

@@ -10,7 +10,7 @@ def heavy_modules() -> None:
     pytester removes modules first imported during an inner run; importing torch's C extensions a second time in
     one process corrupts memory. Imported here first, they belong to the outer process and are kept."""
     import rouge_score.rouge_scorer  # noqa: F401
-    import transformers.models.bigbird_pegasus.modeling_bigbird_pegasus  # noqa: F401
+    import transformers.models.bigbird_pegasus.modeling_bigbird_pegasus
     import transformers.models.led.modeling_led  # noqa: F401
 
     import pytest_longeff.runner  # noqa: F401

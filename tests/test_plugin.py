@@ -152,10 +152,11 @@ def test_paper_profile_loads_checkpoints_and_scrolls_zips_from_a_local_mirror(be
     out like SCROLLS' that this test writes."""
     import zipfile
 
+    from transformers import LEDForConditionalGeneration
+
     from pytest_longeff.data import generate_task
     from pytest_longeff.models import LEDFamily
     from pytest_longeff.tokenizer import train_tokenizer
-    from transformers import LEDForConditionalGeneration
 
     rows = generate_task("qasper", seed=3, n_train=3, n_validation=2)
     tokenizer = train_tokenizer([r.input for r in rows["train"]] + [r.output for r in rows["train"]])
