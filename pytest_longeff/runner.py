@@ -348,7 +348,7 @@ def _train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], 
     ids, mask, labels = _batch(split, index, device)
     out = built.model(**built.family.model_inputs(ids, mask), labels=labels)
     loss: torch.Tensor = out.loss
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     return loss.detach()
 
 
@@ -383,7 +383,7 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
                               "pass --longeff-batch-size N")
     if device.startswith("cuda"):
         return w.peak_memory_bytes
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = sum(int(p.numel()) * int(p.element_size()) for p in model.parameters())
     return w.peak_memory_bytes + weights
 
 
@@ -463,7 +463,9 @@ def fine_tune(
     samples_per_step = batch_size * accumulation
     steps_per_epoch = max(1, len(train.ids) // samples_per_step)
     planned = _planned_steps(budget, steps_per_epoch, samples_per_step)
-    schedule = get_linear_schedule_with_warmup(opt, math.ceil(WARMUP_SHARE * planned), planned)
+    schedule = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        opt, math.ceil(WARMUP_SHARE * planned), planned
+    )
     tracker = BudgetTracker(budget, steps_per_epoch)
     rng = random.Random(seed)
     result = TrainResult()
