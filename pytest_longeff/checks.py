@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pytest_longeff.gate import gate_failures
+
 
 def _finite_or_none(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and math.isfinite(value))
@@ -30,3 +32,5 @@ def check_record(record: dict[str, Any]) -> None:
             assert energy is None, f"{cid}: {part_name} energy is {energy!r} but not a valid measurement"
             assert part.get("energy_note"), f"{cid}: {part_name} energy unmeasured without a reason"
         assert _finite_or_none(part.get("samples_per_s")), f"{cid}: {part_name} throughput is not finite"
+    failures = gate_failures(record.get("gate"))
+    assert not failures, f"{cid}: regression against the baseline:\n  " + "\n  ".join(failures)

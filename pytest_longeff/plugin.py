@@ -29,6 +29,7 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 FAMILIES_KEY = pytest.StashKey[dict[str, "Family"]]()
 TASKS_KEY = pytest.StashKey[dict[str, "TaskSpec"]]()
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
+BASELINE_KEY = pytest.StashKey[dict[str, Any]]()
 CELL_FIXTURE = "longeff_cell"
 
 
@@ -70,6 +71,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(f"pytest-longeff: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    if settings.baseline:
+        from pytest_longeff.report import load_report
+
+        try:
+            config.stash[BASELINE_KEY] = load_report(Path(settings.baseline))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--longeff-baseline: {exc}") from None
     config.stash[FAMILIES_KEY] = families
     config.stash[TASKS_KEY] = tasks
     if not hasattr(config, "workerinput"):
@@ -199,6 +207,12 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell, longeff_s
         pytest.skip(skip_reason)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
+    baseline = config.stash.get(BASELINE_KEY, None)
+    if baseline is not None and s.fail_on:
+        from pytest_longeff.gate import gate_record, parse_fail_on
+
+        record["gate"] = gate_record(parse_fail_on(s.fail_on), baseline, record, longeff_session.environment(),
+                                     s.baseline or "")
     for name, value in _junit_properties(record):
         request.node.user_properties.append((name, value))
     return record
@@ -348,4 +362,14 @@ class LongeffReporter:
             tr.write_line(f"  {line}")
         for warning in self.warnings:
             tr.write_line(f"  warning: {warning}", yellow=True)
+        gated = [r["gate"] for r in self.report.records if r.get("gate")]
+        if gated:
+            counts: dict[str, int] = {}
+            for gate in gated:
+                if gate.get("refused"):
+                    counts["refused"] = counts.get("refused", 0) + 1
+                for c in gate.get("checks", []):
+                    counts[c["status"]] = counts.get(c["status"], 0) + 1
+            tr.write_line(f"  gate against {self.settings.baseline} ({self.settings.fail_on}): " +
+                          ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
         tr.write_line(f"  JSON report: {self.report.path}")

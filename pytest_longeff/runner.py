@@ -119,6 +119,7 @@ class LongeffSession:
         self.found_batches: dict[tuple[str, str, int], int] = {}
         self._tok_digests: dict[int, str] = {}
         self.flops: dict[tuple[str, str, int, int], int] = {}
+        self._env: dict[str, Any] | None = None
         if self.device.startswith("cuda"):
             # Emulate the budgeted card on a bigger one: allocations past the budget raise out-of-memory.
             total = torch.cuda.get_device_properties(self.device).total_memory
@@ -145,7 +146,12 @@ class LongeffSession:
         release_memory(self.device)
 
     def environment(self) -> dict[str, Any]:
-        """Machine and software facts for the report."""
+        """Machine and software facts for the report (gathered once per session)."""
+        if self._env is None:
+            self._env = self._gather_environment()
+        return self._env
+
+    def _gather_environment(self) -> dict[str, Any]:
         import transformers
 
         facts: dict[str, Any] = {

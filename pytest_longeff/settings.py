@@ -15,6 +15,7 @@ import pytest
 
 from pytest_longeff.budget import TrainBudget, parse_train_budget
 from pytest_longeff.energy import ENERGY_CHOICES
+from pytest_longeff.gate import DEFAULT_FAIL_ON, METRICS, parse_fail_on
 from pytest_longeff.matrix import (
     DEFAULT_FAMILIES,
     DEFAULT_LENGTHS,
@@ -65,6 +66,11 @@ _positive_int = _number(int, 0, False, "a positive integer")
 _non_negative_int = _number(int, 0, True, "an integer >= 0")
 _positive_float = _number(float, 0, False, "a positive number")
 _non_negative_float = _number(lambda t: float(t.removesuffix("s")), 0, True, "a number of seconds >= 0")
+
+
+def _fail_on(text: str) -> str:
+    parse_fail_on(text)
+    return text
 
 
 def _names(accepted: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
@@ -137,6 +143,10 @@ OPTIONS: tuple[Option, ...] = (
            "N"),
     Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits, no generation"),
     Option("json", str, f"where the JSON report goes (default {DEFAULT_JSON})", "PATH"),
+    Option("baseline", str, "an earlier JSON report to gate regressions against (same machine)", "PATH"),
+    Option("fail-on", _fail_on, "metrics and tolerated change for the worse, e.g. "
+           f"'inference_j_per_sample:10%,train_samples_per_s:10%' (default with a baseline: {DEFAULT_FAIL_ON}; "
+           f"metrics: {', '.join(METRICS)})", "SPEC"),
 )
 
 
@@ -168,6 +178,8 @@ class Settings:
     warmup_steps: int
     teacher_forced: bool
     json_path: str
+    baseline: str | None
+    fail_on: str | None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -226,6 +238,8 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
             raise pytest.UsageError(
                 f"--longeff-{option}: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}"
             )
+    if v["fail-on"] and not v["baseline"]:
+        raise pytest.UsageError("--longeff-fail-on needs --longeff-baseline PATH (an earlier JSON report)")
     if v["memory-budget"] is not None:
         budget, budget_source = v["memory-budget"], "option"
     else:
@@ -255,4 +269,6 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         warmup_steps=1 if v["warmup-steps"] is None else v["warmup-steps"],
         teacher_forced=bool(v["teacher-forced"]),
         json_path=v["json"] or DEFAULT_JSON,
+        baseline=v["baseline"],
+        fail_on=v["fail-on"] or (DEFAULT_FAIL_ON if v["baseline"] else None),
     )

@@ -1,0 +1,192 @@
+"""The regression gate: compare a cell's record with the same cell in a baseline report.
+
+``--longeff-fail-on "inference_j_per_sample:10%,train_samples_per_s:10%"`` names metrics and the change each may
+make for the worse; the direction of "worse" comes from the metric. A check fails only when the change is beyond
+the tolerance *and*, where both sides carry a 95 % confidence interval, the current interval lies wholly beyond
+the tolerated value: a gate must tell a regression from noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A gateable figure of a record: where it lives, which way is better, and its confidence interval if any."""
+
+    name: str
+    path: tuple[str, ...]
+    higher_is_better: bool
+    ci_path: tuple[str, ...] | None = None
+    energy_part: str | None = None  # the record section whose energy method qualifies this figure
+    unit: str = ""
+
+
+METRICS: Mapping[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("train_samples_per_s", ("train", "samples_per_s_stats", "median"), True,
+               ("train", "samples_per_s_stats", "ci95"), unit="samples/s"),
+        Metric("inference_samples_per_s", ("inference", "samples_per_s_stats", "median"), True,
+               ("inference", "samples_per_s_stats", "ci95"), unit="samples/s"),
+        Metric("inference_latency_p50_s", ("inference", "latency_s", "stats", "median"), False,
+               ("inference", "latency_s", "stats", "ci95"), unit="s"),
+        Metric("train_energy_j", ("train", "energy_j"), False, energy_part="train", unit="J"),
+        Metric("train_samples_per_kj", ("train", "samples_per_kj"), True, energy_part="train", unit="samples/kJ"),
+        Metric("inference_energy_j", ("inference", "energy_j"), False, energy_part="inference", unit="J"),
+        Metric("inference_j_per_sample", ("inference", "j_per_sample"), False, energy_part="inference",
+               unit="J/sample"),
+        Metric("train_peak_memory_bytes", ("train", "peak_memory_bytes"), False, unit="B"),
+        Metric("inference_peak_memory_bytes", ("inference", "peak_memory_bytes"), False, unit="B"),
+        Metric("score", ("accuracy", "score"), True, unit="points"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``metric:tolerance`` item of ``--longeff-fail-on``; ``tolerance`` is a fraction (10% -> 0.1)."""
+
+    metric: Metric
+    tolerance: float
+
+
+def parse_fail_on(text: str) -> tuple[Rule, ...]:
+    """Parse ``metric:10%[,metric:5%...]``; errors list the accepted metrics."""
+    rules: list[Rule] = []
+    accepted = ", ".join(METRICS)
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, tol = part.partition(":")
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; accepted: {accepted}")
+        if not sep or not tol.endswith("%"):
+            raise ValueError(f"expected metric:N% (e.g. {name}:10%), got {part!r}")
+        try:
+            value = float(tol[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"expected metric:N% (e.g. {name}:10%), got {part!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"tolerance must be a percentage >= 0, got {tol!r}")
+        rules.append(Rule(METRICS[name], value))
+    if not rules:
+        raise ValueError(f"expected metric:N% items separated by commas; metrics: {accepted}")
+    return tuple(rules)
+
+
+def _get(record: Mapping[str, Any], path: Sequence[str]) -> Any:
+    cur: Any = record
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+@dataclass(frozen=True)
+class Check:
+    """The comparison of one metric of one cell with its baseline."""
+
+    metric: str
+    status: str  # "passed" | "failed" | "within_noise" | "unmeasured" | "not_gated"
+    baseline: float | None
+    current: float | None
+    change: float | None  # relative, signed: (current - baseline) / baseline
+    tolerance: float
+    note: str
+
+    def fails(self) -> bool:
+        return self.status == "failed"
+
+    def message(self) -> str:
+        def fmt(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.4g}"
+
+        change = "n/a" if self.change is None else f"{self.change:+.1%}"
+        return (f"{self.metric}: baseline {fmt(self.baseline)}, current {fmt(self.current)}, change {change}, "
+                f"tolerance {self.tolerance:.0%} for the worse ({self.status}; {self.note})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "status": self.status, "baseline": self.baseline, "current": self.current,
+                "change": self.change, "tolerance": self.tolerance, "note": self.note}
+
+
+def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
+    """Compare one metric; unmeasured or estimated figures are reported, never gated."""
+    m = rule.metric
+    base, cur = _get(baseline, m.path), _get(current, m.path)
+    if m.energy_part is not None:
+        methods = {_get(r, (m.energy_part, "energy_method")) for r in (baseline, current)}
+        if "estimate" in methods:
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                         "energy from the 'estimate' model is never gated")
+        if len(methods) > 1:
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                         f"energy methods differ ({', '.join(sorted(map(str, methods)))})")
+    if not isinstance(base, (int, float)) or not isinstance(cur, (int, float)) or base == 0:
+        return Check(m.name, "unmeasured", base if isinstance(base, (int, float)) else None,
+                     cur if isinstance(cur, (int, float)) else None, None, rule.tolerance,
+                     "not measured on one side: nothing to compare")
+    change = (cur - base) / abs(base)
+    worse_by = -change if m.higher_is_better else change
+    if worse_by <= rule.tolerance:
+        return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
+    limit = base * (1 - rule.tolerance) if m.higher_is_better else base * (1 + rule.tolerance)
+    ci = _get(current, m.ci_path) if m.ci_path else None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        best_case = ci[1] if m.higher_is_better else ci[0]
+        reaches = best_case >= limit if m.higher_is_better else best_case <= limit
+        if reaches:
+            return Check(m.name, "within_noise", base, cur, change, rule.tolerance,
+                         f"beyond tolerance, but the 95% CI [{ci[0]:.4g}, {ci[1]:.4g}] still reaches {limit:.4g}")
+        return Check(m.name, "failed", base, cur, change, rule.tolerance,
+                     f"the 95% CI [{ci[0]:.4g}, {ci[1]:.4g}] lies beyond {limit:.4g}")
+    return Check(m.name, "failed", base, cur, change, rule.tolerance, "single measurement, no interval")
+
+
+def machine_mismatch(baseline_machine: Mapping[str, Any], current_machine: Mapping[str, Any]) -> str | None:
+    """Why two reports' machines are not comparable, or None. Compares device kind, accelerator, CPU model and
+    the torch / transformers versions."""
+    diffs = []
+    for key in ("device", "accelerator", "cpu", "torch", "transformers"):
+        a, b = baseline_machine.get(key), current_machine.get(key)
+        if key == "device":  # cuda:0 and cuda:1 of one machine are the same kind of device
+            a, b = str(a).split(":")[0], str(b).split(":")[0]
+        if a != b:
+            diffs.append(f"{key} {a!r} vs {b!r}")
+    return "; ".join(diffs) or None
+
+
+DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_samples_per_s:10%,train_energy_j:10%,"
+                   "inference_j_per_sample:10%,train_peak_memory_bytes:10%")
+
+
+def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current: Mapping[str, Any],
+                current_machine: Mapping[str, Any], baseline_path: str) -> dict[str, Any]:
+    """The ``gate`` section of a record: every check, or why the cell could not be compared."""
+    out: dict[str, Any] = {"baseline": baseline_path, "checks": [], "refused": None}
+    mismatch = machine_mismatch(baseline_doc.get("machine") or {}, current_machine)
+    if mismatch is not None:
+        out["refused"] = f"the baseline comes from another machine or software stack ({mismatch})"
+        return out
+    base = next((r for r in baseline_doc.get("records", []) if r.get("id") == current.get("id")), None)
+    if base is None or base.get("status") != "passed":
+        out["refused"] = None
+        out["note"] = "no passed record of this cell in the baseline: nothing to compare"
+        return out
+    out["checks"] = [check(rule, base, current).to_dict() for rule in rules]
+    return out
+
+
+def gate_failures(gate: Mapping[str, Any] | None) -> list[str]:
+    """Messages for everything in a record's gate section that must fail its test."""
+    if not gate:
+        return []
+    if gate.get("refused"):
+        return [f"gate refused: {gate['refused']}; record a baseline on this machine"]
+    return [Check(**c).message() for c in gate.get("checks", []) if c.get("status") == "failed"]

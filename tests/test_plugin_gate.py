@@ -1,0 +1,75 @@
+"""The gate, end to end: a baseline from a first run, then regressions, noise and other machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = '''
+from pytest_longeff.checks import check_record
+
+def test_cell(longeff_record):
+    check_record(longeff_record)
+'''
+ONE_CELL = [
+    "--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
+    "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-batch-size=2", "--longeff-train-budget=steps=4",
+    "-p", "no:randomly",
+]
+
+
+@pytest.fixture
+def baseline(pytester: pytest.Pytester, heavy_modules: None) -> Path:
+    pytester.makepyfile(test_bench=BENCH)
+    pytester.runpytest(*ONE_CELL, "--longeff-json=base.json").assert_outcomes(passed=1)
+    return pytester.path / "base.json"
+
+
+def _edit(path: Path, fn: object) -> Path:
+    doc = json.loads(path.read_text())
+    fn(doc)  # type: ignore[operator]
+    out = path.with_name("edited.json")
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_a_generous_tolerance_passes_and_records_the_checks(pytester: pytest.Pytester, baseline: Path) -> None:
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={baseline}",
+                                "--longeff-fail-on=train_samples_per_s:1000%,score:100%")
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert [c["metric"] for c in record["gate"]["checks"]] == ["train_samples_per_s", "score"]
+    assert "gate against" in result.stdout.str()
+
+
+def test_a_regression_fails_the_cell_with_baseline_current_change_and_tolerance(pytester: pytest.Pytester,
+                                                                               baseline: Path) -> None:
+    def faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["records"][0]["train"]["samples_per_s_stats"]["median"] *= 100
+
+    edited = _edit(baseline, faster_baseline)
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}",
+                                "--longeff-fail-on=train_samples_per_s:10%")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "regression against the baseline" in out
+    assert "train_samples_per_s: baseline" in out and "change -9" in out and "tolerance 10%" in out
+
+
+def test_a_baseline_from_another_machine_is_refused(pytester: pytest.Pytester, baseline: Path) -> None:
+    def other_machine(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["machine"]["cpu"] = "Some Other CPU"
+
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={_edit(baseline, other_machine)}")
+    result.assert_outcomes(failed=1)
+    assert "gate refused: the baseline comes from another machine" in result.stdout.str()
+
+
+def test_gate_option_errors(pytester: pytest.Pytester, baseline: Path) -> None:
+    result = pytester.runpytest("--collect-only", "--longeff-fail-on=score:5%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "needs --longeff-baseline" in result.stderr.str()
+    (pytester.path / "bad.json").write_text("{}")
+    result = pytester.runpytest("--collect-only", "--longeff-baseline=bad.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "--longeff-baseline" in result.stderr.str()
