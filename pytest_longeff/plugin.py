@@ -348,6 +348,16 @@ class LongeffReporter:
         if isinstance(record, dict):
             self._json().add(record)
 
+    def pytest_sessionfinish(self) -> None:
+        if self.report is None or not self.report.records:
+            return
+        from pytest_longeff.report import atomic_write_text, render_csv, render_markdown
+
+        self.report.write()
+        atomic_write_text(self.report.path.with_suffix(".csv"), render_csv(self.report.records))
+        atomic_write_text(self.report.path.with_suffix(".md"),
+                          render_markdown(self.report.records, self.report.header["settings"]))
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.report is None or not self.report.records:
             return
@@ -372,4 +382,4 @@ class LongeffReporter:
                     counts[c["status"]] = counts.get(c["status"], 0) + 1
             tr.write_line(f"  gate against {self.settings.baseline} ({self.settings.fail_on}): " +
                           ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-        tr.write_line(f"  JSON report: {self.report.path}")
+        tr.write_line(f"  reports: {self.report.path} (also .csv and .md beside it)")

@@ -186,3 +186,46 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     notes.append(f"training budget: {spec}; memory budget: {settings.get('memory_budget_bytes', 0) / 2**30:.2f} "
                  f"GiB ({settings.get('memory_budget_source')}); profile {settings.get('profile')}")
     return notes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CSV and Markdown
+# ---------------------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("id", ("id",)), ("family", ("family",)), ("size", ("size",)), ("seq_len", ("seq_len",)), ("task", ("task",)),
+    ("profile", ("profile",)), ("status", ("status",)), ("score", ("accuracy", "score")),
+    ("batch_size", ("batch_size",)), ("batch_source", ("batch_search", "source")),
+    ("train_samples_per_s_median", ("train", "samples_per_s_stats", "median")),
+    ("train_time_s", ("train", "time_s")), ("train_energy_j", ("train", "energy_j")),
+    ("train_energy_method", ("train", "energy_method")), ("train_peak_memory_bytes", ("train", "peak_memory_bytes")),
+    ("train_flops_per_step", ("train", "flops_per_step")),
+    ("inference_samples_per_s", ("inference", "samples_per_s")),
+    ("inference_latency_p50_s", ("inference", "latency_s", "p50")),
+    ("inference_j_per_sample", ("inference", "j_per_sample")),
+    ("inference_energy_method", ("inference", "energy_method")),
+    ("inference_peak_memory_bytes", ("inference", "peak_memory_bytes")), ("attention", ("attention",)),
+)
+
+
+def render_csv(records: Sequence[dict[str, Any]]) -> str:
+    """One row per cell with raw numbers; an unmeasured figure is an empty field, never 0."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([name for name, _ in CSV_COLUMNS])
+    for r in records:
+        writer.writerow(["" if (v := _get(r, *path)) is None else v for _, path in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def render_markdown(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The terminal matrix as a Markdown table, with how each figure was obtained."""
+    from tabulate import tabulate
+
+    headers, rows = matrix_rows(records)
+    notes = "\n".join(f"- {n}" for n in method_notes(records, settings))
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return f"# pytest-longeff: accuracy-efficiency matrix\n\n{table}\n\n{notes}\n"

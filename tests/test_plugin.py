@@ -64,6 +64,12 @@ def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pyteste
     props = [{p.get("name"): p.get("value") for p in case.iter("property")} for case in cases]
     assert len(props) == 4 and all(float(p["longeff_train_samples_per_s"]) > 0 for p in props)
     assert "longeff: accuracy-efficiency matrix" in result.stdout.str()
+    import csv
+
+    rows = list(csv.DictReader((bench.path / "reports" / "longeff.csv").open()))
+    assert sorted(r["id"] for r in rows) == ids
+    assert all(r["train_energy_j"] == "" and float(r["train_samples_per_s_median"]) > 0 for r in rows)
+    assert "| led-base-256-qasper" in (bench.path / "reports" / "longeff.md").read_text()
 
 
 def test_k_selects_exactly_the_named_cells(bench: pytest.Pytester) -> None:
