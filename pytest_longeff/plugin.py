@@ -351,8 +351,10 @@ class LongeffReporter:
     def pytest_sessionfinish(self) -> None:
         if self.report is None or not self.report.records:
             return
+        from pytest_longeff.findings import findings
         from pytest_longeff.report import atomic_write_text, render_csv, render_markdown
 
+        self.report.session["findings"] = [f.to_dict() for f in findings(self.report.records)]
         self.report.write()
         atomic_write_text(self.report.path.with_suffix(".csv"), render_csv(self.report.records))
         atomic_write_text(self.report.path.with_suffix(".md"),
@@ -372,6 +374,12 @@ class LongeffReporter:
             tr.write_line(f"  {line}")
         for warning in self.warnings:
             tr.write_line(f"  warning: {warning}", yellow=True)
+        from pytest_longeff.findings import findings
+
+        tr.write_line("  the seed study's findings on this matrix:")
+        for finding in findings(self.report.records):
+            if finding.verdict != "cannot tell":
+                tr.write_line(f"    {finding.verdict}: {finding.claim} ({finding.evidence})")
         gated = [r["gate"] for r in self.report.records if r.get("gate")]
         if gated:
             counts: dict[str, int] = {}

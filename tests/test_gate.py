@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_longeff.gate import METRICS, Rule, check, gate_failures, gate_record, machine_mismatch, parse_fail_on
+from pytest_longeff.gate import (
+    METRICS,
+    Rule,
+    check,
+    gate_failures,
+    gate_record,
+    machine_mismatch,
+    parse_fail_on,
+)
 
 
 def _rec(tput: float | None = 10.0, ci: list[float] | None = None, energy: float | None = None,
