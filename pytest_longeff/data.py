@@ -7,6 +7,7 @@ rows with the same ``id``. Layout on disk: ``DIR/<task>/train.jsonl`` and ``DIR/
 from __future__ import annotations
 
 import json
+import os
 import random
 import zipfile
 from collections.abc import Sequence
@@ -110,7 +111,7 @@ def extract_scrolls_zip(zip_path: Path, dest: Path, task: str) -> Path:
                 name = members.get(f"{split}.jsonl")
                 if name is None:
                     raise DataError(f"{zip_path}: no {split}.jsonl inside (is it a SCROLLS task zip?)")
-                tmp = out / f".{split}.jsonl.part"
+                tmp = out / f".{split}.jsonl.{os.getpid()}.part"
                 with zf.open(name) as src, tmp.open("wb") as dst:
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
@@ -264,7 +265,7 @@ def write_generated(root: Path, tasks: Sequence[str], seed: int = 0) -> Path:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         for split, rows in generate_task(task, seed).items():
-            tmp = folder / f".{split}.jsonl.part"
+            tmp = folder / f".{split}.jsonl.{os.getpid()}.part"
             with tmp.open("w", encoding="utf-8") as fh:
                 for row in rows:
                     fh.write(json.dumps({"id": row.id, "pid": row.pid, "input": row.input, "output": row.output}))

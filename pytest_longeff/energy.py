@@ -108,7 +108,8 @@ class EnergyReading:
     (counter-based meters keep no power trace)."""
 
     def to_dict(self) -> dict[str, object]:
-        """Flat record fields; ``legacy_j`` is stored as ``legacy_energy_kj``, the seed study's column name."""
+        """Flat record fields; ``legacy_j`` is stored as ``legacy_sum_of_30s_mean_power_kw``: the seed study's
+        "energy" was a sum of 30-s mean powers / 1000, so its unit is kW (summed), not an energy."""
         return {
             "energy_j": self.energy_j,
             "time_s": self.time_s,
@@ -117,7 +118,7 @@ class EnergyReading:
             "energy_note": self.note,
             "energy_samples": self.samples,
             "energy_max_gap_s": self.max_gap_s,
-            "legacy_energy_kj": self.legacy_j,
+            "legacy_sum_of_30s_mean_power_kw": self.legacy_j,
         }
 
 
@@ -588,6 +589,19 @@ class NvmlCounterMeter:
         self._t0: float | None = None
         self._start_mj: list[int] | None = None
         self._start_error: str | None = None
+        # The seed study's own figure needs power polled every 2 s: a slow sampler beside the counter, so the
+        # legacy figure is reported with the default meter too. It costs one NVML call per 2 s.
+        self._legacy = PowerSampler(self._read_power_w, 1.0 / LEGACY_POLL_PERIOD_S, clock)
+
+    def _read_power_w(self) -> float:
+        nvml = self._session.nvml
+        return sum(float(nvml.nvmlDeviceGetPowerUsage(h)) for h in self._session.handles) / 1000.0
+
+    def _legacy_j(self, t0: float, t1: float) -> float | None:
+        self._legacy.stop()
+        if self._legacy.error is not None:
+            return None
+        return legacy_energy(self._legacy.samples(), t0, t1)
 
     def _read_mj(self) -> list[int]:
         nvml = self._session.nvml
@@ -600,14 +614,16 @@ class NvmlCounterMeter:
             self._start_mj = self._read_mj()
         except self._session.nvml.NVMLError as exc:
             self._start_error = f"NVML error at window start: {type(exc).__name__}: {exc}"
+        self._legacy.start()
         self._t0 = self._clock()
 
     def stop(self) -> EnergyReading:
         if self._t0 is None:
             raise RuntimeError("stop() called before start()")
         t1 = self._clock()
-        time_s = t1 - self._t0
+        t0, time_s = self._t0, t1 - self._t0
         self._t0 = None
+        legacy_j = self._legacy_j(t0, t1)
         if self._start_error is not None or self._start_mj is None:
             return _invalid(self.method, time_s, self._start_error or "no counter read at window start")
         try:
@@ -642,10 +658,11 @@ class NvmlCounterMeter:
             note=f"NVML total-energy counter, {len(end_mj)} GPU(s)",
             samples=2,
             max_gap_s=None,
-            legacy_j=None,
+            legacy_j=legacy_j,
         )
 
     def close(self) -> None:
+        self._legacy.stop()
         self._session.close()
 
     def describe(self) -> dict[str, object]:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_longeff.report import lookup
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -79,15 +81,6 @@ def parse_fail_on(text: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def _get(record: Mapping[str, Any], path: Sequence[str]) -> Any:
-    cur: Any = record
-    for key in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
 @dataclass(frozen=True)
 class Check:
     """The comparison of one metric of one cell with its baseline."""
@@ -119,9 +112,9 @@ class Check:
 def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
     """Compare one metric; unmeasured or estimated figures are reported, never gated."""
     m = rule.metric
-    base, cur = _get(baseline, m.path), _get(current, m.path)
+    base, cur = lookup(baseline, *m.path), lookup(current, *m.path)
     if m.energy_part is not None:
-        methods = {_get(r, (m.energy_part, "energy_method")) for r in (baseline, current)}
+        methods = {lookup(r, m.energy_part, "energy_method") for r in (baseline, current)}
         if "estimate" in methods:
             return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                          "energy from the 'estimate' model is never gated")
@@ -137,7 +130,7 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     if worse_by <= rule.tolerance:
         return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
     limit = base * (1 - rule.tolerance) if m.higher_is_better else base * (1 + rule.tolerance)
-    ci = _get(current, m.ci_path) if m.ci_path else None
+    ci = lookup(current, *m.ci_path) if m.ci_path else None
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
         best_case = ci[1] if m.higher_is_better else ci[0]
         reaches = best_case >= limit if m.higher_is_better else best_case <= limit

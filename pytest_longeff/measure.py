@@ -19,6 +19,20 @@ if TYPE_CHECKING:
     from pytest_longeff.energy import EnergyReading, Meter
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def synchronize(device: str) -> None:
     """Wait for all work queued on ``device``."""
     if device.startswith("cuda"):
@@ -62,16 +76,44 @@ def release_memory(device: str) -> None:
             pass
 
 
+# glibc's malloc raises its mmap threshold after large frees, then serves later tensors from a heap it keeps: a
+# process high-water mark then misses memory reused from that heap. A fixed, low threshold makes large tensors
+# come and go with mmap, so the high-water mark follows what is live. It costs page faults, so it is switched on
+# only for batch-size probes and set back to glibc's dynamic ceiling (32 MiB) afterwards.
+_M_MMAP_THRESHOLD = -3
+EXACT_MMAP_THRESHOLD = 256 * 1024
+RELAXED_MMAP_THRESHOLD = 32 * 1024 * 1024
+
+
+@contextmanager
+def exact_cpu_memory(device: str) -> Iterator[None]:
+    """Within the block, CPU peak-memory readings track live memory (see above); no-op on CUDA."""
+    libc = None
+    if not device.startswith("cuda"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(_M_MMAP_THRESHOLD, EXACT_MMAP_THRESHOLD)
+        except (OSError, AttributeError):
+            libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(_M_MMAP_THRESHOLD, RELAXED_MMAP_THRESHOLD)
+            libc.malloc_trim(0)
+
+
 class MemoryProbe:
     """Peak memory of a stretch of work on one device.
 
-    CPU: ``VmHWM - VmRSS at start``, i.e. the most memory the work added on top of what the process held before
-    (the weights it already holds are added by callers that budget for them). CUDA: ``max_memory_allocated``.
+    CPU: ``VmHWM - VmRSS at start``, i.e. the most memory the work added on top of what the process held before;
+    callers add the model's weights (already resident), so the figure means what CUDA's does. CUDA:
+    ``max_memory_allocated`` (weights included).
     """
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.method = "cuda_max_memory_allocated" if device.startswith("cuda") else "process_vmhwm_delta"
+        self.method = "cuda_max_memory_allocated" if device.startswith("cuda") else "process_vmhwm_delta_plus_weights"
         self._start_rss = 0
         self._hwm_reset = False
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
 
+class NoCheckpoint(ValueError):
+    """The family publishes no pretrained checkpoint of this size (the cell is skipped with this reason)."""
+
+
 class Family(Protocol):
     """A model family under study."""
 
@@ -68,6 +72,15 @@ TINY_BLOCK, TINY_RANDOM_BLOCKS = 16, 2  # full-attention threshold (5 + 2*2) * 1
 DIMS_BLOCK, DIMS_RANDOM_BLOCKS = 64, 3  # bigbird-pegasus-large-pubmed: threshold 704 tokens
 LED_VOCAB, BIGBIRD_VOCAB = 50265, 96103
 MAX_TARGET_POSITIONS = 1024
+
+
+def _shape(d: Dims, vocab_size: int) -> dict[str, Any]:
+    """Config keywords shared by both seq2seq families: dimensions and the tokenizer's special ids."""
+    return {
+        "vocab_size": vocab_size, "d_model": d.d_model, "encoder_layers": d.layers, "decoder_layers": d.layers,
+        "encoder_attention_heads": d.heads, "decoder_attention_heads": d.heads, "encoder_ffn_dim": d.ffn,
+        "decoder_ffn_dim": d.ffn, "pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID,
+    }
 
 
 def _seed_everything(seed: int) -> None:
@@ -121,20 +134,10 @@ class LEDFamily:
         tiny = weights == "tiny"
         d = (TINY_DIMS if tiny else LED_DIMS)[size]
         config = LEDConfig(
-            vocab_size=vocab_size if tiny else max(vocab_size, LED_VOCAB),
-            d_model=d.d_model,
-            encoder_layers=d.layers,
-            decoder_layers=d.layers,
-            encoder_attention_heads=d.heads,
-            decoder_attention_heads=d.heads,
-            encoder_ffn_dim=d.ffn,
-            decoder_ffn_dim=d.ffn,
+            **_shape(d, vocab_size if tiny else max(vocab_size, LED_VOCAB)),
             attention_window=[TINY_LED_WINDOW if tiny else DIMS_LED_WINDOW] * d.layers,
             max_encoder_position_embeddings=max(max_len, 16384 if not tiny else max_len),
             max_decoder_position_embeddings=MAX_TARGET_POSITIONS,
-            pad_token_id=PAD_ID,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
             decoder_start_token_id=EOS_ID,
         )
         config._attn_implementation = "eager"
@@ -165,7 +168,7 @@ class BigBirdFamily:
 
     def checkpoint(self, size: str) -> str:
         if size != "large":
-            raise ValueError(
+            raise NoCheckpoint(
                 "no pretrained Big Bird base seq2seq checkpoint exists; use --longeff-sizes large with the paper "
                 "profile (the dims profile builds a base at LED-base dimensions)"
             )
@@ -198,22 +201,12 @@ class BigBirdFamily:
         tiny = weights == "tiny"
         d = (TINY_DIMS if tiny else BIGBIRD_DIMS)[size]
         config = BigBirdPegasusConfig(
-            vocab_size=vocab_size if tiny else max(vocab_size, BIGBIRD_VOCAB),
-            d_model=d.d_model,
-            encoder_layers=d.layers,
-            decoder_layers=d.layers,
-            encoder_attention_heads=d.heads,
-            decoder_attention_heads=d.heads,
-            encoder_ffn_dim=d.ffn,
-            decoder_ffn_dim=d.ffn,
+            **_shape(d, vocab_size if tiny else max(vocab_size, BIGBIRD_VOCAB)),
             attention_type="block_sparse",
             block_size=TINY_BLOCK if tiny else DIMS_BLOCK,
             num_random_blocks=TINY_RANDOM_BLOCKS if tiny else DIMS_RANDOM_BLOCKS,
             max_position_embeddings=max(max_len, 4096),
             scale_embedding=True,
-            pad_token_id=PAD_ID,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
             decoder_start_token_id=PAD_ID,
         )
         config._attn_implementation = "eager"

@@ -30,6 +30,7 @@ FAMILIES_KEY = pytest.StashKey[dict[str, "Family"]]()
 TASKS_KEY = pytest.StashKey[dict[str, "TaskSpec"]]()
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
 BASELINE_KEY = pytest.StashKey[dict[str, Any]]()
+SESSION_ERROR_KEY = pytest.StashKey[str]()
 CELL_FIXTURE = "longeff_cell"
 
 
@@ -124,12 +125,20 @@ def longeff_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> Iterator[LongeffSession]:
+def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> Iterator[LongeffSession | None]:
     """Device, energy meter (with its idle baseline), tokenizer, data and model caches shared by all cells."""
     from pytest_longeff.runner import LongeffSession
 
+    from pytest_longeff.runner import CellUnavailable
+
     cache_dir = _cache_dir(pytestconfig)
-    session = LongeffSession(longeff_settings, cache_dir)
+    try:
+        session = LongeffSession(longeff_settings, cache_dir)
+    except CellUnavailable as exc:
+        # Every cell reports this (with its record) instead of one traceback and an empty report.
+        pytestconfig.stash[SESSION_ERROR_KEY] = str(exc)
+        yield None
+        return
     session.families = pytestconfig.stash[FAMILIES_KEY]
     session.tasks = pytestconfig.stash[TASKS_KEY]
     session.open_meter()
@@ -159,6 +168,7 @@ def session_stats(session: LongeffSession) -> dict[str, float]:
         "tokenize_cache_hits": session.stats.tokenize_cache_hits,
         "tokenize_misses": session.stats.tokenize_misses,
         "measured_s": session.stats.measured_s,
+        "session_wall_s": time.perf_counter() - session.started,
     }
 
 
@@ -172,7 +182,8 @@ def _cache_dir(config: pytest.Config) -> Path:
 
 
 @pytest.fixture
-def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell, longeff_session: LongeffSession) -> dict[
+def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
+                   longeff_session: LongeffSession | None) -> dict[
     str, Any
 ]:
     """Run the cell and return its record (DESIGN §6 keys: ``train``, ``inference``, ``accuracy``, ...).
@@ -182,14 +193,18 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell, longeff_s
     from pytest_longeff.data import DataError
     from pytest_longeff.runner import BatchCache, CellSkip, CellUnavailable, run_cell
 
-    s = longeff_session.settings
+    config = request.config
+    s = config.stash[SETTINGS_KEY]
     record: dict[str, Any] = {
         "id": longeff_cell.id, "family": longeff_cell.family, "size": longeff_cell.size,
         "seq_len": longeff_cell.seq_len, "task": longeff_cell.task, "profile": s.profile,
-        "device": longeff_session.device, "status": None, "reason": None,
+        "device": longeff_session.device if longeff_session is not None else s.device, "status": None,
+        "reason": None,
     }
     request.node.stash[RECORD_KEY] = record
-    config = request.config
+    if longeff_session is None:
+        pytest.fail(f"{longeff_cell.id}: {config.stash.get(SESSION_ERROR_KEY, 'the session could not start')}",
+                    pytrace=False)
     cache = getattr(config, "cache", None)
     batch_cache = None if cache is None else BatchCache(lambda k: cache.get(k, None), cache.set)
     t0 = time.perf_counter()
@@ -252,6 +267,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def light_environment(settings: Settings) -> dict[str, Any]:
+    """Machine facts known without importing torch, so a report has them from its first write (the session's
+    fuller facts replace them once a cell runs)."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    from pytest_longeff.measure import cpu_model
+
+    return {"device": settings.device, "cpu": cpu_model(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": version("torch"), "transformers": version("transformers")}
+
+
 def environment_lines(env: dict[str, Any], session: LongeffSession) -> list[str]:
     """Machine facts for the terminal: what ran where, and which meter measured it."""
     lines = [f"device {env.get('device')}" + (f" ({env['accelerator']})" if env.get("accelerator") else "") +
@@ -282,7 +315,9 @@ class LongeffReporter:
         self.settings = settings
         self.report: JsonReport | None = None
         self.started = time.perf_counter()
-        self.env: dict[str, Any] = {}
+        self.env: dict[str, Any] = light_environment(settings)
+        self.have_session_env = False
+        self.cells = 0
         self.env_lines: list[str] = []
         self.warnings: list[str] = []
         self.totals: dict[str, float] = {}
@@ -301,8 +336,9 @@ class LongeffReporter:
         return self.report
 
     def session_started(self, env: dict[str, Any], env_lines: list[str], warnings: list[str]) -> None:
-        if self.env:
+        if self.have_session_env:
             return  # the first worker's facts stand for all (workers share the machine)
+        self.have_session_env = True
         self.env = env
         self.warnings = list(warnings)
         report = self._json()
@@ -322,7 +358,8 @@ class LongeffReporter:
         report.session.update(self.totals)
         report.session["wall_s"] = wall
         if "measured_s" in self.totals:
-            report.session["outside_windows_s"] = max(0.0, wall - self.totals["measured_s"])
+            # Per worker (one in a serial run): its own session time minus its time inside measured windows.
+            report.session["outside_windows_s"] = self.totals["session_wall_s"] - self.totals["measured_s"]
         report.write()
 
     @pytest.hookimpl(optionalhook=True)
@@ -333,12 +370,15 @@ class LongeffReporter:
             self.session_started(info["env"], info["env_lines"], info["warnings"])
             self.add_stats(info["stats"])
 
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+        # Said only when benchmark cells were collected: unrelated suites in the same environment stay quiet.
+        self.cells = sum(_cell_of(i) is not None for i in items)
+        if not self.cells:
+            return []
         s = self.settings
-        cells = len(s.families) * len(s.sizes) * len(s.lengths) * len(s.tasks)
         return [
-            f"longeff: profile {s.profile}, matrix {'/'.join(s.families)} x {'/'.join(s.sizes)} x "
-            f"{'/'.join(map(str, s.lengths))} x {'/'.join(s.tasks)} ({cells} cells)",
+            f"longeff: profile {s.profile}, {self.cells} cells collected from {'/'.join(s.families)} x "
+            f"{'/'.join(s.sizes)} x {'/'.join(map(str, s.lengths))} x {'/'.join(s.tasks)}",
             f"longeff: training budget {s.train_budget.spec}, memory budget {s.memory_budget_bytes / 2**30:.2f} GiB "
             f"({s.memory_budget_source}), energy {s.energy}, report {s.json_path}",
         ]

@@ -23,6 +23,7 @@ class Profile:
     default_train_budget: str
     default_eval_samples: int
     max_new_tokens: int
+    default_repeats: int = 3
     seed: int = 0
 
 
@@ -39,6 +40,7 @@ PROFILES: dict[str, Profile] = {
             default_train_budget="steps=4",
             default_eval_samples=4,
             max_new_tokens=32,
+            default_repeats=2,
         ),
         Profile(
             name="dims",

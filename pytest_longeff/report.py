@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,22 +104,23 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
-def _get(record: dict[str, Any], *path: str) -> Any:
+def lookup(record: Mapping[str, Any], *path: str) -> Any:
+    """``record[path[0]][path[1]]...``, or None where any step is missing."""
     cur: Any = record
     for key in path:
-        if not isinstance(cur, dict):
+        if not isinstance(cur, Mapping):
             return None
         cur = cur.get(key)
     return cur
 
 
 def _energy(record: dict[str, Any], part: str, key: str) -> str:
-    if not _get(record, part, "energy_valid"):
+    if not lookup(record, part, "energy_valid"):
         return NA
-    value = _get(record, part, key)
+    value = lookup(record, part, key)
     if value is None:
         return NA
-    method = _get(record, part, "energy_method") or "?"
+    method = lookup(record, part, "energy_method") or "?"
     return f"{value:.3g} ({method})"
 
 
@@ -134,18 +135,18 @@ def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
     rows: list[list[str]] = []
     for r in records:
         batch = r.get("batch_size")
-        source = _get(r, "batch_search", "source")
+        source = lookup(r, "batch_search", "source")
         rows.append([
             r.get("id", "?"),
             r.get("status", "?"),
-            _fmt(_get(r, "accuracy", "score"), ".1f"),
+            _fmt(lookup(r, "accuracy", "score"), ".1f"),
             NA if batch is None else f"{batch} ({source})" if source else str(batch),
-            _fmt(_get(r, "train", "samples_per_s_stats", "median") or _get(r, "train", "samples_per_s")),
+            _fmt(lookup(r, "train", "samples_per_s_stats", "median") or lookup(r, "train", "samples_per_s")),
             _energy(r, "train", "energy_j"),
-            _fmt(_get(r, "inference", "samples_per_s")),
-            _fmt(_get(r, "inference", "latency_s", "p50")),
+            _fmt(lookup(r, "inference", "samples_per_s")),
+            _fmt(lookup(r, "inference", "latency_s", "p50")),
             _energy(r, "inference", "j_per_sample"),
-            _mib(_get(r, "train", "peak_memory_bytes")),
+            _mib(lookup(r, "train", "peak_memory_bytes")),
             _fmt(r.get("attention")).split(" ")[0],
         ])
     return headers, rows
@@ -170,15 +171,15 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
         f"inference: {settings.get('repeats')} pass(es) over the validation examples; each batch is one latency "
         "sample (p50 of per-sample latency)",
     ]
-    methods = sorted({str(_get(r, part, "energy_method")) for r in measured for part in ("train", "inference")})
-    energy_notes = sorted({str(_get(r, part, "energy_note")) for r in measured for part in ("train", "inference")
-                           if not _get(r, part, "energy_valid") and _get(r, part, "energy_note")})
+    methods = sorted({str(lookup(r, part, "energy_method")) for r in measured for part in ("train", "inference")})
+    energy_notes = sorted({str(lookup(r, part, "energy_note")) for r in measured for part in ("train", "inference")
+                           if not lookup(r, part, "energy_valid") and lookup(r, part, "energy_note")})
     if methods:
         notes.append(f"energy: method {', '.join(methods)}; n/a = not measured" +
                      (f" ({'; '.join(energy_notes)})" if energy_notes else ""))
     if "estimate" in methods:
         notes.append("energy 'estimate' is a model (CPU time x a per-core power constant), not a measurement")
-    mem = sorted({str(_get(r, "train", "memory_method")) for r in measured})
+    mem = sorted({str(lookup(r, "train", "memory_method")) for r in measured})
     if mem:
         notes.append(f"memory: {', '.join(mem)} (peak per window)")
     budget = settings.get("train_budget", {})
@@ -217,7 +218,7 @@ def render_csv(records: Sequence[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([name for name, _ in CSV_COLUMNS])
     for r in records:
-        writer.writerow(["" if (v := _get(r, *path)) is None else v for _, path in CSV_COLUMNS])
+        writer.writerow(["" if (v := lookup(r, *path)) is None else v for _, path in CSV_COLUMNS])
     return buf.getvalue()
 
 

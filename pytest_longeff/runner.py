@@ -6,6 +6,7 @@ here, and this module is imported only when a cell runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -32,10 +33,10 @@ from pytest_longeff.energy import (
     measure_idle,
     net_energy_j,
 )
-from pytest_longeff.matrix import Cell
-from pytest_longeff.measure import WindowResult, release_memory, synchronize, window
+from pytest_longeff.matrix import DEFAULT_LENGTHS, DEFAULT_TASKS, Cell
+from pytest_longeff.measure import WindowResult, cpu_model, exact_cpu_memory, release_memory, synchronize, window
 from pytest_longeff.metrics import score_predictions
-from pytest_longeff.models import BuiltModel, Family, build_model
+from pytest_longeff.models import BuiltModel, Family, NoCheckpoint, build_model
 from pytest_longeff.profiles import PROFILES, Profile
 from pytest_longeff.settings import Settings
 from pytest_longeff.stats import summarize
@@ -44,8 +45,8 @@ from pytest_longeff.tokenizer import cached_tokenizer
 
 # The study's optimiser (AdamW, linear schedule with 10 % warm-up).
 BETAS, EPS, WEIGHT_DECAY, WARMUP_SHARE = (0.9, 0.98), 1e-6, 0.001, 0.1
-# Time and energy budgets have no known step count; the schedule then decays over this many steps.
-OPEN_ENDED_SCHEDULE_STEPS = 1000
+# Time and energy budgets have no known step count: the rate then warms up over this many steps and stays.
+OPEN_ENDED_WARMUP_STEPS = 10
 
 
 class CellSkip(Exception):
@@ -106,7 +107,12 @@ class LongeffSession:
         self.families: dict[str, Family] = {}
         self.tasks: dict[str, TaskSpec] = {}
         self.stats = SessionStats()
+        self.started = time.perf_counter()
         self.device = resolve_device(settings.device)
+        workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+        if self.device == "cpu" and workers.isdigit() and int(workers) > 1:
+            # Workers sharing the CPU would each start a thread per core and fight over them.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
         self.warnings: list[str] = []
         self.meter: Meter | None = None
         self.meter_error: str | None = None
@@ -118,7 +124,6 @@ class LongeffSession:
         self._tokenizers: dict[str, Any] = {}
         self.found_batches: dict[tuple[str, str, int], int] = {}
         self._tok_digests: dict[int, str] = {}
-        self.flops: dict[tuple[str, str, int, int], int] = {}
         self._env: dict[str, Any] | None = None
         if self.device.startswith("cuda"):
             # Emulate the budgeted card on a bigger one: allocations past the budget raise out-of-memory.
@@ -156,7 +161,7 @@ class LongeffSession:
 
         facts: dict[str, Any] = {
             "device": self.device,
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cpu_threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "python": platform.python_version(),
@@ -182,7 +187,7 @@ class LongeffSession:
             return given
         if self.profile.data == "generated":
             root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}"
-            return data_mod.write_generated(root, s.tasks, self.profile.seed)
+            return data_mod.write_generated(root, self.tokenizer_tasks(), self.profile.seed)
         root = self.cache_dir / "scrolls"
         data_mod.fetch_scrolls(task, root, given)
         return root
@@ -205,7 +210,7 @@ class LongeffSession:
             else:
                 texts: list[str] = []
                 key_parts: list[str] = []
-                for task in self.settings.tasks:
+                for task in self.tokenizer_tasks():
                     try:
                         split = self.splits(task)["train"]
                     except data_mod.DataError:
@@ -215,6 +220,13 @@ class LongeffSession:
                     key_parts.append(_file_key(Path(split.path)))
                 self._tokenizers[key] = cached_tokenizer(self.cache_dir / "tokenizers", "|".join(key_parts), texts)
         return self._tokenizers[key]
+
+    def tokenizer_tasks(self) -> tuple[str, ...]:
+        """Tasks whose training text the offline tokenizer learns: for generated data always the default four
+        as well, so a cell's vocabulary (and model) does not change with the tasks selected."""
+        if self.profile.data == "generated" and self.settings.data_dir is None:
+            return tuple(dict.fromkeys((*DEFAULT_TASKS, *self.settings.tasks)))
+        return self.settings.tasks
 
     def tokenized(self, cell: Cell, task: TaskSpec, split_name: str, limit: int = 0) -> TokenizedSplit:
         """A split tokenised for the cell's length, cached per (tokenizer, task, split, length, limit)."""
@@ -248,6 +260,9 @@ class LongeffSession:
         _save_tokenized(disk, out)
         return out
 
+    def tokenizer_digest(self, cell: Cell) -> str:
+        return self._tokenizer_digest(self.tokenizer(cell))
+
     def _tokenizer_digest(self, tok: Any) -> str:
         if id(tok) not in self._tok_digests:
             backend = getattr(tok, "backend_tokenizer", None)
@@ -268,7 +283,8 @@ class LongeffSession:
                 self._models.popitem(last=False)
                 release_memory(self.device)
             vocab = len(self.tokenizer(cell))
-            max_len = max(self.settings.lengths)
+            # Fixed, not the matrix's longest length: a cell's model must not change with the other cells.
+            max_len = max(*self.settings.lengths, *DEFAULT_LENGTHS)
             built = build_model(self.families[cell.family], cell.size, self.profile.weights, vocab, max_len,
                                 self.settings.model_dir, self.profile.seed)
             built.model.to(self.device)
@@ -296,7 +312,7 @@ def _load_tokenized(path: Path) -> TokenizedSplit | None:
 
 def _save_tokenized(path: Path, split: TokenizedSplit) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
+    tmp = path.with_suffix(f".{os.getpid()}.part")  # workers may share the cache
     torch.save({"ids": split.ids, "input_ids": split.input_ids, "attention_mask": split.attention_mask,
                 "labels": split.labels, "input_tokens": split.input_tokens}, tmp)
     tmp.replace(path)
@@ -314,22 +330,11 @@ def _file_key(path: Path) -> str:
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_key(device: str) -> str:
     """Identifies a machine and software stack for caches and baselines."""
     import transformers
 
-    parts = [platform.node(), _cpu_model(), device, torch.__version__, transformers.__version__]
+    parts = [platform.node(), cpu_model(), device, torch.__version__, transformers.__version__]
     if device.startswith("cuda") and torch.cuda.is_available():
         parts.append(torch.cuda.get_device_name(device))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -350,11 +355,13 @@ def _batch(split: TokenizedSplit, index: Sequence[int], device: str) -> tuple[to
             labels[:, :width].contiguous().to(device))
 
 
-def _train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], device: str) -> torch.Tensor:
+def _train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], device: str,
+                accumulation: int) -> torch.Tensor:
+    """Forward and backward of one micro-batch; the loss is scaled so accumulated gradients are a mean."""
     ids, mask, labels = _batch(split, index, device)
     out = built.model(**built.family.model_inputs(ids, mask), labels=labels)
     loss: torch.Tensor = out.loss
-    loss.backward()  # type: ignore[no-untyped-call]
+    (loss / accumulation).backward()  # type: ignore[no-untyped-call]
     return loss.detach()
 
 
@@ -362,26 +369,38 @@ def _optimizer(model: Any, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
 
 
-def optimizer_settings(lr: float) -> dict[str, Any]:
+def optimizer_settings(lr: float, budget: TrainBudget) -> dict[str, Any]:
     """What the record says about the optimiser (the study's settings unless --longeff-lr changed the rate)."""
     return {"name": "AdamW", "lr": lr, "betas": list(BETAS), "eps": EPS, "weight_decay": WEIGHT_DECAY,
-            "schedule": f"linear with {WARMUP_SHARE:.0%} warm-up", "precision": "fp32"}
+            "schedule": schedule_description(budget), "precision": "fp32"}
 
 
-def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str) -> int:
+def weight_bytes(model: Any) -> int:
+    return sum(int(p.numel()) * int(p.element_size()) for p in model.parameters())
+
+
+def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
+                flops: dict[int, int] | None = None) -> int:
     """One full training step (forward, backward, optimiser step) at ``batch_size``: its peak memory in bytes.
 
     On the CPU the figure is the process high-water mark above what it held before the step, plus the weights
-    (already resident); on CUDA the peak allocated bytes, weights included.
+    (already resident); on CUDA the peak allocated bytes, weights included. When ``flops`` is given, the step's
+    FLOPs are counted too (probes are not timed, so the counter's overhead costs nothing measured).
     """
+    from torch.utils.flop_counter import FlopCounterMode
+
     model = built.model
     model.train()
     model.zero_grad(set_to_none=True)
     opt = _optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
     index = [i % len(split.ids) for i in range(batch_size)]
-    with window("probe", device, None) as w:
-        _train_step(built, split, index, device)
+    counter = FlopCounterMode(display=False) if flops is not None else None
+    with exact_cpu_memory(device), window("probe", device, None) as w:
+        with counter if counter is not None else contextlib.nullcontext():
+            _train_step(built, split, index, device, 1)
         opt.step()
+    if counter is not None and flops is not None:
+        flops[batch_size] = int(counter.get_total_flops())
     model.zero_grad(set_to_none=True)
     del opt
     if w.peak_memory_bytes is None:
@@ -389,8 +408,7 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
                               "pass --longeff-batch-size N")
     if device.startswith("cuda"):
         return w.peak_memory_bytes
-    weights = sum(int(p.numel()) * int(p.element_size()) for p in model.parameters())
-    return w.peak_memory_bytes + weights
+    return w.peak_memory_bytes + weight_bytes(model)
 
 
 @dataclass
@@ -403,6 +421,7 @@ class TrainResult:
     step_samples: list[int] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     best_step: int | None = None
+    eval_time_s: float = 0.0  # early-stopping evaluations inside the train window
 
 
 def count_train_flops(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str) -> int:
@@ -413,7 +432,7 @@ def count_train_flops(built: BuiltModel, split: TokenizedSplit, batch_size: int,
     built.model.train()
     built.model.zero_grad(set_to_none=True)
     with FlopCounterMode(display=False) as counter:
-        _train_step(built, split, [i % len(split.ids) for i in range(batch_size)], device)
+        _train_step(built, split, [i % len(split.ids) for i in range(batch_size)], device, 1)
     built.model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
 
@@ -469,9 +488,15 @@ def fine_tune(
     samples_per_step = batch_size * accumulation
     steps_per_epoch = max(1, len(train.ids) // samples_per_step)
     planned = _planned_steps(budget, steps_per_epoch, samples_per_step)
-    schedule = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
-        opt, math.ceil(WARMUP_SHARE * planned), planned
-    )
+    if planned is None:
+        # time= and energy= budgets have no known length: warm up, then hold the rate.
+        from transformers import get_constant_schedule_with_warmup
+
+        schedule = get_constant_schedule_with_warmup(opt, OPEN_ENDED_WARMUP_STEPS)
+    else:
+        schedule = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+            opt, math.ceil(WARMUP_SHARE * planned), planned
+        )
     tracker = BudgetTracker(budget, steps_per_epoch)
     rng = random.Random(seed)
     result = TrainResult()
@@ -491,7 +516,7 @@ def fine_tune(
                 rng.shuffle(epoch_order)
                 order.extend(epoch_order)
             index, order = order[:batch_size], order[batch_size:]
-            loss_sum += float(_train_step(built, train, index, device)) / accumulation
+            loss_sum += float(_train_step(built, train, index, device, accumulation)) / accumulation
         opt.step()
         schedule.step()
         model.zero_grad(set_to_none=True)
@@ -503,29 +528,38 @@ def fine_tune(
         result.losses.append(loss_sum)
         tracker.update(result.steps, result.samples, time.perf_counter() - t_start, energy_so_far())
         if tracker.wants_eval(result.steps):
+            t_eval = time.perf_counter()
             val_loss = evaluate_loss(built, validation, batch_size, device)
             result.evals.append({"step": result.steps, "validation_loss": val_loss})
             if tracker.record_eval(-val_loss):
                 result.best_step = result.steps
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.train()
+            result.eval_time_s += time.perf_counter() - t_eval
     if best_state is not None:
         model.load_state_dict(best_state)  # the study's recipe keeps the best weights
     return result
 
 
-def _planned_steps(budget: TrainBudget, steps_per_epoch: int, samples_per_step: int) -> int:
+def _planned_steps(budget: TrainBudget, steps_per_epoch: int, samples_per_step: int) -> int | None:
+    """Steps the linear schedule decays over; None for budgets of unknown length (time, energy) without a cap."""
     if budget.kind == "steps" and budget.steps:
-        planned = budget.steps
+        planned: int | None = budget.steps
     elif budget.kind == "samples" and budget.samples:
         planned = math.ceil(budget.samples / samples_per_step)
     elif budget.kind == "epochs" and budget.epochs:
         planned = budget.epochs * steps_per_epoch
     else:
-        planned = OPEN_ENDED_SCHEDULE_STEPS
+        planned = None
     if budget.max_steps:
-        planned = min(planned, budget.max_steps)
-    return max(planned, 1)
+        planned = min(planned, budget.max_steps) if planned is not None else budget.max_steps
+    return max(planned, 1) if planned is not None else None
+
+
+def schedule_description(budget: TrainBudget) -> str:
+    if _planned_steps(budget, 1, 1) is None:
+        return f"constant after {OPEN_ENDED_WARMUP_STEPS} warm-up steps (budget of unknown length)"
+    return f"linear decay with {WARMUP_SHARE:.0%} warm-up"
 
 
 @torch.no_grad()
@@ -553,6 +587,7 @@ class InferResult:
     batch_sizes: list[int]
     passes: int
     generated_tokens: int
+    outputs: list[tuple[list[int], torch.Tensor]] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -565,6 +600,7 @@ def generate(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_siz
     latencies: list[float] = []
     sizes: list[int] = []
     generated = 0
+    outputs: list[tuple[list[int], torch.Tensor]] = []
     for _ in range(repeats):
         for start in range(0, len(split.ids), batch_size):
             index = list(range(start, min(start + batch_size, len(split.ids))))
@@ -575,10 +611,19 @@ def generate(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_siz
             synchronize(device)
             latencies.append(time.perf_counter() - t0)
             sizes.append(len(index))
-            generated += int((out != tokenizer.pad_token_id).sum())
-            for i, text in zip(index, tokenizer.batch_decode(out, skip_special_tokens=True)):
-                predictions[split.ids[i]] = text.strip()
-    return InferResult(predictions, latencies, sizes, repeats, generated)
+            outputs.append((index, out))
+    return InferResult(predictions, latencies, sizes, repeats, generated, outputs)
+
+
+def decode_outputs(result: InferResult, split: TokenizedSplit, tokenizer: Any) -> None:
+    """Fill in predictions and the count of generated tokens; called after the inference window closes, since
+    decoding and counting are not inference."""
+    for index, out in result.outputs:
+        # New tokens: everything after the decoder-start token that is not padding (an end token counts).
+        result.generated_tokens += int((out[:, 1:] != tokenizer.pad_token_id).sum())
+        for i, text in zip(index, tokenizer.batch_decode(out, skip_special_tokens=True)):
+            result.predictions[split.ids[i]] = text.strip()
+    result.outputs = []
 
 
 @torch.no_grad()
@@ -610,20 +655,25 @@ class BatchCache:
     set: Callable[[str, Any], None]
 
 
-def batch_cache_key(session: LongeffSession, cell: Cell) -> str:
+def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> str:
+    """Everything a found batch size depends on: machine and software, the model as configured, the tokenizer
+    (its vocabulary sizes the embeddings), the cell, the budget and the largest batch allowed."""
+    from pytest_longeff import __version__
+
     s = session.settings
-    raw = json.dumps([machine_key(session.device), s.profile, cell.id, s.memory_budget_bytes, s.max_batch,
-                      session.profile.weights])
+    raw = json.dumps([machine_key(session.device), __version__, s.profile, cell.id, s.memory_budget_bytes,
+                      s.max_batch, session.profile.weights, built.config_dict(),
+                      session.tokenizer_digest(cell)], sort_keys=True, default=str)
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
 def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: TokenizedSplit,
-                 cache: BatchCache | None) -> tuple[int, dict[str, Any]]:
+                 cache: BatchCache | None, flops: dict[int, int]) -> tuple[int, dict[str, Any]]:
     """The training batch: fixed by option, cached from an earlier run, or searched under the memory budget."""
     s = session.settings
     if s.batch_size is not None:
         return s.batch_size, {"source": "fixed", "probes": 0, "peak_memory_bytes": None}
-    key = batch_cache_key(session, cell)
+    key = batch_cache_key(session, cell, built)
     if cache is not None and not s.batch_reset:
         hit = cache.get(key)
         if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] >= 0:
@@ -632,7 +682,7 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
             return hit["batch_size"], info
 
     def try_batch(b: int) -> int:
-        return probe_batch(built, train, b, session.device)
+        return probe_batch(built, train, b, session.device, flops)
 
     # The same model at the same length under another task needs about the same memory: start there.
     neighbour = session.found_batches.get((cell.family, cell.size, cell.seq_len))
@@ -668,11 +718,19 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         raise CellUnavailable(f"--longeff-train-budget {s.train_budget.spec} needs a real energy meter; none is "
                               "available here (see --longeff-energy)")
 
+    if session.profile.weights == "pretrained":
+        try:
+            session.families[cell.family].checkpoint(cell.size)
+        except NoCheckpoint as exc:
+            raise CellSkip(str(exc)) from None
+
     # 1. Prepare (cached across cells; outside every measured window).
     train = session.tokenized(cell, task, "train")
     validation = session.tokenized(cell, task, "validation", s.eval_samples)
     tokenizer = session.tokenizer(cell)
     built, fresh = session.model(cell)
+    # Every cell draws the same random numbers (dropout, shuffling) whatever ran before it.
+    torch.manual_seed(session.profile.seed)
     family = built.family
     record.update({
         "params": built.params,
@@ -681,12 +739,13 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         "model_build": {"built_now": fresh, "build_s": built.build_s if fresh else None},
         "memory_budget_bytes": s.memory_budget_bytes,
         "train_budget": s.train_budget.to_dict(),
-        "optimizer": optimizer_settings(s.lr),
+        "optimizer": optimizer_settings(s.lr, s.train_budget),
         "validation_examples": len(validation.ids),
     })
 
     # 2. Budget: the largest batch that fits.
-    batch_size, batch_info = choose_batch(session, cell, built, train, cache)
+    flops_by_batch: dict[int, int] = {}
+    batch_size, batch_info = choose_batch(session, cell, built, train, cache, flops_by_batch)
     record["batch_size"] = batch_size
     record["batch_search"] = batch_info
     if batch_size == 0:
@@ -699,6 +758,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
     record["effective_batch"] = batch_size * accumulation
     built.reset()  # the probes trained the model; every cell starts from the same weights
     family.prepare(built.model, cell.seq_len)
+    torch.manual_seed(session.profile.seed)
 
     # 3. Fine-tune.
     meter = session.meter
@@ -713,6 +773,9 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
     finally:
         if tally is not None:
             tally.close()
+    weights = weight_bytes(built.model)
+    train_peak = _with_weights(tw.peak_memory_bytes, session.device, weights)
+    train_s = tw.time_s - result.eval_time_s
     warm = s.warmup_steps if result.steps > s.warmup_steps else 0
     throughputs = [n / t for n, t in zip(result.step_samples[warm:], result.step_times_s[warm:]) if t > 0]
     train_summary = summarize(throughputs)
@@ -720,7 +783,10 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         "steps": result.steps,
         "samples": result.samples,
         "time_s": tw.time_s,
-        "samples_per_s": result.samples / tw.time_s if tw.time_s > 0 else None,
+        "eval_time_s": result.eval_time_s,
+        "samples_per_s": result.samples / train_s if train_s > 0 else None,
+        "samples_per_s_note": "samples / (window time - early-stopping evaluation time); energy covers the "
+                              "whole window" if result.eval_time_s else "samples / window time",
         "samples_per_s_stats": train_summary.to_dict() if train_summary else None,
         "warmup_steps_excluded": warm,
         "input_tokens_per_step": cell.seq_len * batch_size * accumulation,
@@ -728,20 +794,18 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         "loss_last": result.losses[-1] if result.losses else None,
         "evaluations": result.evals,
         "best_step": result.best_step,
-        "peak_memory_bytes": tw.peak_memory_bytes,
+        "peak_memory_bytes": train_peak,
         "memory_method": tw.memory_method,
+        "within_memory_budget": None if train_peak is None else train_peak <= s.memory_budget_bytes,
         "stopped_by": result.stopped_by,
         **_energy_fields(tw, session.idle),
     }
     median_step_s = _median([t for t in result.step_times_s[warm:]])
-    flops_key = (cell.family, cell.size, cell.seq_len, batch_size)
-    if flops_key not in session.flops:
-        session.flops[flops_key] = count_train_flops(built, train, batch_size, session.device)
-    flops_per_step = session.flops[flops_key] * accumulation
+    flops_per_step, flops_method = _flops(built, train, batch_size, session.device, flops_by_batch)
+    flops_per_step *= accumulation
     record["train"].update({
         "flops_per_step": flops_per_step,
-        "flops_method": "torch.utils.flop_counter.FlopCounterMode, one untimed forward+backward of this shape "
-                        "outside the measured windows (x gradient accumulation)",
+        "flops_method": flops_method,
         "achieved_flop_per_s": flops_per_step / median_step_s if median_step_s else None,
         **_work_per_joule(record["train"]["energy_j"], result.samples, record["train"]["input_tokens_per_step"] *
                           result.steps),
@@ -754,6 +818,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
     with window("inference", session.device, meter) as iw:
         inf = generate(built, validation, tokenizer, batch_size, max_new, s.repeats, session.device)
     session.stats.measured_s += iw.time_s
+    decode_outputs(inf, validation, tokenizer)
     record["attention"] = family.attention(built.model, cell.seq_len)
     samples = sum(inf.batch_sizes)
     per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes)]
@@ -771,7 +836,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
                       "note": "per-sample latency: each batch's generate() wall time / its size"},
         "generated_tokens": inf.generated_tokens,
         "max_new_tokens": max_new,
-        "peak_memory_bytes": iw.peak_memory_bytes,
+        "peak_memory_bytes": _with_weights(iw.peak_memory_bytes, session.device, weights),
         "memory_method": iw.memory_method,
         **infer_energy,
         "j_per_sample": (infer_energy["energy_j"] / samples) if infer_energy["energy_j"] is not None and samples
@@ -788,6 +853,28 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         tf = teacher_forced_predictions(built, validation, tokenizer, batch_size, session.device)
         record["accuracy_teacher_forced"] = score_predictions(task.metric, tf, refs)
     record["_predictions"] = inf.predictions
+
+
+def _flops(built: BuiltModel, train: TokenizedSplit, batch_size: int, device: str,
+           counted: dict[int, int]) -> tuple[int, str]:
+    """FLOPs of one training micro-batch at ``batch_size`` and how they were obtained: counted by torch's FLOP
+    counter during an untimed batch-size probe, or on one untimed batch-1 step and scaled (FLOPs grow linearly
+    with the batch at fixed input and target lengths)."""
+    base = "torch.utils.flop_counter.FlopCounterMode, forward+backward, outside the measured windows"
+    if batch_size in counted:
+        return counted[batch_size], f"{base}, counted on the batch-size probe at this batch"
+    if counted:
+        b = max(counted)
+        return round(counted[b] * batch_size / b), f"{base}, counted on the probe at batch {b}, scaled to {batch_size}"
+    one = count_train_flops(built, train, 1, device)
+    return one * batch_size, f"{base}, counted at batch 1 and scaled to {batch_size}"
+
+
+def _with_weights(peak: int | None, device: str, weights: int) -> int | None:
+    """CPU window peaks are measured above the resident weights; add them so CPU and CUDA figures mean the same."""
+    if peak is None or device.startswith("cuda"):
+        return peak
+    return peak + weights
 
 
 def _median(values: Sequence[float]) -> float | None:

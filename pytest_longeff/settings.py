@@ -7,6 +7,7 @@ that names the option (or ini key) and the accepted values.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,7 +56,7 @@ def _number(cast: Callable[[str], Any], minimum: float, inclusive: bool, what: s
             value = cast(text)
         except ValueError:
             raise ValueError(f"expected {what}, got {text!r}") from None
-        if value < minimum or (value == minimum and not inclusive):
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
             raise ValueError(f"expected {what}, got {text!r}")
         return value
 
@@ -71,6 +72,13 @@ _non_negative_float = _number(lambda t: float(t.removesuffix("s")), 0, True, "a 
 def _fail_on(text: str) -> str:
     parse_fail_on(text)
     return text
+
+
+def _positive_size(text: str) -> int:
+    value = parse_size(text)
+    if value <= 0:
+        raise ValueError(f"expected a size above 0 like 48GiB or 512MiB, got {text!r}")
+    return value
 
 
 def _names(accepted: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
@@ -125,7 +133,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("energy-hz", _positive_float, "nvml-power sampling rate in Hz (default 20)", "HZ"),
     Option("idle-s", _non_negative_float, "seconds of idle power measured once per session for net energy "
            "(default 2; 0 skips)", "SECONDS"),
-    Option("memory-budget", parse_size, "memory one cell may use, e.g. 48GiB; the batch-size search respects it "
+    Option("memory-budget", _positive_size, "memory one cell may use, e.g. 48GiB; the batch-size search respects it "
            "(default: the profile's)", "SIZE"),
     Option("max-batch", _positive_int, "largest batch size the search may pick (default: the profile's)", "N"),
     Option("batch-size", _positive_int, "use this training batch size instead of searching", "N"),
@@ -138,7 +146,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("eval-samples", _non_negative_int, "validation examples generated and scored per cell (0: all; "
            "default: the profile's)", "N"),
     Option("repeats", _positive_int, "inference passes over the validation examples for timing statistics "
-           "(default 1; every batch is a latency sample)", "N"),
+           "(default: the profile's, 2 for tiny; every batch is a latency sample)", "N"),
     Option("warmup-steps", _non_negative_int, "training steps excluded from throughput statistics (default 1)",
            "N"),
     Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits, no generation"),
@@ -265,7 +273,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         train_budget=v["train-budget"] or parse_train_budget(profile.default_train_budget),
         lr=v["lr"] or 2e-5,
         eval_samples=profile.default_eval_samples if v["eval-samples"] is None else v["eval-samples"],
-        repeats=v["repeats"] or 1,
+        repeats=v["repeats"] or profile.default_repeats,
         warmup_steps=1 if v["warmup-steps"] is None else v["warmup-steps"],
         teacher_forced=bool(v["teacher-forced"]),
         json_path=v["json"] or DEFAULT_JSON,

@@ -7,6 +7,7 @@ the user's SCROLLS files). Its ids for padding, start, end and unknown match the
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def cached_tokenizer(cache_dir: Path, key: str, texts: Iterable[str], vocab_size
             path.unlink(missing_ok=True)
     wrapped = train_tokenizer(texts, vocab_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
+    tmp = path.with_suffix(f".{os.getpid()}.part")  # workers may share the cache
     wrapped.backend_tokenizer.save(str(tmp))
     tmp.replace(path)
     return wrapped

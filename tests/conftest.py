@@ -14,3 +14,18 @@ def heavy_modules() -> None:
     import transformers.models.led.modeling_led  # noqa: F401
 
     import pytest_longeff.runner  # noqa: F401
+
+
+BENCH = """
+from pytest_longeff.checks import check_record
+
+def test_cell(longeff_record):
+    check_record(longeff_record)
+"""
+
+
+@pytest.fixture
+def bench(pytester: pytest.Pytester, heavy_modules: None) -> pytest.Pytester:
+    """A pytester directory holding a benchmark module shaped like ``benchmarks/test_cells.py``."""
+    pytester.makepyfile(test_bench=BENCH)
+    return pytester

@@ -237,7 +237,7 @@ def test_reading_to_dict_keys() -> None:
         "energy_note": "ok",
         "energy_samples": 41,
         "energy_max_gap_s": 0.06,
-        "legacy_energy_kj": 0.006,
+        "legacy_sum_of_30s_mean_power_kw": 0.006,
     }
 
 
@@ -264,7 +264,8 @@ def test_counter_measures_energy_over_a_window(clock: ManualClock) -> None:
     assert reading.time_s == pytest.approx(1.0)
     assert reading.samples == 2
     assert reading.max_gap_s is None
-    assert reading.legacy_j is None
+    # The study's figure comes from a 2-s power poll beside the counter: one 30-s bucket of 250 W, / 1000.
+    assert reading.legacy_j == pytest.approx(0.25)
     meter.close()
 
 

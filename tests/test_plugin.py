@@ -9,13 +9,6 @@ from typing import Any
 
 import pytest
 
-BENCH = '''
-from pytest_longeff.checks import check_record
-
-def test_cell(longeff_record):
-    check_record(longeff_record)
-'''
-
 # A small, fast matrix: every figure still comes from real training, generation and scoring.
 FAST = [
     "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-train-budget=steps=2", "--longeff-eval-samples=2",
@@ -27,11 +20,6 @@ def _report(pytester: pytest.Pytester, name: str = "reports/longeff.json") -> di
     doc: dict[str, Any] = json.loads((pytester.path / name).read_text())
     return doc
 
-
-@pytest.fixture
-def bench(pytester: pytest.Pytester, heavy_modules: None) -> pytest.Pytester:
-    pytester.makepyfile(test_bench=BENCH)
-    return pytester
 
 
 def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pytester) -> None:
@@ -49,7 +37,7 @@ def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pyteste
         assert r["params"] > 0 and r["model_config"]["architectures"][0].endswith("ForConditionalGeneration")
         assert r["batch_size"] >= 1 and r["batch_search"]["source"] in ("searched", "cached")
         assert r["train"]["steps"] == 2 and r["train"]["stopped_by"] == "steps"
-        assert r["train"]["samples_per_s"] > 0 and r["inference"]["samples"] == 2
+        assert r["train"]["samples_per_s"] > 0 and r["inference"]["samples"] == 2 * r["inference"]["passes"] == 4
         # No meter on this machine: unmeasured energy is null with a reason, never 0.
         for part in ("train", "inference"):
             if not r[part]["energy_valid"]:
@@ -93,6 +81,8 @@ def test_k_selects_exactly_the_named_cells(bench: pytest.Pytester) -> None:
         (["--longeff-train-budget=forever"], "--longeff-train-budget"),
         (["--longeff-energy=solar"], "--longeff-energy: got 'solar'; accepted: auto, nvml, nvml-power"),
         (["--longeff-device=tpu"], "--longeff-device: got 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
+        (["--longeff-lr=nan"], "--longeff-lr: expected a positive number, got 'nan'"),
+        (["--longeff-memory-budget=0B"], "--longeff-memory-budget: expected a size above 0"),
     ],
 )
 def test_bad_option_values_are_usage_errors(bench: pytest.Pytester, args: list[str], message: str) -> None:
@@ -201,3 +191,44 @@ def pytest_runtest_logreport(report):
     assert result.ret == 3
     records = _report(bench)["records"]
     assert [r["id"] for r in records] == ["led-base-256-gov_report", "led-base-256-qasper"]
+
+
+def test_a_session_that_cannot_start_reports_every_cell_plainly(bench: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    result = bench.runpytest("--longeff-device=cuda", "--longeff-tasks=qasper", *FAST)
+    result.assert_outcomes(errors=2)
+    out = result.stdout.str()
+    assert "no CUDA device is usable here" in out and "Traceback" not in out
+    records = _report(bench)["records"]
+    assert len(records) == 2 and all(r["status"] == "error" and "no CUDA" in r["reason"] for r in records)
+
+
+def test_paper_profile_skips_the_big_bird_base_that_does_not_exist(bench: pytest.Pytester) -> None:
+    result = bench.runpytest("--longeff-profile=paper", "--longeff-families=bigbird", "--longeff-tasks=qasper",
+                             *FAST)
+    result.assert_outcomes(skipped=1)
+    (record,) = _report(bench)["records"]
+    assert record["status"] == "skipped" and "no pretrained Big Bird base" in record["reason"]
+
+
+def test_a_cell_does_not_change_with_the_rest_of_the_matrix(bench: pytest.Pytester) -> None:
+    narrow = [a for a in FAST if not a.startswith("--longeff-lengths")]
+    bench.runpytest("--longeff-families=led", "--longeff-tasks=qasper", *FAST).assert_outcomes(passed=1)
+    alone = _report(bench)["records"][0]
+    bench.runpytest("--longeff-families=led", "--longeff-tasks=qasper,qmsum", "--longeff-lengths=256,512",
+                    *narrow).assert_outcomes(passed=4)
+    together = next(r for r in _report(bench)["records"] if r["id"] == alone["id"])
+    assert together["params"] == alone["params"]
+    assert together["model_config"] == alone["model_config"]
+    assert together["train"]["loss_first"] == pytest.approx(alone["train"]["loss_first"])
+
+
+def test_unrelated_suites_hear_nothing_from_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "longeff:" not in result.stdout.str()  # (pytest itself lists the installed plugin)
+    assert not (pytester.path / "reports").exists()

@@ -9,22 +9,11 @@ from typing import Any
 import pytest
 from fake_pynvml import FakeGpu, FakeNvml
 
-BENCH = '''
-from pytest_longeff.checks import check_record
-
-def test_cell(longeff_record):
-    check_record(longeff_record)
-'''
 ONE_CELL = [
     "--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
     "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-max-batch=2", "-p", "no:randomly",
 ]
 
-
-@pytest.fixture
-def bench(pytester: pytest.Pytester, heavy_modules: None) -> pytest.Pytester:
-    pytester.makepyfile(test_bench=BENCH)
-    return pytester
 
 
 def _records(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:

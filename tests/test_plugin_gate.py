@@ -7,12 +7,6 @@ from pathlib import Path
 
 import pytest
 
-BENCH = '''
-from pytest_longeff.checks import check_record
-
-def test_cell(longeff_record):
-    check_record(longeff_record)
-'''
 ONE_CELL = [
     "--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
     "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-batch-size=2", "--longeff-train-budget=steps=4",
@@ -21,8 +15,8 @@ ONE_CELL = [
 
 
 @pytest.fixture
-def baseline(pytester: pytest.Pytester, heavy_modules: None) -> Path:
-    pytester.makepyfile(test_bench=BENCH)
+def baseline(bench: pytest.Pytester) -> Path:
+    pytester = bench
     pytester.runpytest(*ONE_CELL, "--longeff-json=base.json").assert_outcomes(passed=1)
     return pytester.path / "base.json"
 
