@@ -15,8 +15,13 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  echo "setup: installing the CPU build torch==2.13.0"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+  # The CPU build, by its local version label: a plain "torch" (or "torch==2.13.0" from PyPI on Linux) would pull
+  # a CUDA build and its multi-GB libraries. Where no index or wheel cache offers the +cpu build, PyTorch's own
+  # CPU index does.
+  echo "setup: installing the CPU build torch==2.13.0+cpu"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0+cpu" 2>/dev/null ||
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+      --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
