@@ -835,6 +835,9 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
                       "stats": lat.to_dict() if lat else None,
                       "note": "per-sample latency: each batch's generate() wall time / its size"},
         "generated_tokens": inf.generated_tokens,
+        # Greedy generation stops at the end token, so models differ in how much they generate: compare per token.
+        "generated_tokens_per_s": inf.generated_tokens / iw.time_s if iw.time_s > 0 and inf.generated_tokens
+        else None,
         "max_new_tokens": max_new,
         "peak_memory_bytes": _with_weights(iw.peak_memory_bytes, session.device, weights),
         "memory_method": iw.memory_method,
