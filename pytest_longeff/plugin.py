@@ -127,9 +127,7 @@ def longeff_settings(pytestconfig: pytest.Config) -> Settings:
 @pytest.fixture(scope="session")
 def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> Iterator[LongeffSession | None]:
     """Device, energy meter (with its idle baseline), tokenizer, data and model caches shared by all cells."""
-    from pytest_longeff.runner import LongeffSession
-
-    from pytest_longeff.runner import CellUnavailable
+    from pytest_longeff.runner import CellUnavailable, LongeffSession
 
     cache_dir = _cache_dir(pytestconfig)
     try:

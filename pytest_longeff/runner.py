@@ -394,7 +394,8 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     model.zero_grad(set_to_none=True)
     opt = _optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
     index = [i % len(split.ids) for i in range(batch_size)]
-    counter = FlopCounterMode(display=False) if flops is not None else None
+    # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
+    counter = FlopCounterMode(display=False) if flops is not None and not flops else None
     with exact_cpu_memory(device), window("probe", device, None) as w:
         with counter if counter is not None else contextlib.nullcontext():
             _train_step(built, split, index, device, 1)
@@ -814,7 +815,11 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
     family.prepare(built.model, cell.seq_len)
 
     # 4. Infer.
-    max_new = min(session.profile.max_new_tokens, task.max_target_tokens)
+    # Generation may run as long as the longest training target (end token included), within the profile's and
+    # the task's caps: a model that has learnt the task never needs more, and one that has not is not rewarded
+    # for rambling.
+    longest_target = int((train.labels != -100).sum(dim=1).max())
+    max_new = min(session.profile.max_new_tokens, task.max_target_tokens, max(longest_target, 1))
     with window("inference", session.device, meter) as iw:
         inf = generate(built, validation, tokenizer, batch_size, max_new, s.repeats, session.device)
     session.stats.measured_s += iw.time_s
