@@ -375,7 +375,7 @@ class LongeffReporter:
             return []
         s = self.settings
         return [
-            f"longeff: profile {s.profile}, {self.cells} cells collected from {'/'.join(s.families)} x "
+            f"longeff: profile {s.profile}, {self.cells} cell{'s' if self.cells != 1 else ''} collected from {'/'.join(s.families)} x "
             f"{'/'.join(s.sizes)} x {'/'.join(map(str, s.lengths))} x {'/'.join(s.tasks)}",
             f"longeff: training budget {s.train_budget.spec}, memory budget {s.memory_budget_bytes / 2**30:.2f} GiB "
             f"({s.memory_budget_source}), energy {s.energy}, report {s.json_path}",
