@@ -89,10 +89,10 @@ def main() -> int:
                   f"cells): median {statistics.median(replay):g}, max {max(replay)}")
     else:
         print("probes: no cell searched (all batch sizes cached or fixed)")
-    outside = session.get("outside_windows_s")
-    if outside is not None and session.get("wall_s"):
-        print(f"outside measured windows: {outside:.1f} s = {100 * outside / session['wall_s']:.0f} % of the "
-              "session's wall time (model builds, data, batch search, scoring, reporting)")
+    outside, worker_wall = session.get("outside_windows_s"), session.get("session_wall_s")
+    if outside is not None and worker_wall:
+        print(f"outside measured windows: {outside:.1f} s = {100 * outside / worker_wall:.0f} % of the cells' "
+              "session time, summed over workers (model builds, data, batch search, scoring, reporting)")
     return 0 if proc.returncode == 0 else proc.returncode
 
 

@@ -47,8 +47,8 @@ def _score(cell: dict[str, Any]) -> float:
     return float((cell.get("accuracy") or {}).get("score") or 0.0)
 
 
-def _verdict(yes: int, total: int) -> str:
-    if total == 0:
+def _verdict(yes: int, total: int, scores_differ: bool = True) -> str:
+    if total == 0 or not scores_differ:
         return "cannot tell"
     if yes == total:
         return "holds"
@@ -63,12 +63,12 @@ def led_vs_bigbird(cells: dict[tuple[str, str, int, str], dict[str, Any]]) -> Fi
     pairs = [(cells[k], cells[("bigbird", *k[1:])]) for k in cells if k[0] == "led" and ("bigbird", *k[1:]) in cells]
     kind = _cost_kind([c for p in pairs for c in p])
     wins = sum(_score(a) >= _score(b) and _cost(a, kind) <= _cost(b, kind) for a, b in pairs)
-    ties = sum(_score(a) == _score(b) for a, b in pairs)
+    differ = any(_score(a) != _score(b) for a, b in pairs)
     evidence = (f"LED scored at least as high at no more {_cost_words(kind)} in {wins} of {len(pairs)} "
                 f"(size, length, task) pairs")
-    if pairs and ties == len(pairs):
-        evidence += "; scores are equal everywhere, so only cost was compared"
-    return Finding("LED beats Big Bird on accuracy at lower energy", _verdict(wins, len(pairs)), evidence)
+    if pairs and not differ:
+        evidence += "; but no score differs, so accuracy cannot rank them"
+    return Finding("LED beats Big Bird on accuracy at lower energy", _verdict(wins, len(pairs), differ), evidence)
 
 
 def bigger_model_vs_longer_input(cells: dict[tuple[str, str, int, str], dict[str, Any]]) -> Finding:
@@ -91,7 +91,9 @@ def bigger_model_vs_longer_input(cells: dict[tuple[str, str, int, str], dict[str
         gains = []
         for other in (bigger, longer):
             extra = _cost(other, kind) - _cost(start, kind)
-            gains.append((_score(other) - _score(start)) / extra if extra > 0 else float("inf"))
+            gain = _score(other) - _score(start)
+            # A route that buys accuracy at no extra cost is best; one that loses accuracy never is.
+            gains.append(gain / extra if extra > 0 else (float("inf") if gain > 0 else float("-inf")))
         if gains[0] == gains[1]:
             undecided += 1
         elif gains[0] > gains[1]:
@@ -108,6 +110,7 @@ def bigger_model_vs_longer_input(cells: dict[tuple[str, str, int, str], dict[str
 def bigger_model_infers_slower(cells: dict[tuple[str, str, int, str], dict[str, Any]]) -> Finding:
     pairs = [(cells[k], cells[(k[0], "large", *k[2:])]) for k in cells
              if k[1] == "base" and (k[0], "large", *k[2:]) in cells]
+    pairs = [(a, b) for a, b in pairs if a["inference"].get("samples_per_s") and b["inference"].get("samples_per_s")]
     slower = [b["inference"]["samples_per_s"] < a["inference"]["samples_per_s"] for a, b in pairs]
     ratios = sorted(a["inference"]["samples_per_s"] / b["inference"]["samples_per_s"] for a, b in pairs
                     if b["inference"]["samples_per_s"])
@@ -123,10 +126,13 @@ def smaller_model_wins_qa(cells: dict[tuple[str, str, int, str], dict[str, Any]]
     kind = _cost_kind([c for p in pairs for c in p])
     wins = sum(_score(a) >= _score(b) and _cost(a, kind) <= _cost(b, kind) for a, b in pairs)
     bigger_batch = sum((a.get("batch_size") or 0) >= (b.get("batch_size") or 0) for a, b in pairs)
+    differ = any(_score(a) != _score(b) for a, b in pairs)
     evidence = (f"base scored at least as high at no more {_cost_words(kind)} in {wins} of {len(pairs)} QA pairs; "
                 f"its batch was at least as large in {bigger_batch} of {len(pairs)}")
+    if pairs and not differ:
+        evidence += "; but no score differs, so accuracy cannot rank them"
     return Finding("for QA the smaller model wins on accuracy and cost (bigger batches in the same memory)",
-                   _verdict(wins, len(pairs)), evidence)
+                   _verdict(wins, len(pairs), differ), evidence)
 
 
 def findings(records: Sequence[dict[str, Any]]) -> list[Finding]:

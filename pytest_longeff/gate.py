@@ -109,8 +109,27 @@ class Check:
                 "change": self.change, "tolerance": self.tolerance, "note": self.note}
 
 
+MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: compared as single values
+
+
+def _interval(record: Mapping[str, Any], metric: Metric) -> tuple[float, float] | None:
+    """The figure's 95 % CI, when it comes from at least ``MIN_INTERVAL_SAMPLES`` samples."""
+    if metric.ci_path is None:
+        return None
+    ci = lookup(record, *metric.ci_path)
+    n = lookup(record, *metric.ci_path[:-1], "n")
+    if (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci)
+            and isinstance(n, int) and n >= MIN_INTERVAL_SAMPLES):
+        return float(ci[0]), float(ci[1])
+    return None
+
+
 def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
-    """Compare one metric; unmeasured or estimated figures are reported, never gated."""
+    """Compare one metric; unmeasured or estimated figures are reported, never gated.
+
+    With intervals on both sides, a regression needs the intervals themselves to be apart by more than the
+    tolerance (current best case worse than the baseline's worst case, scaled); otherwise the point values are
+    compared."""
     m = rule.metric
     base, cur = lookup(baseline, *m.path), lookup(current, *m.path)
     if m.energy_part is not None:
@@ -121,32 +140,59 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
         if len(methods) > 1:
             return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                          f"energy methods differ ({', '.join(sorted(map(str, methods)))})")
-    if not isinstance(base, (int, float)) or not isinstance(cur, (int, float)) or base == 0:
+    if not isinstance(base, (int, float)) or not isinstance(cur, (int, float)):
         return Check(m.name, "unmeasured", base if isinstance(base, (int, float)) else None,
                      cur if isinstance(cur, (int, float)) else None, None, rule.tolerance,
                      "not measured on one side: nothing to compare")
+    if base == 0:
+        worse = cur < 0 if m.higher_is_better else cur > 0
+        return Check(m.name, "failed" if worse else "passed", base, cur, None, rule.tolerance,
+                     "baseline is 0: compared by value")
     change = (cur - base) / abs(base)
     worse_by = -change if m.higher_is_better else change
     if worse_by <= rule.tolerance:
         return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
-    limit = base * (1 - rule.tolerance) if m.higher_is_better else base * (1 + rule.tolerance)
-    ci = lookup(current, *m.ci_path) if m.ci_path else None
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-        best_case = ci[1] if m.higher_is_better else ci[0]
-        reaches = best_case >= limit if m.higher_is_better else best_case <= limit
-        if reaches:
+    base_ci, cur_ci = _interval(baseline, m), _interval(current, m)
+    if base_ci is not None and cur_ci is not None:
+        if m.higher_is_better:
+            limit, best_case = base_ci[0] * (1 - rule.tolerance), cur_ci[1]
+            apart = best_case < limit
+        else:
+            limit, best_case = base_ci[1] * (1 + rule.tolerance), cur_ci[0]
+            apart = best_case > limit
+        detail = (f"current 95% CI [{cur_ci[0]:.4g}, {cur_ci[1]:.4g}] vs baseline [{base_ci[0]:.4g}, "
+                  f"{base_ci[1]:.4g}]")
+        if not apart:
             return Check(m.name, "within_noise", base, cur, change, rule.tolerance,
-                         f"beyond tolerance, but the 95% CI [{ci[0]:.4g}, {ci[1]:.4g}] still reaches {limit:.4g}")
-        return Check(m.name, "failed", base, cur, change, rule.tolerance,
-                     f"the 95% CI [{ci[0]:.4g}, {ci[1]:.4g}] lies beyond {limit:.4g}")
-    return Check(m.name, "failed", base, cur, change, rule.tolerance, "single measurement, no interval")
+                         f"beyond tolerance, but the intervals overlap within it ({detail})")
+        return Check(m.name, "failed", base, cur, change, rule.tolerance, f"intervals apart: {detail}")
+    return Check(m.name, "failed", base, cur, change, rule.tolerance,
+                 f"compared as single values (no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides)")
+
+
+COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
+                       "effective_batch", "lr", "eval_samples", "repeats", "warmup_steps")
+
+
+def settings_mismatch(baseline_settings: Mapping[str, Any], current_settings: Mapping[str, Any]) -> str | None:
+    """Why two runs' settings make their figures incomparable (a matrix is comparable only under the same
+    budgets), or None."""
+    diffs = []
+    for key in COMPARABLE_SETTINGS:
+        a, b = baseline_settings.get(key), current_settings.get(key)
+        if isinstance(a, Mapping) or isinstance(b, Mapping):
+            a = a.get("spec") if isinstance(a, Mapping) else a
+            b = b.get("spec") if isinstance(b, Mapping) else b
+        if a != b:
+            diffs.append(f"{key} {a!r} vs {b!r}")
+    return "; ".join(diffs) or None
 
 
 def machine_mismatch(baseline_machine: Mapping[str, Any], current_machine: Mapping[str, Any]) -> str | None:
     """Why two reports' machines are not comparable, or None. Compares device kind, accelerator, CPU model and
     the torch / transformers versions."""
     diffs = []
-    for key in ("device", "accelerator", "cpu", "torch", "transformers"):
+    for key in ("device", "accelerator", "cpu", "cpu_threads", "torch", "transformers"):
         a, b = baseline_machine.get(key), current_machine.get(key)
         if key == "device":  # cuda:0 and cuda:1 of one machine are the same kind of device
             a, b = str(a).split(":")[0], str(b).split(":")[0]
@@ -156,17 +202,23 @@ def machine_mismatch(baseline_machine: Mapping[str, Any], current_machine: Mappi
 
 
 DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_samples_per_s:10%,train_energy_j:10%,"
-                   "inference_j_per_sample:10%,train_peak_memory_bytes:10%")
+                   "inference_j_per_sample:10%")
 
 
 def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current: Mapping[str, Any],
-                current_machine: Mapping[str, Any], baseline_path: str) -> dict[str, Any]:
+                current_machine: Mapping[str, Any], baseline_path: str,
+                current_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``gate`` section of a record: every check, or why the cell could not be compared."""
     out: dict[str, Any] = {"baseline": baseline_path, "checks": [], "refused": None}
     mismatch = machine_mismatch(baseline_doc.get("machine") or {}, current_machine)
     if mismatch is not None:
         out["refused"] = f"the baseline comes from another machine or software stack ({mismatch})"
         return out
+    if current_settings is not None:
+        differ = settings_mismatch(baseline_doc.get("settings") or {}, current_settings)
+        if differ is not None:
+            out["refused"] = f"the baseline was measured under other settings ({differ})"
+            return out
     base = next((r for r in baseline_doc.get("records", []) if r.get("id") == current.get("id")), None)
     if base is None or base.get("status") != "passed":
         out["refused"] = None
@@ -181,5 +233,5 @@ def gate_failures(gate: Mapping[str, Any] | None) -> list[str]:
     if not gate:
         return []
     if gate.get("refused"):
-        return [f"gate refused: {gate['refused']}; record a baseline on this machine"]
+        return [f"gate refused: {gate['refused']}; record a baseline on this machine with these settings"]
     return [Check(**c).message() for c in gate.get("checks", []) if c.get("status") == "failed"]

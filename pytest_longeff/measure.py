@@ -85,6 +85,18 @@ EXACT_MMAP_THRESHOLD = 256 * 1024
 RELAXED_MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
+def settle_cpu_allocator(device: str) -> None:
+    """Fix malloc's mmap threshold at the relaxed value for the whole session, so every window of every run is
+    measured under the same allocator settings (setting it once switches glibc's dynamic threshold off, whether
+    or not a batch-size probe ever runs)."""
+    if device.startswith("cuda"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, RELAXED_MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
+
+
 @contextmanager
 def exact_cpu_memory(device: str) -> Iterator[None]:
     """Within the block, CPU peak-memory readings track live memory (see above); no-op on CUDA."""
@@ -113,7 +125,8 @@ class MemoryProbe:
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.method = "cuda_max_memory_allocated" if device.startswith("cuda") else "process_vmhwm_delta_plus_weights"
+        self.method = ("cuda_max_memory_allocated" if device.startswith("cuda") else
+                       "process_vmhwm_delta_plus_weights (approximate: the heap may reuse memory freed earlier)")
         self._start_rss = 0
         self._hwm_reset = False
 

@@ -216,16 +216,19 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     finally:
         record["cell_wall_s"] = time.perf_counter() - t0
     # Raised outside the except blocks: what the user must fix, said once and plainly, with no chained traceback.
-    if skip_reason is not None:
+    baseline = config.stash.get(BASELINE_KEY, None)
+    if skip_reason is not None and baseline is not None and any(
+            r.get("id") == longeff_cell.id and r.get("status") == "passed" for r in baseline.get("records", [])):
+        failure = f"{longeff_cell.id}: regression against the baseline: it passed there, but now {skip_reason}"
+    elif skip_reason is not None:
         pytest.skip(skip_reason)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
-    baseline = config.stash.get(BASELINE_KEY, None)
     if baseline is not None and s.fail_on:
         from pytest_longeff.gate import gate_record, parse_fail_on
 
         record["gate"] = gate_record(parse_fail_on(s.fail_on), baseline, record, longeff_session.environment(),
-                                     s.baseline or "")
+                                     s.baseline or "", s.to_dict())
     for name, value in _junit_properties(record):
         request.node.user_properties.append((name, value))
     return record
@@ -368,14 +371,23 @@ class LongeffReporter:
             self.session_started(info["env"], info["env_lines"], info["warnings"])
             self.add_stats(info["stats"])
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        # The xdist controller collects nothing itself, so there the settings are said up front.
+        if config.getoption("numprocesses", None):
+            return self._settings_lines("cells run by the workers")
+        return []
+
     def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
         # Said only when benchmark cells were collected: unrelated suites in the same environment stay quiet.
         self.cells = sum(_cell_of(i) is not None for i in items)
         if not self.cells:
             return []
+        return self._settings_lines(f"{self.cells} cell{'s' if self.cells != 1 else ''} collected")
+
+    def _settings_lines(self, what: str) -> list[str]:
         s = self.settings
         return [
-            f"longeff: profile {s.profile}, {self.cells} cell{'s' if self.cells != 1 else ''} collected from {'/'.join(s.families)} x "
+            f"longeff: profile {s.profile}, {what} from {'/'.join(s.families)} x "
             f"{'/'.join(s.sizes)} x {'/'.join(map(str, s.lengths))} x {'/'.join(s.tasks)}",
             f"longeff: training budget {s.train_budget.spec}, memory budget {s.memory_budget_bytes / 2**30:.2f} GiB "
             f"({s.memory_budget_source}), energy {s.energy}, report {s.json_path}",

@@ -38,9 +38,9 @@ PROFILES: dict[str, Profile] = {
             default_memory_budget="512MiB",
             default_max_batch=4,
             default_train_budget="steps=4",
-            default_eval_samples=4,
+            default_eval_samples=3,  # one batch per pass at most batch sizes: 3 passes give 3 latency samples
             max_new_tokens=32,
-            default_repeats=2,
+            default_repeats=3,
         ),
         Profile(
             name="dims",

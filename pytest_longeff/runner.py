@@ -34,7 +34,15 @@ from pytest_longeff.energy import (
     net_energy_j,
 )
 from pytest_longeff.matrix import DEFAULT_LENGTHS, DEFAULT_TASKS, Cell
-from pytest_longeff.measure import WindowResult, cpu_model, exact_cpu_memory, release_memory, synchronize, window
+from pytest_longeff.measure import (
+    WindowResult,
+    cpu_model,
+    exact_cpu_memory,
+    release_memory,
+    settle_cpu_allocator,
+    synchronize,
+    window,
+)
 from pytest_longeff.metrics import score_predictions
 from pytest_longeff.models import BuiltModel, Family, NoCheckpoint, build_model
 from pytest_longeff.profiles import PROFILES, Profile
@@ -45,6 +53,8 @@ from pytest_longeff.tokenizer import cached_tokenizer
 
 # The study's optimiser (AdamW, linear schedule with 10 % warm-up).
 BETAS, EPS, WEIGHT_DECAY, WARMUP_SHARE = (0.9, 0.98), 1e-6, 0.001, 0.1
+# Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
+PROBE_VERSION = 2
 # Time and energy budgets have no known step count: the rate then warms up over this many steps and stays.
 OPEN_ENDED_WARMUP_STEPS = 10
 
@@ -109,6 +119,7 @@ class LongeffSession:
         self.stats = SessionStats()
         self.started = time.perf_counter()
         self.device = resolve_device(settings.device)
+        settle_cpu_allocator(self.device)
         workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
         if self.device == "cpu" and workers.isdigit() and int(workers) > 1:
             # Workers sharing the CPU would each start a thread per core and fight over them.
@@ -662,7 +673,7 @@ def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> s
     from pytest_longeff import __version__
 
     s = session.settings
-    raw = json.dumps([machine_key(session.device), __version__, s.profile, cell.id, s.memory_budget_bytes,
+    raw = json.dumps([machine_key(session.device), __version__, PROBE_VERSION, s.profile, cell.id, s.memory_budget_bytes,
                       s.max_batch, session.profile.weights, built.config_dict(),
                       session.tokenizer_digest(cell)], sort_keys=True, default=str)
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
@@ -797,7 +808,9 @@ def run_cell(session: LongeffSession, cell: Cell, record: dict[str, Any], cache:
         "best_step": result.best_step,
         "peak_memory_bytes": train_peak,
         "memory_method": tw.memory_method,
-        "within_memory_budget": None if train_peak is None else train_peak <= s.memory_budget_bytes,
+        # From the batch-size search's exact probe (or the cache of one), not from the approximate window peak.
+        "within_memory_budget": None if batch_info.get("peak_memory_bytes") is None
+        else batch_info["peak_memory_bytes"] <= s.memory_budget_bytes,
         "stopped_by": result.stopped_by,
         **_energy_fields(tw, session.idle),
     }

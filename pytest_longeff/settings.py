@@ -146,7 +146,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("eval-samples", _non_negative_int, "validation examples generated and scored per cell (0: all; "
            "default: the profile's)", "N"),
     Option("repeats", _positive_int, "inference passes over the validation examples for timing statistics "
-           "(default: the profile's, 2 for tiny; every batch is a latency sample)", "N"),
+           "(default 3; every batch is a latency sample)", "N"),
     Option("warmup-steps", _non_negative_int, "training steps excluded from throughput statistics (default 1)",
            "N"),
     Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits, no generation"),

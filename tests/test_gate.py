@@ -16,10 +16,11 @@ from pytest_longeff.gate import (
 
 
 def _rec(tput: float | None = 10.0, ci: list[float] | None = None, energy: float | None = None,
-         method: str = "nvml") -> dict[str, object]:
+         method: str = "nvml", n: int = 5) -> dict[str, object]:
     return {
         "id": "led-base-1024-qasper", "status": "passed",
-        "train": {"samples_per_s_stats": {"median": tput, "ci95": ci}, "energy_j": energy, "energy_method": method},
+        "train": {"samples_per_s_stats": {"median": tput, "ci95": ci, "n": n}, "energy_j": energy,
+                  "energy_method": method},
         "inference": {"j_per_sample": energy, "energy_method": method},
     }
 
@@ -48,11 +49,30 @@ def test_message_shows_baseline_current_change_and_tolerance() -> None:
     assert c.message().startswith("train_samples_per_s: baseline 10, current 8, change -20.0%, tolerance 10%")
 
 
-def test_a_confidence_interval_reaching_the_tolerated_value_is_noise_not_regression() -> None:
+def test_overlapping_intervals_are_noise_and_separated_ones_a_regression() -> None:
     rule = Rule(METRICS["train_samples_per_s"], 0.1)
-    noisy = check(rule, _rec(10.0), _rec(8.0, ci=[6.0, 9.5]))
+    base = _rec(10.0, ci=[9.0, 11.0])
+    # Tolerated value: the baseline's worst case 9.0 less 10 % = 8.1.
+    noisy = check(rule, base, _rec(8.0, ci=[6.0, 9.5]))
     assert noisy.status == "within_noise" and not noisy.fails()
-    assert check(rule, _rec(10.0), _rec(8.0, ci=[7.5, 8.5])).fails()
+    assert check(rule, base, _rec(7.5, ci=[7.0, 8.0])).fails()
+    # Too few samples for an interval: the point values decide.
+    few = check(rule, _rec(10.0, ci=[9.0, 11.0], n=2), _rec(8.0, ci=[6.0, 9.5], n=2))
+    assert few.fails() and "single values" in few.note
+
+
+def test_a_zero_baseline_is_compared_by_value() -> None:
+    rule = Rule(METRICS["score"], 0.05)
+    zero = {"accuracy": {"score": 0.0}}
+    assert check(rule, zero, {"accuracy": {"score": 0.0}}).status == "passed"
+    assert check(rule, zero, {"accuracy": {"score": 3.0}}).status == "passed"
+
+
+def test_other_settings_are_refused() -> None:
+    base = {"machine": {}, "settings": {"profile": "tiny", "train_budget": {"spec": "steps=4"}}, "records": [_rec()]}
+    gate = gate_record(parse_fail_on("score:5%"), base, _rec(), {}, "b.json",
+                       {"profile": "tiny", "train_budget": {"spec": "steps=8"}})
+    assert "train_budget 'steps=4' vs 'steps=8'" in gate["refused"]
 
 
 def test_unmeasured_and_estimated_figures_are_never_gated() -> None:

@@ -41,7 +41,9 @@ def test_a_generous_tolerance_passes_and_records_the_checks(pytester: pytest.Pyt
 def test_a_regression_fails_the_cell_with_baseline_current_change_and_tolerance(pytester: pytest.Pytester,
                                                                                baseline: Path) -> None:
     def faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
-        doc["records"][0]["train"]["samples_per_s_stats"]["median"] *= 100
+        stats = doc["records"][0]["train"]["samples_per_s_stats"]
+        stats["median"] *= 100
+        stats["ci95"] = [v * 100 for v in stats["ci95"]]
 
     edited = _edit(baseline, faster_baseline)
     result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}",
