@@ -673,8 +673,8 @@ def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> s
     from pytest_longeff import __version__
 
     s = session.settings
-    raw = json.dumps([machine_key(session.device), __version__, PROBE_VERSION, s.profile, cell.id, s.memory_budget_bytes,
-                      s.max_batch, session.profile.weights, built.config_dict(),
+    raw = json.dumps([machine_key(session.device), __version__, PROBE_VERSION, s.profile, cell.id,
+                      s.memory_budget_bytes, s.max_batch, session.profile.weights, built.config_dict(),
                       session.tokenizer_digest(cell)], sort_keys=True, default=str)
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
