@@ -54,7 +54,7 @@ from pytest_longeff.tokenizer import cached_tokenizer
 # The study's optimiser (AdamW, linear schedule with 10 % warm-up).
 BETAS, EPS, WEIGHT_DECAY, WARMUP_SHARE = (0.9, 0.98), 1e-6, 0.001, 0.1
 # Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 # Time and energy budgets have no known step count: the rate then warms up over this many steps and stays.
 OPEN_ENDED_WARMUP_STEPS = 10
 
