@@ -95,7 +95,7 @@ def test_energy_figures_from_the_gpu_counter_carry_method_and_derived_figures(be
     # The model runs on the CPU; the explicitly chosen GPU meter is honoured (a fake pynvml at its API boundary).
     args = [a for a in ONE_CELL if not a.startswith("--longeff-idle-s")]
     result = bench.runpytest(*args, "--longeff-energy=nvml", "--longeff-idle-s=0.3",
-                             "--longeff-train-budget=steps=8")
+                             "--longeff-train-budget=steps=20")  # a window well over 100 ms
     result.assert_outcomes(passed=1)
     r = _one(bench)
     train, inference = r["train"], r["inference"]
