@@ -57,7 +57,6 @@ def pytest_longeff_tasks() -> list[TaskSpec]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "longeff: a pytest-longeff benchmark cell (added by the plugin)")
     families: dict[str, Family] = {}
     for group in config.hook.pytest_longeff_families():
         for fam in group:

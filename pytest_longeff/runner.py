@@ -24,7 +24,7 @@ import torch
 
 from pytest_longeff import data as data_mod
 from pytest_longeff.batch_search import SearchResult, search_batch_size
-from pytest_longeff.budget import BudgetTracker, TrainBudget, requires_energy_meter
+from pytest_longeff.budget import BudgetTracker, TrainBudget, planned_steps, requires_energy_meter
 from pytest_longeff.energy import (
     IdleBaseline,
     Meter,
@@ -499,7 +499,7 @@ def fine_tune(
     opt = _optimizer(model, lr)
     samples_per_step = batch_size * accumulation
     steps_per_epoch = max(1, len(train.ids) // samples_per_step)
-    planned = _planned_steps(budget, steps_per_epoch, samples_per_step)
+    planned = planned_steps(budget, steps_per_epoch=steps_per_epoch, batch_size=samples_per_step)
     if planned is None:
         # time= and energy= budgets have no known length: warm up, then hold the rate.
         from transformers import get_constant_schedule_with_warmup
@@ -553,23 +553,8 @@ def fine_tune(
     return result
 
 
-def _planned_steps(budget: TrainBudget, steps_per_epoch: int, samples_per_step: int) -> int | None:
-    """Steps the linear schedule decays over; None for budgets of unknown length (time, energy) without a cap."""
-    if budget.kind == "steps" and budget.steps:
-        planned: int | None = budget.steps
-    elif budget.kind == "samples" and budget.samples:
-        planned = math.ceil(budget.samples / samples_per_step)
-    elif budget.kind == "epochs" and budget.epochs:
-        planned = budget.epochs * steps_per_epoch
-    else:
-        planned = None
-    if budget.max_steps:
-        planned = min(planned, budget.max_steps) if planned is not None else budget.max_steps
-    return max(planned, 1) if planned is not None else None
-
-
 def schedule_description(budget: TrainBudget) -> str:
-    if _planned_steps(budget, 1, 1) is None:
+    if planned_steps(budget, steps_per_epoch=1, batch_size=1) is None:
         return f"constant after {OPEN_ENDED_WARMUP_STEPS} warm-up steps (budget of unknown length)"
     return f"linear decay with {WARMUP_SHARE:.0%} warm-up"
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch
 
-from pytest_longeff.budget import parse_train_budget
+from pytest_longeff.budget import parse_train_budget, planned_steps
 from pytest_longeff.models import LEDFamily, build_model
-from pytest_longeff.runner import TokenizedSplit, _planned_steps, _train_step, schedule_description
+from pytest_longeff.runner import TokenizedSplit, _train_step, schedule_description
 
 
 def _split(n: int = 2, length: int = 128, target: int = 5) -> TokenizedSplit:
@@ -28,10 +28,10 @@ def test_accumulated_micro_batches_give_the_full_batch_gradient() -> None:
 
 
 def test_open_ended_budgets_hold_the_rate_instead_of_decaying_over_a_guess() -> None:
-    assert _planned_steps(parse_train_budget("steps=20"), 10, 4) == 20
-    assert _planned_steps(parse_train_budget("samples=10"), 10, 4) == 3
-    assert _planned_steps(parse_train_budget("epochs=2,patience=1"), 10, 4) == 20
-    assert _planned_steps(parse_train_budget("time=60s"), 10, 4) is None
-    assert _planned_steps(parse_train_budget("time=60s,max_steps=50"), 10, 4) == 50
+    assert planned_steps(parse_train_budget("steps=20"), steps_per_epoch=10, batch_size=4) == 20
+    assert planned_steps(parse_train_budget("samples=10"), steps_per_epoch=10, batch_size=4) == 3
+    assert planned_steps(parse_train_budget("epochs=2,patience=1"), steps_per_epoch=10, batch_size=4) == 20
+    assert planned_steps(parse_train_budget("time=60s"), steps_per_epoch=10, batch_size=4) is None
+    assert planned_steps(parse_train_budget("time=60s,max_steps=50"), steps_per_epoch=10, batch_size=4) == 50
     assert schedule_description(parse_train_budget("energy=1kJ")).startswith("constant after")
     assert schedule_description(parse_train_budget("steps=4")).startswith("linear decay")
