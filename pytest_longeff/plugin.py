@@ -425,10 +425,13 @@ class LongeffReporter:
             tr.write_line(f"  warning: {warning}", yellow=True)
         from pytest_longeff.findings import findings
 
-        tr.write_line("  the seed study's findings on this matrix:")
-        for finding in findings(self.report.records):
-            if finding.verdict != "cannot tell":
+        decided = [f for f in findings(self.report.records) if f.verdict != "cannot tell"]
+        if decided:
+            tr.write_line("  the seed study's findings on this matrix:")
+            for finding in decided:
                 tr.write_line(f"    {finding.verdict}: {finding.claim} ({finding.evidence})")
+        else:
+            tr.write_line("  the seed study's findings: these cells cannot tell (details in the JSON's session)")
         gated = [r["gate"] for r in self.report.records if r.get("gate")]
         if gated:
             counts: dict[str, int] = {}
