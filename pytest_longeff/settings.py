@@ -195,15 +195,25 @@ class Settings:
         return out
 
 
+GROUP = "longeff"
+GROUP_DESCRIPTION = "long-context accuracy vs. efficiency benchmarks (pytest-longeff)"
+
+
+def argparse_text(text: str) -> str:
+    """``text`` as argparse prints it: argparse %-formats help strings (for ``%(default)s``), so a bare ``%`` would
+    crash ``pytest --help`` in every suite of the environment. The ini listing prints help verbatim."""
+    return text.replace("%", "%%")
+
+
 def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("longeff", "long-context accuracy vs. efficiency benchmarks (pytest-longeff)")
+    group = parser.getgroup(GROUP, GROUP_DESCRIPTION)
     for opt in OPTIONS:
         if opt.parse is None:
-            group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest, help=opt.help)
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest, help=argparse_text(opt.help))
             parser.addini(opt.dest, help=opt.help, type="bool", default=None)
         else:
-            group.addoption(opt.flag, type=_argtype(opt.parse), default=None, dest=opt.dest, metavar=opt.metavar,
-                            help=opt.help)
+            group.addoption(opt.flag, type=_argtype(opt.parse), default=None, dest=opt.dest,
+                            metavar=opt.metavar, help=argparse_text(opt.help))
             parser.addini(opt.dest, help=opt.help, default=None)
 
 
