@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_longeff.errors import DataError
+
 SPLITS: tuple[str, ...] = ("train", "validation")
 FIELDS: tuple[str, ...] = ("id", "pid", "input", "output")
 GENERATOR_VERSION = 1  # bump when generated data changes, so caches keyed on it are rebuilt
-
-
-class DataError(Exception):
-    """Data that cannot be used; the message names the file (and line) and says how to fix it."""
 
 
 @dataclass(frozen=True)

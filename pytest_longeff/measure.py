@@ -19,20 +19,6 @@ if TYPE_CHECKING:
     from pytest_longeff.energy import EnergyReading, Meter
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def synchronize(device: str) -> None:
     """Wait for all work queued on ``device``."""
     if device.startswith("cuda"):
@@ -85,6 +71,7 @@ _M_MMAP_THRESHOLD = -3
 # were the same or up to 6 % higher (conservative for a budget) at two thirds of the probe time.
 EXACT_MMAP_THRESHOLD = 4 * 1024 * 1024
 RELAXED_MMAP_THRESHOLD = 32 * 1024 * 1024
+GLIBC_DEFAULT_MMAP_THRESHOLD = 128 * 1024
 
 
 def settle_cpu_allocator(device: str) -> None:
@@ -95,6 +82,17 @@ def settle_cpu_allocator(device: str) -> None:
         return
     try:
         ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, RELAXED_MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
+
+
+def restore_cpu_allocator(device: str) -> None:
+    """Put malloc's mmap threshold back to glibc's default (128 KiB) when a session ends. glibc offers no way
+    back to its dynamic threshold once it was set, so the default value is the closest restore there is."""
+    if device.startswith("cuda"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, GLIBC_DEFAULT_MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
 

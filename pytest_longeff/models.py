@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pytest_longeff.errors import NoCheckpoint
+
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["BUILTIN_FAMILIES", "BuiltModel", "Family", "NoCheckpoint", "build_model"]
+
 # Token ids shared by the offline tokenizer and every model config built here.
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-
-
-class NoCheckpoint(ValueError):
-    """The family publishes no pretrained checkpoint of this size (the cell is skipped with this reason)."""
 
 
 class Family(Protocol):

@@ -170,6 +170,13 @@ class FakeNvml(ModuleType):
     def _gpu(self, handle: FakeHandle) -> FakeGpu:
         return self.gpus[handle.index]
 
+    def reset_counter(self, index: int, counter_mj: int = 0) -> None:
+        """Simulate a driver reload or GPU reset: GPU ``index``'s energy counter restarts at ``counter_mj`` now.
+
+        Only meaningful with a single GPU (the fake's time origin is shared)."""
+        self.gpus[index].counter_start_mj = counter_mj
+        self.origin_s = self.clock()
+
     def power_at(self, gpu: FakeGpu, t_s: float) -> float:
         return gpu.power_w(t_s) if callable(gpu.power_w) else gpu.power_w
 

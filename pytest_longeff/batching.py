@@ -1,0 +1,113 @@
+"""Choosing a cell's training batch: fixed by option, cached from an earlier run, or searched under the memory
+budget with real training-step probes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_longeff.batch_search import search_batch_size
+from pytest_longeff.errors import CellUnavailable
+from pytest_longeff.machine import machine_key
+from pytest_longeff.measure import exact_cpu_memory, release_memory, window
+from pytest_longeff.record import BatchChoice
+from pytest_longeff.train import make_optimizer, train_step, weight_bytes
+
+if TYPE_CHECKING:
+    from pytest_longeff.matrix import Cell
+    from pytest_longeff.models import BuiltModel
+    from pytest_longeff.prepare import TokenizedSplit
+    from pytest_longeff.session import LongeffSession
+
+# Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
+PROBE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class BatchCache:
+    """Found batch sizes across runs: ``get(key)`` / ``set(key, value)`` over ``config.cache``."""
+
+    get: Callable[[str], Any]
+    set: Callable[[str, Any], None]
+
+
+def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> str:
+    """Everything a found batch size depends on: machine and software, the model as configured, the tokenizer
+    (its vocabulary sizes the embeddings), the cell, the budget and the largest batch allowed."""
+    from pytest_longeff import __version__
+
+    s = session.settings
+    raw = json.dumps([machine_key(session.facts()), __version__, PROBE_VERSION, s.profile, cell.id,
+                      s.memory_budget_bytes, s.max_batch, session.profile.weights, built.config_dict(),
+                      session.inputs.tokenizer_digest(cell)], sort_keys=True, default=str)
+    return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
+                flops: dict[int, int] | None = None) -> int:
+    """One full training step (forward, backward, optimiser step) at ``batch_size``: its peak memory in bytes.
+
+    On the CPU the figure is the process high-water mark above what it held before the step, plus the weights
+    (already resident); on CUDA the peak allocated bytes, weights included. When ``flops`` is given and empty, the
+    step's FLOPs are counted too (probes are not timed, so the counter's overhead costs nothing measured).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    opt = make_optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
+    index = [i % len(split.ids) for i in range(batch_size)]
+    # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
+    counter = FlopCounterMode(display=False) if flops is not None and not flops else None
+    with exact_cpu_memory(device), window("probe", device, None) as w:
+        with counter if counter is not None else contextlib.nullcontext():
+            train_step(built, split, index, device, 1)
+        opt.step()
+    if counter is not None and flops is not None:
+        flops[batch_size] = int(counter.get_total_flops())
+    model.zero_grad(set_to_none=True)
+    del opt
+    if w.peak_memory_bytes is None:
+        raise CellUnavailable("peak memory cannot be read on this system, so the batch-size search cannot run; "
+                              "pass --longeff-batch-size N")
+    if device.startswith("cuda"):
+        return w.peak_memory_bytes
+    return w.peak_memory_bytes + weight_bytes(model)
+
+
+def _cached(cache: BatchCache | None, key: str) -> BatchChoice | None:
+    hit = cache.get(key) if cache is not None else None
+    if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] >= 0:
+        return BatchChoice(hit["batch_size"], "cached", 0, hit.get("peak_memory_bytes"),
+                           {"searched_probes": hit.get("probes")})
+    return None
+
+
+def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: TokenizedSplit,
+                 cache: BatchCache | None, flops: dict[int, int]) -> BatchChoice:
+    """The training batch: fixed by option, cached from an earlier run, or searched under the memory budget.
+    ``flops`` receives the FLOP count of one probe (see :func:`probe_batch`)."""
+    s = session.settings
+    if s.batch_size is not None:
+        return BatchChoice(s.batch_size, "fixed", 0, None)
+    key = batch_cache_key(session, cell, built)
+    hit = None if s.batch_reset else _cached(cache, key)
+    if hit is not None:
+        return hit
+    # The same model at the same length under another task needs about the same memory: start there.
+    neighbour = session.found_batches.get((cell.family, cell.size, cell.seq_len))
+    start = min(max(neighbour or 1, 1), s.max_batch)
+    found = search_batch_size(lambda b: probe_batch(built, train, b, session.device, flops), s.memory_budget_bytes,
+                              max_batch=s.max_batch, start=start, release=lambda: release_memory(session.device))
+    session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
+    details = {k: v for k, v in found.to_dict().items() if k not in ("batch_size", "probes", "peak_memory_bytes")}
+    if cache is not None:
+        cache.set(key, {"batch_size": found.batch_size, "probes": len(found.probes),
+                        "peak_memory_bytes": found.peak_memory_bytes})
+    return BatchChoice(found.batch_size, "searched", len(found.probes), found.peak_memory_bytes,
+                       {**details, "start": start})

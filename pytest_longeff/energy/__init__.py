@@ -1,0 +1,95 @@
+"""Energy meters: measurement windows over NVML, RAPL, a CPU-time estimate, or nothing.
+
+A meter measures one window: the caller synchronises the device, calls ``start()``, runs the work,
+synchronises again and calls ``stop()``, which returns an :class:`EnergyReading`; ``read()`` gives the energy
+so far without closing the window. Meters are strategies behind the :class:`Meter` protocol, one class each,
+chosen by :func:`make_meter` from a table that :func:`register_meter` extends.
+
+Missing hardware is not an error: under ``auto`` the result is the null meter plus one warning. Only a meter the
+user asked for by name that cannot work here raises :class:`MeterUnavailable`, with a message that says how to
+fix it.
+
+Nothing heavy is imported at package load: ``pynvml`` is imported the first time an NVML meter is made.
+
+Layout: ``readings`` (value objects), ``base`` (the protocol and the counter-meter base class), ``arithmetic``
+(pure functions), ``sampler`` (the power-sampling thread), ``nvml_session`` and ``nvml``, ``rapl``,
+``estimate``, ``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the table).
+"""
+
+from __future__ import annotations
+
+from pytest_longeff.energy.arithmetic import (
+    LEGACY_BUCKET_S,
+    LEGACY_POLL_PERIOD_S,
+    integrate_power,
+    legacy_energy,
+    max_sample_gap,
+    measure_idle,
+    net_energy_j,
+)
+from pytest_longeff.energy.base import CounterMeter, CounterReadError, Meter
+from pytest_longeff.energy.device import DeviceTarget, parse_device
+from pytest_longeff.energy.estimate import ESTIMATE_W_PER_BUSY_CORE, EstimateMeter
+from pytest_longeff.energy.factory import (
+    ENERGY_CHOICES,
+    MeterBuilder,
+    MeterRequest,
+    make_meter,
+    meter_names,
+    register_meter,
+    unregister_meter,
+)
+from pytest_longeff.energy.legacy import LegacyFigure
+from pytest_longeff.energy.null import NullMeter
+from pytest_longeff.energy.nvml import GAP_WARN_PERIODS, NVML_UPDATE_PERIOD_S, NvmlCounterMeter, NvmlPowerMeter
+from pytest_longeff.energy.rapl import (
+    DEFAULT_RAPL_ROOT,
+    RAPL_MAX_PLAUSIBLE_W,
+    RAPL_PERMISSION_HINT,
+    RaplDomain,
+    RaplMeter,
+    find_rapl_domains,
+)
+from pytest_longeff.energy.readings import EnergyReading, IdleBaseline, MeterUnavailable
+from pytest_longeff.energy.sampler import DEFAULT_SAMPLE_HZ, PowerSampler
+
+__all__ = [
+    "DEFAULT_RAPL_ROOT",
+    "DEFAULT_SAMPLE_HZ",
+    "ENERGY_CHOICES",
+    "ESTIMATE_W_PER_BUSY_CORE",
+    "GAP_WARN_PERIODS",
+    "LEGACY_BUCKET_S",
+    "LEGACY_POLL_PERIOD_S",
+    "NVML_UPDATE_PERIOD_S",
+    "RAPL_MAX_PLAUSIBLE_W",
+    "RAPL_PERMISSION_HINT",
+    "CounterMeter",
+    "CounterReadError",
+    "DeviceTarget",
+    "EnergyReading",
+    "EstimateMeter",
+    "IdleBaseline",
+    "LegacyFigure",
+    "Meter",
+    "MeterBuilder",
+    "MeterRequest",
+    "MeterUnavailable",
+    "NullMeter",
+    "NvmlCounterMeter",
+    "NvmlPowerMeter",
+    "PowerSampler",
+    "RaplDomain",
+    "RaplMeter",
+    "find_rapl_domains",
+    "integrate_power",
+    "legacy_energy",
+    "make_meter",
+    "max_sample_gap",
+    "measure_idle",
+    "meter_names",
+    "net_energy_j",
+    "parse_device",
+    "register_meter",
+    "unregister_meter",
+]

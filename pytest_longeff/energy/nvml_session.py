@@ -1,0 +1,167 @@
+"""NVML plumbing shared by the NVML meters: loading pynvml lazily, mapping CUDA devices to NVML handles, and one
+NVML session per meter."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+from pytest_longeff.energy.device import DeviceTarget
+from pytest_longeff.energy.readings import MeterUnavailable
+
+
+def _load_pynvml() -> ModuleType | None:
+    try:
+        return importlib.import_module("pynvml")
+    except ImportError:
+        return None
+
+
+def nvml_error_type(nvml: Any, name: str) -> type[BaseException]:
+    """An NVMLError subclass by name, or a class nothing raises when this pynvml lacks it."""
+    found = getattr(nvml, name, None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return found
+    return _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _text(value: object) -> str:
+    # Older pynvml releases return bytes for names and versions.
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+class NvmlSession:
+    """One nvmlInit with the handles of the devices a meter measures; shut down once."""
+
+    def __init__(self, nvml: Any, indices: Sequence[int], handles: Sequence[object]) -> None:
+        self.nvml = nvml
+        self.indices = list(indices)
+        self.handles = list(handles)
+        self._open = True
+
+    def read_power_w(self) -> float:
+        """Total power of the session's GPUs now, watts (NVML reports milliwatts)."""
+        return sum(float(self.nvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
+
+    def close(self) -> None:
+        """Shut NVML down once; later calls do nothing."""
+        if self._open:
+            self._open = False
+            try:
+                self.nvml.nvmlShutdown()
+            except self.nvml.NVMLError:
+                pass  # Shutting down a broken session must not mask the result it produced.
+
+    def describe(self) -> dict[str, object]:
+        """Driver version and, per GPU, name, power limit (W) and clocks (MHz); None where a GPU does not say."""
+        nvml = self.nvml
+        clock_kinds = {
+            "graphics_clock_mhz": getattr(nvml, "NVML_CLOCK_GRAPHICS", 0),
+            "sm_clock_mhz": getattr(nvml, "NVML_CLOCK_SM", 1),
+            "mem_clock_mhz": getattr(nvml, "NVML_CLOCK_MEM", 2),
+        }
+        devices: list[dict[str, object]] = []
+        for index, handle in zip(self.indices, self.handles):
+            name = self._ask(nvml.nvmlDeviceGetName, handle)
+            limit_mw = self._ask(nvml.nvmlDeviceGetPowerManagementLimit, handle)
+            entry: dict[str, object] = {
+                "nvml_index": index,
+                "name": None if name is None else _text(name),
+                "power_limit_w": None if limit_mw is None else float(limit_mw) / 1000.0,
+            }
+            for key, kind in clock_kinds.items():
+                entry[key] = self._ask(nvml.nvmlDeviceGetClockInfo, handle, kind)
+            devices.append(entry)
+        driver = self._ask(nvml.nvmlSystemGetDriverVersion)
+        return {"driver_version": None if driver is None else _text(driver), "gpus": devices}
+
+    def _ask(self, fn: Callable[..., Any], *args: object) -> Any:
+        # Environment facts are best effort: a GPU that does not report one still gets the others.
+        try:
+            return fn(*args)
+        except self.nvml.NVMLError:
+            return None
+
+
+def _nvml_indices(target: DeviceTarget, count: int, nvml: Any) -> tuple[list[int], list[object]]:
+    """NVML indices and handles for the target; raises LookupError with a readable reason."""
+    if target.kind == "cpu":
+        # An explicit NVML meter on a CPU cell measures every GPU: whatever they draw is the cell's cost.
+        indices = list(range(count))
+        return indices, [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+    assert target.index is not None
+    # CUDA numbers the devices CUDA_VISIBLE_DEVICES lets through; NVML numbers every device on the machine.
+    # (With CUDA_DEVICE_ORDER other than PCI_BUS_ID, CUDA may also order mixed GPU models differently from NVML;
+    # on such machines set CUDA_DEVICE_ORDER=PCI_BUS_ID.)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None or not visible.strip():
+        if target.index >= count:
+            raise LookupError(f"cuda:{target.index} does not exist (NVML sees {count} GPU(s))")
+        return [target.index], [nvml.nvmlDeviceGetHandleByIndex(target.index)]
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if target.index >= len(entries):
+        raise LookupError(f"cuda:{target.index} is not among CUDA_VISIBLE_DEVICES={visible!r}")
+    entry = entries[target.index]
+    if entry.isdigit():
+        physical = int(entry)
+        if physical >= count:
+            raise LookupError(f"CUDA_VISIBLE_DEVICES names GPU {physical}, but NVML sees {count} GPU(s)")
+        return [physical], [nvml.nvmlDeviceGetHandleByIndex(physical)]
+    if entry.startswith("GPU-") and hasattr(nvml, "nvmlDeviceGetHandleByUUID"):
+        handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+        index_of = getattr(nvml, "nvmlDeviceGetIndex", None)
+        return [int(index_of(handle)) if index_of else -1], [handle]
+    raise LookupError(
+        f"cannot map CUDA_VISIBLE_DEVICES entry {entry!r} to an NVML device (MIG instances have no energy counter)"
+    )
+
+
+def open_nvml(nvml: ModuleType | None, target: DeviceTarget, device: str) -> NvmlSession:
+    """Initialise NVML and resolve the target's devices; raises MeterUnavailable with the reason."""
+    module: Any = nvml if nvml is not None else _load_pynvml()
+    if module is None:
+        raise MeterUnavailable(
+            "NVML is not available: the Python package `pynvml` cannot be imported; "
+            "install it with `pip install nvidia-ml-py`",
+            reason="pynvml not installed",
+        )
+    if target.kind == "other":
+        raise MeterUnavailable(
+            f"NVML meters measure CUDA devices; {device!r} is neither 'cpu' nor 'cuda[:N]'",
+            reason=f"no meter for device {device!r}",
+        )
+    try:
+        module.nvmlInit()
+    except nvml_error_type(module, "NVMLError_LibraryNotFound") as exc:
+        raise MeterUnavailable(
+            f"NVML is not available: {exc} (libnvidia-ml.so, part of the NVIDIA driver, was not found). "
+            "Run on a machine with an NVIDIA GPU and driver, or choose another energy meter "
+            "('estimate' for a CPU-time estimate, 'none' to skip energy)",
+            reason="NVML not found",
+        ) from exc
+    except module.NVMLError as exc:
+        raise MeterUnavailable(
+            f"NVML could not be initialised: {exc}. Check that the NVIDIA driver is loaded (`nvidia-smi`), "
+            "or choose another energy meter ('auto', 'estimate' or 'none')",
+            reason=f"NVML failed to initialise: {exc}",
+        ) from exc
+    try:
+        count = int(module.nvmlDeviceGetCount())
+        if count == 0:
+            raise LookupError("NVML sees no GPU")
+        indices, handles = _nvml_indices(target, count, module)
+    except (LookupError, module.NVMLError) as exc:
+        try:
+            module.nvmlShutdown()
+        except module.NVMLError:
+            pass
+        raise MeterUnavailable(f"NVML cannot measure {device}: {exc}", reason=f"NVML: {exc}") from exc
+    return NvmlSession(module, indices, handles)
+

@@ -1,0 +1,222 @@
+"""Tests for pytest_longeff.energy's pure arithmetic and value objects: integration, gaps, the legacy figure,
+readings, idle baselines and net energy."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from pytest_longeff.energy import (
+    EnergyReading,
+    IdleBaseline,
+    NullMeter,
+    integrate_power,
+    legacy_energy,
+    max_sample_gap,
+    measure_idle,
+    net_energy_j,
+)
+
+# -- integrate_power -------------------------------------------------------------------------------------------
+
+times = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
+powers = st.floats(min_value=0.0, max_value=2000.0, allow_nan=False)
+
+
+@given(
+    power_w=powers,
+    sample_times=st.lists(times, min_size=1, max_size=30),
+    window=st.tuples(times, times),
+)
+def test_constant_power_integrates_to_power_times_duration(
+    power_w: float, sample_times: list[float], window: tuple[float, float]
+) -> None:
+    t0, t1 = sorted(window)
+    samples = [(t, power_w) for t in sample_times]
+    assert integrate_power(samples, t0, t1) == pytest.approx(power_w * (t1 - t0), rel=1e-9, abs=1e-6)
+
+
+@given(
+    a=st.floats(-500, 500),
+    b=st.floats(-50, 50),
+    inner=st.lists(st.floats(0.0, 1.0), min_size=0, max_size=20),
+    window=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+    span=st.tuples(st.floats(-10, 10), st.floats(0.1, 20)),
+)
+def test_linear_power_integrates_exactly_when_samples_bracket_the_window(
+    a: float,
+    b: float,
+    inner: list[float],
+    window: tuple[float, float],
+    span: tuple[float, float],
+) -> None:
+    start, length = span
+    lo_frac, hi_frac = sorted(window)
+    t0, t1 = start + lo_frac * length, start + hi_frac * length
+    sample_times = [start, start + length, *(start + f * length for f in inner)]
+    samples = [(t, a + b * t) for t in sample_times]
+    analytic = a * (t1 - t0) + b * (t1 * t1 - t0 * t0) / 2.0
+    assert integrate_power(samples, t0, t1) == pytest.approx(analytic, rel=1e-6, abs=1e-6)
+
+
+@st.composite
+def step_traces(draw: st.DrawFn) -> tuple[list[float], list[float]]:
+    edges = sorted(set(draw(st.lists(st.floats(0.0, 100.0), min_size=2, max_size=12))))
+    assume(len(edges) >= 2)
+    levels = draw(st.lists(powers, min_size=len(edges) - 1, max_size=len(edges) - 1))
+    return edges, levels
+
+
+@given(trace=step_traces(), window=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)))
+def test_piecewise_constant_trace_matches_analytic_integral(
+    trace: tuple[list[float], list[float]], window: tuple[float, float]
+) -> None:
+    edges, levels = trace
+    span = edges[-1] - edges[0]
+    lo, hi = sorted(window)
+    t0, t1 = edges[0] + lo * span, edges[0] + hi * span
+    # A step at each edge is two samples at the same time: the old level, then the new one.
+    samples: list[tuple[float, float]] = []
+    for i, level in enumerate(levels):
+        samples.append((edges[i], level))
+        samples.append((edges[i + 1], level))
+    analytic = sum(
+        level * max(0.0, min(t1, edges[i + 1]) - max(t0, edges[i])) for i, level in enumerate(levels)
+    )
+    assert integrate_power(samples, t0, t1) == pytest.approx(analytic, rel=1e-9, abs=1e-6)
+
+
+@given(
+    knots=st.lists(
+        st.tuples(st.floats(0.0, 100.0), powers), min_size=2, max_size=10, unique_by=lambda k: k[0]
+    ),
+    extra=st.lists(st.floats(0.0, 1.0), max_size=10),
+)
+def test_adding_interpolated_samples_does_not_change_a_piecewise_linear_integral(
+    knots: list[tuple[float, float]], extra: list[float]
+) -> None:
+    knots.sort()
+    first, last = knots[0][0], knots[-1][0]
+    refined = list(knots)
+    for frac in extra:
+        t = first + frac * (last - first)
+        refined.append((t, _interpolate(knots, t)))
+    exact = sum((tb - ta) * (pa + pb) / 2 for (ta, pa), (tb, pb) in itertools.pairwise(knots))
+    assert integrate_power(knots, first, last) == pytest.approx(exact, rel=1e-9, abs=1e-6)
+    assert integrate_power(refined, first, last) == pytest.approx(exact, rel=1e-6, abs=1e-6)
+
+
+def _interpolate(knots: list[tuple[float, float]], t: float) -> float:
+    for (ta, pa), (tb, pb) in itertools.pairwise(knots):
+        if ta <= t <= tb:
+            return pa + (pb - pa) * (t - ta) / (tb - ta)
+    raise AssertionError("t outside the knots")
+
+
+@given(
+    samples=st.lists(st.tuples(times, powers), min_size=1, max_size=30),
+    cuts=st.lists(times, min_size=3, max_size=3),
+)
+def test_integration_is_additive_over_split_windows(
+    samples: list[tuple[float, float]], cuts: list[float]
+) -> None:
+    a, b, c = sorted(cuts)
+    whole = integrate_power(samples, a, c)
+    split = integrate_power(samples, a, b) + integrate_power(samples, b, c)
+    assert split == pytest.approx(whole, rel=1e-9, abs=1e-6)
+
+
+def test_integrate_power_rejects_empty_traces_and_reversed_windows() -> None:
+    with pytest.raises(ValueError, match="at least one sample"):
+        integrate_power([], 0.0, 1.0)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        integrate_power([(0.0, 1.0)], 1.0, 0.0)
+
+
+def test_integrate_power_holds_the_first_value_before_and_the_last_value_after_the_trace() -> None:
+    """Kills the mutant "integrate_power holds the wrong power value after the last sample" (and its mirror
+    before the first): the trace rises from 10 W to 50 W, so holding the first sample's value after the trace,
+    the last's before it, or swapping both each gives a different number from the right one."""
+    samples = [(2.0, 50.0), (1.0, 10.0)]  # unsorted on purpose: "first" and "last" are by time
+    # Right: 10 W held over [0, 1], ramp 10 -> 50 W over [1, 2] (30 J), 50 W held over [2, 4].
+    assert integrate_power(samples, 0.0, 4.0) == pytest.approx(10.0 + 30.0 + 100.0)
+    assert integrate_power(samples, 3.0, 5.0) == pytest.approx(100.0)  # wholly after the trace: last value
+    assert integrate_power(samples, -2.0, 0.0) == pytest.approx(20.0)  # wholly before the trace: first value
+    assert integrate_power(samples, 0.5, 0.5) == 0.0
+
+
+def test_max_sample_gap_counts_window_edges() -> None:
+    assert max_sample_gap([-1.0, 0.2, 0.3, 2.0], 0.0, 1.0) == pytest.approx(0.7)
+    assert max_sample_gap([], 0.0, 1.0) == pytest.approx(1.0)
+
+
+def test_legacy_formula_is_sum_of_30s_means_over_1000() -> None:
+    trace = [(float(t), 300.0) for t in range(-1, 62)]
+    # 60 s of 300 W: two 30-s buckets of mean 300 -> 0.6 (the seed study's "kJ"), against 18 000 J of energy.
+    assert legacy_energy(trace, 0.0, 60.0) == pytest.approx(0.6)
+    # A partial last bucket counts as a bucket.
+    assert legacy_energy(trace, 0.0, 45.0) == pytest.approx(0.6)
+    # A step from 100 W to 400 W at 15 s: one bucket, polls 0..28 s see 100 W for 8 polls and 400 W for 7.
+    step = [(-1.0, 100.0), (14.999, 100.0), (15.0, 400.0), (40.0, 400.0)]
+    assert legacy_energy(step, 0.0, 30.0) == pytest.approx((8 * 100 + 7 * 400) / 15 / 1000)
+    assert legacy_energy([], 0.0, 30.0) is None
+
+
+# -- value objects ---------------------------------------------------------------------------------------------
+
+
+def test_reading_to_dict_keys() -> None:
+    reading = EnergyReading(
+        energy_j=12.5,
+        time_s=2.0,
+        method="nvml-power",
+        valid=True,
+        note="ok",
+        samples=41,
+        max_gap_s=0.06,
+        legacy_j=0.006,
+    )
+    assert reading.to_dict() == {
+        "energy_j": 12.5,
+        "time_s": 2.0,
+        "energy_method": "nvml-power",
+        "energy_valid": True,
+        "energy_note": "ok",
+        "energy_samples": 41,
+        "energy_max_gap_s": 0.06,
+        "legacy_sum_of_30s_mean_power_kw": 0.006,
+    }
+
+
+
+
+# -- idle baseline and net energy ------------------------------------------------------------------------------
+
+
+def test_idle_on_a_null_meter_is_unmeasured() -> None:
+    idle = measure_idle(NullMeter(), 0.0)
+    assert idle.power_w is None and not idle.valid
+    assert "no energy meter selected" in (idle.note or "")
+
+
+def test_net_energy_is_none_when_either_side_is_unmeasured() -> None:
+    good = EnergyReading(100.0, 1.0, "nvml", True, None, 2, None, None)
+    unmeasured = EnergyReading(None, 1.0, "none", False, "no energy meter selected", 0, None, None)
+    idle = IdleBaseline(power_w=40.0, time_s=5.0, method="nvml", valid=True, note=None)
+    assert net_energy_j(good, idle) == pytest.approx(60.0)
+    assert net_energy_j(unmeasured, idle) is None
+    assert net_energy_j(good, None) is None
+    assert net_energy_j(good, IdleBaseline(None, 5.0, "nvml", False, "failed")) is None
+    assert net_energy_j(good, IdleBaseline(40.0, 5.0, "rapl", True, None)) is None  # different meters
+
+
+def test_net_energy_may_be_negative_rather_than_clamped() -> None:
+    reading = EnergyReading(10.0, 1.0, "nvml", True, None, 2, None, None)
+    idle = IdleBaseline(power_w=12.0, time_s=5.0, method="nvml", valid=True, note=None)
+    assert net_energy_j(reading, idle) == pytest.approx(-2.0)
+    assert math.isfinite(net_energy_j(reading, idle) or math.nan)
+
