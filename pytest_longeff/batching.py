@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pytest_longeff.session import LongeffSession
 
 # Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
-PROBE_VERSION = 3
+PROBE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,37 @@ def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> s
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
+def optimizer_state_bytes(opt: Any) -> int:
+    """Bytes held by the optimizer's state tensors (AdamW: two moments per parameter)."""
+    import torch
+
+    return sum(int(t.numel()) * int(t.element_size()) for state in opt.state.values() for t in state.values()
+               if isinstance(t, torch.Tensor))
+
+
+def _materialise_state(model: Any, opt: Any) -> None:
+    """Create the optimizer's state before a probe is measured: AdamW allocates its moment buffers at its first
+    step, so a probe of the first step alone misses them during forward and backward, and training from step 2
+    on holds them throughout. A step on zero gradients at a negligible rate creates them (the cell resets the
+    weights after the probes anyway)."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad:
+            param.grad = torch.zeros_like(param)
+    opt.step()
+    model.zero_grad(set_to_none=True)
+
+
 def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
                 flops: dict[int, int] | None = None) -> int:
-    """One full training step (forward, backward, optimiser step) at ``batch_size``: its peak memory in bytes.
+    """Peak memory in bytes of a steady-state training step (forward, backward, optimiser step) at ``batch_size``:
+    weights, optimizer state, gradients and activations at once, as training holds them from its second step on.
 
-    On the CPU the figure is the process high-water mark above what it held before the step, plus the weights
-    (already resident); on CUDA the peak allocated bytes, weights included. When ``flops`` is given and empty, the
-    step's FLOPs are counted too (probes are not timed, so the counter's overhead costs nothing measured).
+    On the CPU the figure is the process high-water mark above what it held before the step, plus the weights and
+    the optimizer state (already resident, so not in that difference); on CUDA the peak allocated bytes, which
+    include both. When ``flops`` is given and empty, the step's FLOPs are counted too (probes are not timed, so the
+    counter's overhead costs nothing measured).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -61,6 +85,9 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     model.train()
     model.zero_grad(set_to_none=True)
     opt = make_optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
+    with exact_cpu_memory(device):  # its exit gives the zero gradients' memory back, so the step cannot reuse it
+        _materialise_state(model, opt)
+    resident = weight_bytes(model) + optimizer_state_bytes(opt)
     index = [i % len(split.ids) for i in range(batch_size)]
     # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
     counter = FlopCounterMode(display=False) if flops is not None and not flops else None
@@ -77,7 +104,7 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
                               "pass --longeff-batch-size N")
     if device.startswith("cuda"):
         return w.peak_memory_bytes
-    return w.peak_memory_bytes + weight_bytes(model)
+    return w.peak_memory_bytes + resident
 
 
 def _cached(cache: BatchCache | None, key: str) -> BatchChoice | None:

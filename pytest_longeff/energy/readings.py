@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_longeff.errors import LongeffError
 
-class MeterUnavailable(Exception):
+
+class MeterUnavailable(LongeffError):
     """A meter the user explicitly asked for cannot work on this machine; the message says why and how to fix.
 
     ``reason`` is the short form ("NVML not found", "RAPL not readable") used in the null meter's note.
