@@ -219,7 +219,8 @@ def _evaluate(built: BuiltModel, validation: TokenizedSplit, plan: TrainPlan, tr
     best = None
     if tracker.record_eval(-val_loss):
         result.best_step = result.steps
-        best = {k: v.detach().clone() for k, v in built.model.state_dict().items()}
+        # Kept off the device: a second copy of the weights must not count against the memory budget.
+        best = {k: v.detach().to("cpu", copy=True) for k, v in built.model.state_dict().items()}
     built.model.train()
     result.eval_time_s += time.perf_counter() - t_eval
     return best
