@@ -14,6 +14,7 @@ from pytest_longeff.batch_search import search_batch_size
 from pytest_longeff.errors import CellUnavailable
 from pytest_longeff.machine import machine_key
 from pytest_longeff.measure import exact_cpu_memory, release_memory, window
+from pytest_longeff.precision import FP32, Precision
 from pytest_longeff.record import BatchChoice
 from pytest_longeff.train import make_optimizer, train_step, weight_bytes
 
@@ -42,7 +43,7 @@ def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> s
 
     s = session.settings
     raw = json.dumps([machine_key(session.facts()), __version__, PROBE_VERSION, s.profile, cell.id,
-                      s.memory_budget_bytes, s.max_batch, session.profile.weights, built.config_dict(),
+                      s.memory_budget_bytes, s.max_batch, s.precision, session.profile.weights, built.config_dict(),
                       session.inputs.tokenizer_digest(cell)], sort_keys=True, default=str)
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
@@ -70,7 +71,7 @@ def _materialise_state(model: Any, opt: Any) -> None:
 
 
 def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
-                flops: dict[int, int] | None = None) -> int:
+                flops: dict[int, int] | None = None, precision: Precision = FP32) -> int:
     """Peak memory in bytes of a steady-state training step (forward, backward, optimiser step) at ``batch_size``:
     weights, optimizer state, gradients and activations at once, as training holds them from its second step on.
 
@@ -93,7 +94,7 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     counter = FlopCounterMode(display=False) if flops is not None and not flops else None
     with exact_cpu_memory(device), window("probe", device, None) as w:
         with counter if counter is not None else contextlib.nullcontext():
-            train_step(built, split, index, device, 1)
+            train_step(built, split, index, device, 1, precision)
         opt.step()
     if counter is not None and flops is not None:
         flops[batch_size] = int(counter.get_total_flops())
@@ -116,7 +117,7 @@ def _cached(cache: BatchCache | None, key: str) -> BatchChoice | None:
 
 
 def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: TokenizedSplit,
-                 cache: BatchCache | None, flops: dict[int, int]) -> BatchChoice:
+                 cache: BatchCache | None, flops: dict[int, int], precision: Precision = FP32) -> BatchChoice:
     """The training batch: fixed by option, cached from an earlier run, or searched under the memory budget.
     ``flops`` receives the FLOP count of one probe (see :func:`probe_batch`)."""
     s = session.settings
@@ -129,7 +130,8 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
     # The same model at the same length under another task needs about the same memory: start there.
     neighbour = session.found_batches.get((cell.family, cell.size, cell.seq_len))
     start = min(max(neighbour or 1, 1), s.max_batch)
-    found = search_batch_size(lambda b: probe_batch(built, train, b, session.device, flops), s.memory_budget_bytes,
+    found = search_batch_size(lambda b: probe_batch(built, train, b, session.device, flops, precision),
+                              s.memory_budget_bytes,
                               max_batch=s.max_batch, start=start, release=lambda: release_memory(session.device))
     session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
     details = {k: v for k, v in found.to_dict().items() if k not in ("batch_size", "probes", "peak_memory_bytes")}

@@ -16,7 +16,7 @@ import torch
 from pytest_longeff.batching import BatchCache, choose_batch
 from pytest_longeff.budget import requires_energy_meter
 from pytest_longeff.errors import CellSkip, CellUnavailable, NoCheckpoint
-from pytest_longeff.infer import decode_outputs, generate, teacher_forced_predictions
+from pytest_longeff.infer import decode_outputs, generate, teacher_forced_texts
 from pytest_longeff.measure import window
 from pytest_longeff.metrics import score_predictions
 from pytest_longeff.record import (
@@ -28,7 +28,9 @@ from pytest_longeff.record import (
     ModelFacts,
     TrainWindow,
 )
+from pytest_longeff.precision import Precision
 from pytest_longeff.stats import percentile, summarize
+from pytest_longeff.study import study_scores
 from pytest_longeff.train import EnergySoFar, TrainPlan, fine_tune, optimizer_settings, step_flops, weight_bytes
 
 if TYPE_CHECKING:
@@ -49,21 +51,30 @@ class Prepared:
     validation: TokenizedSplit
     tokenizer: Any
     built: BuiltModel
+    precision: Precision
     flops_by_batch: dict[int, int]
+
+    def study_score(self, batch_size: int) -> float:
+        """The study's teacher-forced score on the validation examples (its early-stopping metric)."""
+        predictions, labels = teacher_forced_texts(self.built, self.validation, self.tokenizer, batch_size,
+                                                   self.precision.device, self.precision)
+        return study_scores(self.task.metric, predictions, labels)["score"]
 
 
 def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None) -> None:
     """Run one cell, filing each section in ``record`` as its phase finishes."""
     check_ready(session, cell)
-    p, record.model = prepare(session, cell)
-    record.batch = choose(session, p, cache)
-    if record.batch.batch_size == 0:
-        raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} GiB "
-                       "even at batch size 1 (raise --longeff-memory-budget)")
-    record.train = train_phase(session, p, record.batch)
-    record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
-    record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
-    record.predictions = predictions
+    precision = Precision(session.settings.precision, session.device)
+    with precision.matmul():  # TF32 on or off for this cell only
+        p, record.model = prepare(session, cell, precision)
+        record.batch = choose(session, p, cache)
+        if record.batch.batch_size == 0:
+            raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
+                           "GiB even at batch size 1 (raise --longeff-memory-budget)")
+        record.train = train_phase(session, p, record.batch)
+        record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
+        record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
+        record.predictions = predictions
 
 
 def check_ready(session: LongeffSession, cell: Cell) -> None:
@@ -81,7 +92,7 @@ def check_ready(session: LongeffSession, cell: Cell) -> None:
             raise CellSkip(str(exc)) from None
 
 
-def prepare(session: LongeffSession, cell: Cell) -> tuple[Prepared, ModelFacts]:
+def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[Prepared, ModelFacts]:
     """Inputs and model (cached across cells; outside every measured window)."""
     s = session.settings
     task = session.tasks[cell.task]
@@ -89,16 +100,16 @@ def prepare(session: LongeffSession, cell: Cell) -> tuple[Prepared, ModelFacts]:
     validation = session.inputs.tokenized(cell, task, "validation", s.eval_samples)
     built, fresh = session.model(cell)
     facts = ModelFacts(built.params, built.label, built.config_dict(), fresh, built.build_s if fresh else None,
-                       s.memory_budget_bytes, s.train_budget.to_dict(), optimizer_settings(s.lr, s.train_budget),
-                       len(validation.ids))
-    return Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, {}), facts
+                       s.memory_budget_bytes, s.train_budget.to_dict(),
+                       optimizer_settings(s.lr, s.train_budget, precision.name), len(validation.ids))
+    return Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, precision, {}), facts
 
 
 def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None) -> BatchChoice:
     """The largest batch that fits the memory budget (0: none fits); the model is then put back to its initial
     weights."""
     s = session.settings
-    choice = choose_batch(session, p.cell, p.built, p.train, cache, p.flops_by_batch)
+    choice = choose_batch(session, p.cell, p.built, p.train, cache, p.flops_by_batch, p.precision)
     accumulation = 1
     if s.effective_batch and choice.batch_size:
         accumulation = max(1, math.ceil(s.effective_batch / choice.batch_size))
@@ -120,8 +131,9 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice) -> Tra
     torch.manual_seed(session.profile.seed)
     meter = session.meter
     energy_so_far = EnergySoFar(meter) if meter is not None and requires_energy_meter(s.train_budget) else None
+    study = (lambda: p.study_score(batch.batch_size)) if s.early_stop_metric == "study" else None
     plan = TrainPlan(batch.batch_size, batch.accumulation, s.train_budget, session.device, session.profile.seed,
-                     s.lr, energy_so_far or (lambda: None))
+                     s.lr, energy_so_far or (lambda: None), p.precision, study)
     with window("train", session.device, meter) as w:
         result = fine_tune(p.built, p.train, p.validation, plan)
     session.stats.measured_s += w.time_s
@@ -151,7 +163,7 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
     longest_target = int((p.train.labels != -100).sum(dim=1).max())
     max_new = min(session.profile.max_new_tokens, p.task.max_target_tokens, max(longest_target, 1))
     with window("inference", session.device, session.meter) as w:
-        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device)
+        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision)
     session.stats.measured_s += w.time_s
     decode_outputs(inf, p.validation, p.tokenizer)
     per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes)]
@@ -173,7 +185,8 @@ def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str
     refs = {i: refs[i] for i in p.validation.ids}
     teacher_forced = None
     if session.settings.teacher_forced:
-        tf = teacher_forced_predictions(p.built, p.validation, p.tokenizer, batch_size, session.device)
-        teacher_forced = score_predictions(p.task.metric, tf, refs)
+        predictions_tf, labels = teacher_forced_texts(p.built, p.validation, p.tokenizer, batch_size,
+                                                      session.device, p.precision)
+        teacher_forced = study_scores(p.task.metric, predictions_tf, labels)
     return Accuracy(score_predictions(p.task.metric, predictions, refs),
                     f"greedy generation, SCROLLS {p.task.metric}, x100", teacher_forced)

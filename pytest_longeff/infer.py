@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_longeff.measure import synchronize
+from pytest_longeff.precision import FP32, Precision
 from pytest_longeff.train import batch_tensors
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class InferResult:
 
 @torch.no_grad()
 def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_tokens: int, repeats: int,
-             device: str) -> InferResult:
+             device: str, precision: Precision = FP32) -> InferResult:
     """Greedy generation over ``split``, ``repeats`` times; each batch's wall time is one latency sample."""
     model = built.model
     model.eval()
@@ -41,8 +42,9 @@ def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_
             index = list(range(start, min(start + batch_size, len(split.ids))))
             ids, mask, _ = batch_tensors(split, index, device)
             t0 = time.perf_counter()
-            out = model.generate(**built.family.model_inputs(ids, mask), max_new_tokens=max_new_tokens,
-                                 num_beams=1, do_sample=False)
+            with precision.autocast():
+                out = model.generate(**built.family.model_inputs(ids, mask), max_new_tokens=max_new_tokens,
+                                     num_beams=1, do_sample=False)
             synchronize(device)
             result.batch_latencies_s.append(time.perf_counter() - t0)
             result.batch_sizes.append(len(index))
@@ -62,16 +64,20 @@ def decode_outputs(result: InferResult, split: TokenizedSplit, tokenizer: Any) -
 
 
 @torch.no_grad()
-def teacher_forced_predictions(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_size: int,
-                               device: str) -> dict[str, str]:
-    """The study's scoring: argmax of the logits under teacher forcing, no generation."""
+def teacher_forced_texts(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_size: int, device: str,
+                         precision: Precision = FP32) -> tuple[list[str], list[str]]:
+    """The study's predictions: argmax of the logits under teacher forcing (no generation), beside each row's own
+    label as the model saw it (truncated to the task's target length), both decoded without special tokens."""
     built.model.eval()
-    out: dict[str, str] = {}
+    predictions: list[str] = []
+    labels_text: list[str] = []
     for start in range(0, len(split.ids), batch_size):
         index = list(range(start, min(start + batch_size, len(split.ids))))
         ids, mask, labels = batch_tensors(split, index, device)
-        logits = built.model(**built.family.model_inputs(ids, mask), labels=labels).logits
+        with precision.autocast():
+            logits = built.model(**built.family.model_inputs(ids, mask), labels=labels).logits
         tokens = logits.argmax(-1).masked_fill(labels == -100, tokenizer.pad_token_id)
-        for i, text in zip(index, tokenizer.batch_decode(tokens, skip_special_tokens=True)):
-            out[split.ids[i]] = text.strip()
-    return out
+        predictions.extend(t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True))
+        gold = labels.masked_fill(labels == -100, tokenizer.pad_token_id)
+        labels_text.extend(t.strip() for t in tokenizer.batch_decode(gold, skip_special_tokens=True))
+    return predictions, labels_text

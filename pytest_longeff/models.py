@@ -101,7 +101,11 @@ def _load_pretrained(cls: Any, checkpoint: str, model_dir: str | None) -> Any:
                 "lay out --longeff-model-dir as <dir>/<org>/<name>"
             )
         source = str(local)
-    return cls.from_pretrained(source, attn_implementation="eager")
+    import torch
+
+    # transformers 5 loads a checkpoint in its stored dtype by default ("auto"); the study trained in fp32, and
+    # --longeff-precision decides what runs in lower precision, so weights always load as fp32.
+    return cls.from_pretrained(source, attn_implementation="eager", dtype=torch.float32)
 
 
 class LEDFamily:

@@ -256,7 +256,10 @@ class Accuracy:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"accuracy": self.scores, "accuracy_method": self.method}
         if self.teacher_forced is not None:
+            from pytest_longeff.study import METHOD
+
             out["accuracy_teacher_forced"] = self.teacher_forced
+            out["accuracy_teacher_forced_method"] = METHOD
         return out
 
 

@@ -30,6 +30,8 @@ from pytest_longeff.profiles import PROFILES
 from pytest_longeff.units import parse_size
 
 DEFAULT_JSON = "reports/longeff.json"
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+EARLY_STOP_METRICS: tuple[str, ...] = ("loss", "study")
 
 
 def _choice(accepted: tuple[str, ...]) -> Callable[[str], str]:
@@ -67,6 +69,26 @@ _positive_int = _number(int, 0, False, "a positive integer")
 _non_negative_int = _number(int, 0, True, "an integer >= 0")
 _positive_float = _number(float, 0, False, "a positive number")
 _non_negative_float = _number(lambda t: float(t.removesuffix("s")), 0, True, "a number of seconds >= 0")
+
+
+def _dataset(text: str) -> str:
+    name, _, config = text.partition(":")
+    if not name.strip() or (":" in text and not config.strip()):
+        raise ValueError(f"expected NAME or NAME:CONFIG (a hub dataset or a local path), got {text!r}")
+    return text
+
+
+def _columns(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, column = part.partition("=")
+        if not sep or key not in ("input", "output", "id") or not column:
+            raise ValueError(f"expected input=COL,output=COL[,id=COL], got {part!r}")
+        pairs.append((key, column))
+    keys = [k for k, _ in pairs]
+    if "input" not in keys or "output" not in keys or len(set(keys)) != len(keys):
+        raise ValueError(f"expected input=COL,output=COL[,id=COL] (each once), got {text!r}")
+    return tuple(pairs)
 
 
 def _fail_on(text: str) -> str:
@@ -149,7 +171,17 @@ OPTIONS: tuple[Option, ...] = (
            "(default 3; every batch is a latency sample)", "N"),
     Option("warmup-steps", _non_negative_int, "training steps excluded from throughput statistics (default 1)",
            "N"),
-    Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits, no generation"),
+    Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits against each row's "
+           "own 128-token label, no generation"),
+    Option("precision", _choice(PRECISIONS), "numeric precision of training and inference: fp32, tf32 (fp32 "
+           "weights, TF32 matrix multiplies: the study's, and the paper profile's default), bf16 or fp16 (autocast "
+           "mixed precision) (default: the profile's)", "{" + ",".join(PRECISIONS) + "}"),
+    Option("early-stop-metric", _choice(EARLY_STOP_METRICS), "what early stopping watches with epochs=N,patience=K: "
+           "loss (validation loss) or study (the study's teacher-forced ROUGE mean, F1 for QA) (default: the "
+           "profile's)", "{" + ",".join(EARLY_STOP_METRICS) + "}"),
+    Option("dataset", _dataset, "a datasets-library dataset (hub name or local path) as the task data, NAME[:CONFIG]; "
+           "with --longeff-columns; the task's metric comes from --longeff-tasks", "NAME[:CONFIG]"),
+    Option("columns", _columns, "column mapping for --longeff-dataset: input=COL,output=COL[,id=COL]", "MAP"),
     Option("json", str, f"where the JSON report goes (default {DEFAULT_JSON})", "PATH"),
     Option("baseline", str, "an earlier JSON report to gate regressions against (same machine)", "PATH"),
     Option("fail-on", _fail_on, "metrics and tolerated change for the worse, e.g. "
@@ -185,6 +217,10 @@ class Settings:
     repeats: int
     warmup_steps: int
     teacher_forced: bool
+    precision: str
+    early_stop_metric: str
+    dataset: str | None
+    columns: tuple[tuple[str, str], ...] | None
     json_path: str
     baseline: str | None
     fail_on: str | None
@@ -256,6 +292,9 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
             raise pytest.UsageError(
                 f"--longeff-{option}: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}"
             )
+    if bool(v["dataset"]) != bool(v["columns"]):
+        raise pytest.UsageError("--longeff-dataset and --longeff-columns go together: name the dataset and map its "
+                                "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")
     if v["fail-on"] and not v["baseline"]:
         raise pytest.UsageError("--longeff-fail-on needs --longeff-baseline PATH (an earlier JSON report)")
     if v["memory-budget"] is not None:
@@ -286,6 +325,10 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         repeats=v["repeats"] or profile.default_repeats,
         warmup_steps=1 if v["warmup-steps"] is None else v["warmup-steps"],
         teacher_forced=bool(v["teacher-forced"]),
+        precision=v["precision"] or profile.default_precision,
+        early_stop_metric=v["early-stop-metric"] or profile.default_early_stop_metric,
+        dataset=v["dataset"],
+        columns=v["columns"],
         json_path=v["json"] or DEFAULT_JSON,
         baseline=v["baseline"],
         fail_on=v["fail-on"] or (DEFAULT_FAIL_ON if v["baseline"] else None),

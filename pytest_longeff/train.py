@@ -14,6 +14,7 @@ import torch
 
 from pytest_longeff.budget import BudgetTracker, TrainBudget, planned_steps
 from pytest_longeff.measure import synchronize
+from pytest_longeff.precision import FP32, Precision
 
 if TYPE_CHECKING:
     from pytest_longeff.energy import Meter
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 # The study's optimiser (AdamW, linear schedule with 10 % warm-up).
 BETAS, EPS, WEIGHT_DECAY, WARMUP_SHARE = (0.9, 0.98), 1e-6, 0.001, 0.1
+# The study's HF Trainer clipped the global gradient norm at 1.0 and exempted biases and LayerNorm weights from
+# weight decay.
+MAX_GRAD_NORM = 1.0
+NO_DECAY = "biases and LayerNorm weights"
 # Time and energy budgets have no known step count: the rate then warms up over this many steps and stays.
 OPEN_ENDED_WARMUP_STEPS = 10
 
@@ -37,25 +42,40 @@ def batch_tensors(split: TokenizedSplit, index: Sequence[int], device: str) -> t
             labels[:, :width].contiguous().to(device))
 
 
-def train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], device: str,
-               accumulation: int) -> torch.Tensor:
+def train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], device: str, accumulation: int,
+               precision: Precision = FP32, scaler: Any = None) -> torch.Tensor:
     """Forward and backward of one micro-batch; the loss is scaled so accumulated gradients are a mean."""
     ids, mask, labels = batch_tensors(split, index, device)
-    out = built.model(**built.family.model_inputs(ids, mask), labels=labels)
+    with precision.autocast():
+        out = built.model(**built.family.model_inputs(ids, mask), labels=labels)
     loss: torch.Tensor = out.loss
-    (loss / accumulation).backward()  # type: ignore[no-untyped-call]
+    scaled = loss / accumulation
+    (scaler.scale(scaled) if scaler is not None else scaled).backward()
     return loss.detach()
 
 
+def no_decay_names(model: Any) -> set[str]:
+    """Parameters exempt from weight decay, as HF Trainer chooses them: biases and LayerNorm weights."""
+    names = {f"{module_name}.{param_name}".lstrip(".")
+             for module_name, module in model.named_modules() if isinstance(module, torch.nn.LayerNorm)
+             for param_name, _ in module.named_parameters(recurse=False)}
+    return names | {name for name, _ in model.named_parameters() if name.endswith("bias")}
+
+
 def make_optimizer(model: Any, lr: float) -> torch.optim.Optimizer:
-    """The study's AdamW."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+    """The study's AdamW, with no weight decay on biases and LayerNorm weights."""
+    exempt = no_decay_names(model)
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if n not in exempt], "weight_decay": WEIGHT_DECAY},
+              {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, eps=EPS)
 
 
-def optimizer_settings(lr: float, budget: TrainBudget) -> dict[str, Any]:
+def optimizer_settings(lr: float, budget: TrainBudget, precision: str) -> dict[str, Any]:
     """What the record says about the optimiser (the study's settings unless --longeff-lr changed the rate)."""
     return {"name": "AdamW", "lr": lr, "betas": list(BETAS), "eps": EPS, "weight_decay": WEIGHT_DECAY,
-            "schedule": schedule_description(budget), "precision": "fp32"}
+            "weight_decay_exempt": NO_DECAY, "max_grad_norm": MAX_GRAD_NORM,
+            "schedule": schedule_description(budget), "precision": precision}
 
 
 def schedule_description(budget: TrainBudget) -> str:
@@ -145,6 +165,9 @@ class TrainPlan:
     seed: int
     lr: float
     energy_so_far: Callable[[], float | None] = lambda: None
+    precision: Precision = FP32
+    study_score: Callable[[], float] | None = None
+    """Early stopping on the study's metric (higher is better) instead of the validation loss, when given."""
 
 
 class _Batches:
@@ -184,17 +207,19 @@ def fine_tune(built: BuiltModel, train: TokenizedSplit, validation: TokenizedSpl
                                             batch_size=samples_per_step))
     tracker = BudgetTracker(plan.budget, steps_per_epoch)
     batches = _Batches(len(train.ids), plan.batch_size, plan.seed)
+    scaler = plan.precision.scaler()
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
     t_start = time.perf_counter()
     while (reason := tracker.should_stop()) is None:
         t0 = time.perf_counter()
-        loss_sum = 0.0
-        for _ in range(plan.accumulation):
-            loss_sum += float(train_step(built, train, batches.next(), plan.device, plan.accumulation))
-        opt.step()
+        # Losses stay on the device until the step ends: one host sync per step, not one per micro-batch.
+        losses = [train_step(built, train, batches.next(), plan.device, plan.accumulation, plan.precision, scaler)
+                  for _ in range(plan.accumulation)]
+        _optimizer_step(model, opt, scaler)
         schedule.step()
         model.zero_grad(set_to_none=True)
+        loss_sum = float(torch.stack(losses).sum())
         synchronize(plan.device)
         result.step_times_s.append(time.perf_counter() - t0)
         result.step_samples.append(samples_per_step)
@@ -210,14 +235,29 @@ def fine_tune(built: BuiltModel, train: TokenizedSplit, validation: TokenizedSpl
     return result
 
 
+def _optimizer_step(model: Any, opt: torch.optim.Optimizer, scaler: Any) -> None:
+    """Clip the global gradient norm at 1.0 (unscaled first under fp16), then step."""
+    if scaler is not None:
+        scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
 def _evaluate(built: BuiltModel, validation: TokenizedSplit, plan: TrainPlan, tracker: BudgetTracker,
               result: TrainResult) -> dict[str, torch.Tensor] | None:
     """An early-stopping evaluation: the weights when they are the best so far, else None."""
     t_eval = time.perf_counter()
-    val_loss = evaluate_loss(built, validation, plan.batch_size, plan.device)
-    result.evals.append({"step": result.steps, "validation_loss": val_loss})
+    val_loss = evaluate_loss(built, validation, plan.batch_size, plan.device, plan.precision)
+    entry = {"step": result.steps, "validation_loss": val_loss}
+    if plan.study_score is not None:
+        entry["study_score"] = plan.study_score()
+    result.evals.append(entry)
     best = None
-    if tracker.record_eval(-val_loss):
+    if tracker.record_eval(entry["study_score"] if plan.study_score is not None else -val_loss):
         result.best_step = result.steps
         # Kept off the device: a second copy of the weights must not count against the memory budget.
         best = {k: v.detach().to("cpu", copy=True) for k, v in built.model.state_dict().items()}
@@ -227,13 +267,16 @@ def _evaluate(built: BuiltModel, validation: TokenizedSplit, plan: TrainPlan, tr
 
 
 @torch.no_grad()
-def evaluate_loss(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str) -> float:
+def evaluate_loss(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
+                  precision: Precision = FP32) -> float:
     """Mean teacher-forced loss over ``split`` (used for early stopping)."""
     built.model.eval()
     total, n = 0.0, 0
     for start in range(0, len(split.ids), batch_size):
         index = range(start, min(start + batch_size, len(split.ids)))
         ids, mask, labels = batch_tensors(split, index, device)
-        total += float(built.model(**built.family.model_inputs(ids, mask), labels=labels).loss) * len(index)
+        with precision.autocast():
+            loss = built.model(**built.family.model_inputs(ids, mask), labels=labels).loss
+        total += float(loss) * len(index)
         n += len(index)
     return total / max(n, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -10,10 +11,18 @@ import torch
 from pytest_longeff.budget import parse_train_budget, planned_steps
 from pytest_longeff.models import BuiltModel, LEDFamily, build_model
 from pytest_longeff.prepare import TokenizedSplit
-from pytest_longeff.train import TrainPlan, fine_tune, schedule_description, train_step
+from pytest_longeff.precision import Precision
+from pytest_longeff.train import (
+    TrainPlan,
+    fine_tune,
+    make_optimizer,
+    optimizer_settings,
+    schedule_description,
+    train_step,
+)
 
 
-def _split(n: int = 4, length: int = 128, target: int = 5, seed: int = 0) -> TokenizedSplit:
+def _split(n: int = 4, length: int = 64, target: int = 5, seed: int = 0) -> TokenizedSplit:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, 60, (n, length), generator=g)
     labels = torch.randint(4, 60, (n, target), generator=g)
@@ -43,11 +52,16 @@ def test_accumulated_micro_batches_give_the_full_batch_gradient() -> None:
 
 
 def _bare_loop(built: BuiltModel, split: TokenizedSplit, steps: int, batch: int, lr: float, seed: int) -> list[float]:
-    """An independent fine-tuning loop in plain PyTorch: AdamW with the study's settings and a hand-written
-    linear schedule with 10 % warm-up, rows shuffled per epoch by ``random.Random(seed)``."""
+    """An independent fine-tuning loop in plain PyTorch: AdamW with the study's settings (weight decay 0.001 except
+    on LayerNorm parameters and biases, gradients clipped at norm 1.0) and a hand-written linear schedule with 10 %
+    warm-up, rows shuffled per epoch by ``random.Random(seed)``."""
     model = built.model
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001)
+    layer_norm = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
+    plain = [p for n, p in model.named_parameters() if id(p) not in layer_norm and "bias" not in n.split(".")[-1]]
+    exempt = [p for n, p in model.named_parameters() if id(p) in layer_norm or "bias" in n.split(".")[-1]]
+    opt = torch.optim.AdamW([{"params": plain, "weight_decay": 0.001}, {"params": exempt, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
     warm = -(-steps // 10)  # ceil(0.1 * steps)
 
     def factor(step: int) -> float:
@@ -67,6 +81,7 @@ def _bare_loop(built: BuiltModel, split: TokenizedSplit, steps: int, batch: int,
                     global_attention_mask=torch.zeros_like(split.input_ids[idx]).index_fill_(1, torch.tensor([0]), 1),
                     labels=labels)
         out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -97,7 +112,7 @@ def test_training_lowers_the_loss_on_a_batch_it_sees_repeatedly() -> None:
     built = _tiny()
     split = _split(2)
     before = {k: v.clone() for k, v in built.model.state_dict().items()}
-    plan = TrainPlan(batch_size=2, accumulation=1, budget=parse_train_budget("steps=30"), device="cpu", seed=0,
+    plan = TrainPlan(batch_size=2, accumulation=1, budget=parse_train_budget("steps=20"), device="cpu", seed=0,
                      lr=3e-3)
     result = fine_tune(built, split, split, plan)
     assert result.losses[-1] < 0.8 * result.losses[0]
@@ -124,3 +139,41 @@ def test_open_ended_budgets_hold_the_rate_instead_of_decaying_over_a_guess() -> 
     assert planned_steps(parse_train_budget("time=60s,max_steps=50"), steps_per_epoch=10, batch_size=4) == 50
     assert schedule_description(parse_train_budget("energy=1kJ")).startswith("constant after")
     assert schedule_description(parse_train_budget("steps=4")).startswith("linear decay")
+
+
+def test_weight_decay_spares_biases_and_layer_norms() -> None:
+    built = _tiny()
+    opt = make_optimizer(built.model, 1e-3)
+    decayed, exempt = opt.param_groups
+    assert decayed["weight_decay"] == 0.001 and exempt["weight_decay"] == 0.0
+    names = {id(p): n for n, p in built.model.named_parameters()}
+    assert all(names[id(p)].endswith("bias") or "layernorm" in names[id(p)].lower() or "layer_norm" in
+               names[id(p)].lower() for p in exempt["params"])
+    assert not any(names[id(p)].endswith("bias") for p in decayed["params"])
+    assert len(decayed["params"]) + len(exempt["params"]) == len(names)
+    assert optimizer_settings(1e-3, parse_train_budget("steps=1"), "tf32")["max_grad_norm"] == 1.0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "tf32"])
+def test_lower_precisions_train_and_restore_the_matmul_setting(precision: str) -> None:
+    before = torch.get_float32_matmul_precision()
+    built = _tiny()
+    split = _split(2)
+    p = Precision(precision, "cpu")
+    with p.matmul():
+        result = fine_tune(built, split, split, TrainPlan(2, 1, parse_train_budget("steps=2"), "cpu", 0, 1e-3,
+                                                          precision=p))
+    assert result.steps == 2 and all(math.isfinite(x) for x in result.losses)
+    assert torch.get_float32_matmul_precision() == before
+    assert all(param.dtype == torch.float32 for param in built.model.parameters())  # weights stay fp32
+
+
+def test_early_stopping_on_the_study_metric_keeps_its_best_step() -> None:
+    built = _tiny()
+    split = _split(4)
+    scores = iter([10.0, 30.0, 20.0, 5.0, 1.0, 0.5])
+    plan = TrainPlan(2, 1, parse_train_budget("epochs=3,patience=2,eval_every=1"), "cpu", 0, 1e-3,
+                     study_score=lambda: next(scores))
+    result = fine_tune(built, split, split, plan)
+    assert [e["study_score"] for e in result.evals][:2] == [10.0, 30.0]
+    assert result.best_step == 2  # the highest study score, whatever the validation loss did
