@@ -61,13 +61,16 @@ class Prepared:
         return study_scores(self.task.metric, predictions, labels)["score"]
 
 
-def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None) -> None:
-    """Run one cell, filing each section in ``record`` as its phase finishes."""
+def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None,
+             baseline_batch: int | None = None) -> None:
+    """Run one cell, filing each section in ``record`` as its phase finishes. With ``baseline_batch`` (the batch a
+    baseline ran at) the cell trains at that batch when it still fits, so efficiency is compared like with like;
+    the search's own answer is recorded either way."""
     check_ready(session, cell)
     precision = Precision(session.settings.precision, session.device)
     with precision.matmul():  # TF32 on or off for this cell only
         p, record.model = prepare(session, cell, precision)
-        record.batch = choose(session, p, cache)
+        record.batch = choose(session, p, cache, baseline_batch)
         if record.batch.batch_size == 0:
             raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
                            "GiB even at batch size 1 (raise --longeff-memory-budget)")
@@ -105,18 +108,24 @@ def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[
     return Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, precision, {}), facts
 
 
-def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None) -> BatchChoice:
-    """The largest batch that fits the memory budget (0: none fits); the model is then put back to its initial
-    weights."""
+def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None,
+           baseline_batch: int | None = None) -> BatchChoice:
+    """The largest batch that fits the memory budget (0: none fits), or the baseline's batch when that still fits;
+    the model is then put back to its initial weights."""
     s = session.settings
     choice = choose_batch(session, p.cell, p.built, p.train, cache, p.flops_by_batch, p.precision)
+    batch, source, details = choice.batch_size, choice.source, dict(choice.details)
+    if baseline_batch is not None and choice.source != "fixed":
+        details["searched_batch_size"] = choice.batch_size
+        if 0 < baseline_batch <= choice.batch_size:
+            batch, source = baseline_batch, f"baseline ({choice.source} {choice.batch_size})"
     accumulation = 1
-    if s.effective_batch and choice.batch_size:
-        accumulation = max(1, math.ceil(s.effective_batch / choice.batch_size))
+    if s.effective_batch and batch:
+        accumulation = max(1, math.ceil(s.effective_batch / batch))
     p.built.reset()  # the probes trained the model; every cell starts from the same weights
     p.built.family.prepare(p.built.model, p.cell.seq_len)
-    return BatchChoice(choice.batch_size, choice.source, choice.probes, choice.peak_memory_bytes, choice.details,
-                       accumulation)
+    # The exact probe's peak belongs to the searched batch: for a smaller baseline batch it is an upper bound.
+    return BatchChoice(batch, source, choice.probes, choice.peak_memory_bytes, details, accumulation)
 
 
 def _with_weights(peak: int | None, device: str, weights: int) -> int | None:

@@ -1,7 +1,8 @@
 """SCROLLS-format data: reading JSONL splits, unpacking the SCROLLS zips, and generating the offline data.
 
 A split is a JSONL file of rows ``{"id", "pid", "input", "output"}``; a task with several references has several
-rows with the same ``id``. Layout on disk: ``DIR/<task>/train.jsonl`` and ``DIR/<task>/validation.jsonl``.
+rows with the same ``id``. Layout on disk: ``DIR/<task>/train.jsonl`` and ``DIR/<task>/validation.jsonl``. Data read
+through the ``datasets`` library (the hub's SCROLLS parquet, users' own datasets) lives in ``hubdata``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,26 @@ def extract_scrolls_zip(zip_path: Path, dest: Path, task: str) -> Path:
     return out
 
 
+def hub_offline() -> str | None:
+    """The variable that puts the hub offline, read now (the hub libraries read it once, at their import)."""
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return name
+    return None
+
+
+def write_rows(path: Path, rows: Sequence[Row]) -> Path:
+    """Write rows as SCROLLS JSONL, atomically (temp file, then rename: workers may share the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.part"
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps({"id": row.id, "pid": row.pid, "input": row.input, "output": row.output}))
+            fh.write("\n")
+    tmp.replace(path)
+    return path
+
+
 def fetch_scrolls(task: str, cache_dir: Path, mirror: Path | None = None) -> Path:
     """Make ``cache_dir/<task>/`` hold the task's splits, from a local zip (``mirror/<task>.zip``) when given,
     else from the SCROLLS zips on the Hugging Face hub (the loading script does not run on datasets 5)."""
@@ -127,11 +148,17 @@ def fetch_scrolls(task: str, cache_dir: Path, mirror: Path | None = None) -> Pat
         return folder
     if mirror is not None and (mirror / f"{task}.zip").is_file():
         return extract_scrolls_zip(mirror / f"{task}.zip", cache_dir, task)
+    offline = hub_offline()
+    if offline:
+        raise DataError(
+            f"could not download SCROLLS {task}.zip: {offline} is set (the hub is off); put {task}.zip or "
+            f"{task}/train.jsonl and {task}/validation.jsonl under --longeff-data-dir, or unset {offline}"
+        )
     try:
         from huggingface_hub import hf_hub_download
 
         zip_path = hf_hub_download(repo_id="tau/scrolls", filename=f"{task}.zip", repo_type="dataset")
-    except Exception as exc:  # the hub client raises many types; all mean "could not get it"
+    except Exception as exc:  # noqa: BLE001 - the hub client raises many types; all mean "could not get it"
         raise DataError(
             f"could not download SCROLLS {task}.zip from the hub ({type(exc).__name__}: {exc}); without network, "
             f"put {task}.zip or {task}/train.jsonl and {task}/validation.jsonl under --longeff-data-dir"
@@ -261,12 +288,6 @@ def write_generated(root: Path, tasks: Sequence[str], seed: int = 0) -> Path:
         folder = root / task
         if all((folder / f"{s}.jsonl").is_file() for s in SPLITS):
             continue
-        folder.mkdir(parents=True, exist_ok=True)
         for split, rows in generate_task(task, seed).items():
-            tmp = folder / f".{split}.jsonl.{os.getpid()}.part"
-            with tmp.open("w", encoding="utf-8") as fh:
-                for row in rows:
-                    fh.write(json.dumps({"id": row.id, "pid": row.pid, "input": row.input, "output": row.output}))
-                    fh.write("\n")
-            tmp.replace(folder / f"{split}.jsonl")
+            write_rows(folder / f"{split}.jsonl", rows)
     return root

@@ -1,9 +1,13 @@
-"""The regression gate: compare a cell's record with the same cell in a baseline report.
+"""The regression gate: compare a record with the same record in a baseline report.
 
-``--longeff-fail-on "inference_j_per_sample:10%,train_samples_per_s:10%"`` names metrics and the change each may
-make for the worse; the direction of "worse" comes from the metric. A check fails only when the change is beyond
-the tolerance *and*, where both sides carry a 95 % confidence interval, the current interval lies wholly beyond
-the tolerated value: a gate must tell a regression from noise.
+``--longeff-fail-on "inference_j_per_sample:10%,train_samples_per_s:10%"`` names figures of :data:`record.GATED`
+(or of a measured window, ``window_<name>_time_s``; see :mod:`pytest_longeff.windows`) and the change each may make
+for the worse; the direction of "worse" comes from the figure. A check fails only when the change is beyond the
+tolerance *and*, where both sides carry a 95 % confidence interval, the current interval lies wholly beyond the
+tolerated value: a gate must tell a regression from noise.
+
+The plugin parses the option once (:meth:`Gate.load`) and enforces the verdict after each test body ran, so the gate
+holds for every benchmark that uses the fixtures, also under ``python -O``.
 """
 
 from __future__ import annotations
@@ -11,61 +15,52 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pytest_longeff.report import lookup
+from pytest_longeff.machine import mismatch
+from pytest_longeff.record import GATED, Figure, lookup
+from pytest_longeff.windows import window_figure
+
+#: Every figure ``--longeff-fail-on`` may name, besides window figures (kept importable as ``gate.METRICS``).
+METRICS: Mapping[str, Figure] = GATED
+DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_samples_per_s:10%,train_energy_j:10%,"
+                   "inference_j_per_sample:10%")
+MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: compared as single values
+COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
+                       "effective_batch", "lr", "eval_samples", "repeats", "warmup_steps", "precision",
+                       "early_stop_metric")
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A gateable figure of a record: where it lives, which way is better, and its confidence interval if any."""
-
-    name: str
-    path: tuple[str, ...]
-    higher_is_better: bool
-    ci_path: tuple[str, ...] | None = None
-    energy_part: str | None = None  # the record section whose energy method qualifies this figure
-    unit: str = ""
-
-
-METRICS: Mapping[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("train_samples_per_s", ("train", "samples_per_s_stats", "median"), True,
-               ("train", "samples_per_s_stats", "ci95"), unit="samples/s"),
-        Metric("inference_samples_per_s", ("inference", "samples_per_s_stats", "median"), True,
-               ("inference", "samples_per_s_stats", "ci95"), unit="samples/s"),
-        Metric("inference_latency_p50_s", ("inference", "latency_s", "stats", "median"), False,
-               ("inference", "latency_s", "stats", "ci95"), unit="s"),
-        Metric("train_energy_j", ("train", "energy_j"), False, energy_part="train", unit="J"),
-        Metric("train_samples_per_kj", ("train", "samples_per_kj"), True, energy_part="train", unit="samples/kJ"),
-        Metric("inference_energy_j", ("inference", "energy_j"), False, energy_part="inference", unit="J"),
-        Metric("inference_j_per_sample", ("inference", "j_per_sample"), False, energy_part="inference",
-               unit="J/sample"),
-        Metric("train_peak_memory_bytes", ("train", "peak_memory_bytes"), False, unit="B"),
-        Metric("inference_peak_memory_bytes", ("inference", "peak_memory_bytes"), False, unit="B"),
-        Metric("score", ("accuracy", "score"), True, unit="points"),
-    )
-}
+def figure(name: str) -> Figure | None:
+    """The gateable figure called ``name``: a cell figure, a window figure, or None."""
+    return METRICS.get(name) or window_figure(name)
 
 
 @dataclass(frozen=True)
 class Rule:
     """One ``metric:tolerance`` item of ``--longeff-fail-on``; ``tolerance`` is a fraction (10% -> 0.1)."""
 
-    metric: Metric
+    metric: Figure
     tolerance: float
+
+    def applies(self, record: Mapping[str, Any]) -> bool:
+        """Window rules apply to records measuring that window; cell rules to cell records."""
+        if self.metric.path[0] == "windows":
+            return lookup(record, *self.metric.path[:2]) is not None
+        return record.get("kind") != "window"
 
 
 def parse_fail_on(text: str) -> tuple[Rule, ...]:
     """Parse ``metric:10%[,metric:5%...]``; errors list the accepted metrics."""
     rules: list[Rule] = []
-    accepted = ", ".join(METRICS)
+    accepted = ", ".join(METRICS) + ", window_<name>_{time_s,energy_j,energy_net_j,peak_memory_bytes}"
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         name, sep, tol = part.partition(":")
-        if name not in METRICS:
+        fig = figure(name)
+        if fig is None:
             raise ValueError(f"unknown metric {name!r}; accepted: {accepted}")
         if not sep or not tol.endswith("%"):
             raise ValueError(f"expected metric:N% (e.g. {name}:10%), got {part!r}")
@@ -75,7 +70,7 @@ def parse_fail_on(text: str) -> tuple[Rule, ...]:
             raise ValueError(f"expected metric:N% (e.g. {name}:10%), got {part!r}") from None
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"tolerance must be a percentage >= 0, got {tol!r}")
-        rules.append(Rule(METRICS[name], value))
+        rules.append(Rule(fig, value))
     if not rules:
         raise ValueError(f"expected metric:N% items separated by commas; metrics: {accepted}")
     return tuple(rules)
@@ -83,7 +78,7 @@ def parse_fail_on(text: str) -> tuple[Rule, ...]:
 
 @dataclass(frozen=True)
 class Check:
-    """The comparison of one metric of one cell with its baseline."""
+    """The comparison of one metric of one record with its baseline."""
 
     metric: str
     status: str  # "passed" | "failed" | "within_noise" | "unmeasured" | "not_gated"
@@ -109,40 +104,57 @@ class Check:
                 "change": self.change, "tolerance": self.tolerance, "note": self.note}
 
 
-MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: compared as single values
-
-
-def _interval(record: Mapping[str, Any], metric: Metric) -> tuple[float, float] | None:
+def _interval(record: Mapping[str, Any], fig: Figure) -> tuple[float, float] | None:
     """The figure's 95 % CI, when it comes from at least ``MIN_INTERVAL_SAMPLES`` samples."""
-    if metric.ci_path is None:
+    if fig.ci_path is None:
         return None
-    ci = lookup(record, *metric.ci_path)
-    n = lookup(record, *metric.ci_path[:-1], "n")
+    ci = lookup(record, *fig.ci_path)
+    n = lookup(record, *fig.ci_path[:-1], "n")
     if (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci)
             and isinstance(n, int) and n >= MIN_INTERVAL_SAMPLES):
         return float(ci[0]), float(ci[1])
     return None
 
 
+def _energy_method(record: Mapping[str, Any], fig: Figure) -> Any:
+    # A window's energy method sits beside its figures (energy_part "windows.<name>"), a cell's in its section.
+    return lookup(record, *(fig.energy_part or "").split("."), "energy_method")
+
+
+def _intervals_apart(fig: Figure, tolerance: float, base_ci: tuple[float, float],
+                     cur_ci: tuple[float, float]) -> bool:
+    """Whether the current interval's best case is worse than the baseline's worst case by more than the
+    tolerance: for higher-is-better figures the current upper end against the baseline's lower end, for
+    lower-is-better ones the current lower end against the baseline's upper end."""
+    if fig.higher_is_better:
+        return cur_ci[1] < base_ci[0] * (1 - tolerance)
+    return cur_ci[0] > base_ci[1] * (1 + tolerance)
+
+
 def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
-    """Compare one metric; unmeasured or estimated figures are reported, never gated.
+    """Compare one figure; unmeasured or estimated figures are reported, never gated.
 
     With intervals on both sides, a regression needs the intervals themselves to be apart by more than the
     tolerance (current best case worse than the baseline's worst case, scaled); otherwise the point values are
     compared."""
     m = rule.metric
-    base, cur = lookup(baseline, *m.path), lookup(current, *m.path)
+    base, cur = m.value(baseline), m.value(current)
     if m.energy_part is not None:
-        methods = {lookup(r, m.energy_part, "energy_method") for r in (baseline, current)}
+        methods = {_energy_method(r, m) for r in (baseline, current)}
         if "estimate" in methods:
             return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                          "energy from the 'estimate' model is never gated")
         if len(methods) > 1:
             return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                          f"energy methods differ ({', '.join(sorted(map(str, methods)))})")
-    if not isinstance(base, (int, float)) or not isinstance(cur, (int, float)):
-        return Check(m.name, "unmeasured", base if isinstance(base, (int, float)) else None,
-                     cur if isinstance(cur, (int, float)) else None, None, rule.tolerance,
+        if any(lookup(r, *(m.energy_part or "").split("."), "energy_coarse") for r in (baseline, current)):
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                         "coarse energy reading (window shorter than 10 counter update periods) is never gated")
+    if m.name != "score" and _batch(baseline) != _batch(current):
+        return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                     f"batch sizes differ ({_batch(baseline)} vs {_batch(current)}): efficiency is not comparable")
+    if base is None or cur is None:
+        return Check(m.name, "unmeasured", base, cur, None, rule.tolerance,
                      "not measured on one side: nothing to compare")
     if base == 0:
         worse = cur < 0 if m.higher_is_better else cur > 0
@@ -153,25 +165,29 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     if worse_by <= rule.tolerance:
         return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
     base_ci, cur_ci = _interval(baseline, m), _interval(current, m)
-    if base_ci is not None and cur_ci is not None:
-        if m.higher_is_better:
-            limit, best_case = base_ci[0] * (1 - rule.tolerance), cur_ci[1]
-            apart = best_case < limit
-        else:
-            limit, best_case = base_ci[1] * (1 + rule.tolerance), cur_ci[0]
-            apart = best_case > limit
-        detail = (f"current 95% CI [{cur_ci[0]:.4g}, {cur_ci[1]:.4g}] vs baseline [{base_ci[0]:.4g}, "
-                  f"{base_ci[1]:.4g}]")
-        if not apart:
-            return Check(m.name, "within_noise", base, cur, change, rule.tolerance,
-                         f"beyond tolerance, but the intervals overlap within it ({detail})")
-        return Check(m.name, "failed", base, cur, change, rule.tolerance, f"intervals apart: {detail}")
-    return Check(m.name, "failed", base, cur, change, rule.tolerance,
-                 f"compared as single values (no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides)")
+    if base_ci is None or cur_ci is None:
+        return Check(m.name, "failed", base, cur, change, rule.tolerance,
+                     f"compared as single values (no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides)")
+    detail = f"current 95% CI [{cur_ci[0]:.4g}, {cur_ci[1]:.4g}] vs baseline [{base_ci[0]:.4g}, {base_ci[1]:.4g}]"
+    if not _intervals_apart(m, rule.tolerance, base_ci, cur_ci):
+        return Check(m.name, "within_noise", base, cur, change, rule.tolerance,
+                     f"beyond tolerance, but the intervals overlap within it ({detail})")
+    return Check(m.name, "failed", base, cur, change, rule.tolerance, f"intervals apart: {detail}")
 
 
-COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
-                       "effective_batch", "lr", "eval_samples", "repeats", "warmup_steps")
+def _batch(record: Mapping[str, Any]) -> Any:
+    return record.get("batch_size")
+
+
+def batch_regression(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check | None:
+    """A memory regression: under the same budget the batch-size search now finds a smaller batch than the
+    baseline ran at (the cell then cannot run at the baseline's batch)."""
+    base = baseline.get("batch_size")
+    found = lookup(current, "batch_search", "searched_batch_size")
+    if not isinstance(base, int) or not isinstance(found, int) or found >= base:
+        return None
+    return Check("batch_size", "failed", base, found, (found - base) / base, 0.0,
+                 "the batch-size search now finds a smaller batch under the same memory budget: a memory regression")
 
 
 def settings_mismatch(baseline_settings: Mapping[str, Any], current_settings: Mapping[str, Any]) -> str | None:
@@ -188,43 +204,27 @@ def settings_mismatch(baseline_settings: Mapping[str, Any], current_settings: Ma
     return "; ".join(diffs) or None
 
 
-def machine_mismatch(baseline_machine: Mapping[str, Any], current_machine: Mapping[str, Any]) -> str | None:
-    """Why two reports' machines are not comparable, or None. Compares device kind, accelerator, CPU model and
-    the torch / transformers versions."""
-    diffs = []
-    for key in ("device", "accelerator", "cpu", "cpu_threads", "torch", "transformers"):
-        a, b = baseline_machine.get(key), current_machine.get(key)
-        if key == "device":  # cuda:0 and cuda:1 of one machine are the same kind of device
-            a, b = str(a).split(":")[0], str(b).split(":")[0]
-        if a != b:
-            diffs.append(f"{key} {a!r} vs {b!r}")
-    return "; ".join(diffs) or None
-
-
-DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_samples_per_s:10%,train_energy_j:10%,"
-                   "inference_j_per_sample:10%")
-
-
 def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current: Mapping[str, Any],
                 current_machine: Mapping[str, Any], baseline_path: str,
                 current_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``gate`` section of a record: every check, or why the cell could not be compared."""
+    """The ``gate`` section of a record: every check, or why the record could not be compared."""
     out: dict[str, Any] = {"baseline": baseline_path, "checks": [], "refused": None}
-    mismatch = machine_mismatch(baseline_doc.get("machine") or {}, current_machine)
-    if mismatch is not None:
-        out["refused"] = f"the baseline comes from another machine or software stack ({mismatch})"
+    machines = mismatch(baseline_doc.get("machine") or {}, current_machine)
+    if machines is not None:
+        out["refused"] = f"the baseline comes from another machine or software stack ({machines})"
         return out
     if current_settings is not None:
         differ = settings_mismatch(baseline_doc.get("settings") or {}, current_settings)
         if differ is not None:
             out["refused"] = f"the baseline was measured under other settings ({differ})"
             return out
-    base = next((r for r in baseline_doc.get("records", []) if r.get("id") == current.get("id")), None)
+    base = baseline_record(baseline_doc, str(current.get("id")))
     if base is None or base.get("status") != "passed":
-        out["refused"] = None
-        out["note"] = "no passed record of this cell in the baseline: nothing to compare"
+        out["note"] = "no passed record of this id in the baseline: nothing to compare"
         return out
-    out["checks"] = [check(rule, base, current).to_dict() for rule in rules]
+    checks = [check(rule, base, current) for rule in rules if rule.applies(current)]
+    memory = batch_regression(base, current)
+    out["checks"] = [c.to_dict() for c in ([memory] if memory is not None else []) + checks]
     return out
 
 
@@ -235,3 +235,45 @@ def gate_failures(gate: Mapping[str, Any] | None) -> list[str]:
     if gate.get("refused"):
         return [f"gate refused: {gate['refused']}; record a baseline on this machine with these settings"]
     return [Check(**c).message() for c in gate.get("checks", []) if c.get("status") == "failed"]
+
+
+def baseline_record(baseline_doc: Mapping[str, Any], record_id: str) -> Mapping[str, Any] | None:
+    """The baseline's record with ``record_id``, or None."""
+    return next((r for r in baseline_doc.get("records", []) if r.get("id") == record_id), None)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A baseline and the rules, loaded once per session from the settings."""
+
+    rules: tuple[Rule, ...]
+    baseline: Mapping[str, Any]
+    baseline_path: str
+    settings: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, baseline_path: str, fail_on: str, settings: Mapping[str, Any], cwd: Path) -> Gate:
+        """Read the baseline report and parse ``fail_on``; ValueError says which is wrong and why."""
+        from pytest_longeff.report import load_report
+
+        path = Path(baseline_path)
+        doc = load_report(path if path.is_absolute() else cwd / path)
+        return cls(parse_fail_on(fail_on), doc, baseline_path, settings)
+
+    def judge(self, record: Mapping[str, Any], machine: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The record's gate section and the messages that must fail its test."""
+        section = gate_record(self.rules, self.baseline, record, machine, self.baseline_path, self.settings)
+        return section, gate_failures(section)
+
+    def baseline_batch(self, record_id: str) -> int | None:
+        """The batch size the baseline's passed record ran at, so efficiency is compared at the same batch."""
+        base = baseline_record(self.baseline, record_id)
+        batch = base.get("batch_size") if base is not None and base.get("status") == "passed" else None
+        return batch if isinstance(batch, int) and batch > 0 else None
+
+    def skip_regression(self, record_id: str, reason: str) -> str | None:
+        """Why a record skipped now fails: it passed in the baseline (e.g. it no longer fits the memory budget)."""
+        base = baseline_record(self.baseline, record_id)
+        if base is None or base.get("status") != "passed":
+            return None
+        return f"{record_id}: regression against the baseline: it passed there, but now {reason}"

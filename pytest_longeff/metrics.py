@@ -45,9 +45,11 @@ __all__ = [
     "exact_match",
     "group_references",
     "normalize_answer",
+    "register_metric",
     "rouge_scores",
     "score_predictions",
     "token_f1",
+    "unregister_metric",
 ]
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
@@ -169,7 +171,7 @@ def _geometric_mean_of_rouge(averages: Mapping[str, float]) -> float:
     return product ** (1.0 / len(ROUGE_TYPES))
 
 
-_SCORINGS: Mapping[str, _Scoring] = types.MappingProxyType(
+_TABLE: dict[str, _Scoring] = (
     {
         "rouge": _Scoring(
             components=ROUGE_TYPES,
@@ -188,9 +190,30 @@ _SCORINGS: Mapping[str, _Scoring] = types.MappingProxyType(
         ),
     }
 )
+_BUILTIN = frozenset(_TABLE)
+_SCORINGS: Mapping[str, _Scoring] = types.MappingProxyType(_TABLE)
+_SPECS: dict[str, MetricSpec] = {name: MetricSpec(name) for name in _TABLE}
+METRICS: Mapping[str, MetricSpec] = types.MappingProxyType(_SPECS)
+"""Every metric :func:`score_predictions` accepts, by name (the built-ins and those registered)."""
 
-METRICS: Mapping[str, MetricSpec] = types.MappingProxyType({name: MetricSpec(name) for name in _SCORINGS})
-"""Every metric :func:`score_predictions` accepts, by name."""
+
+def register_metric(name: str, per_pair: Callable[[str, str], float]) -> None:
+    """Add a task metric (for tasks registered through ``pytest_longeff_tasks``): ``per_pair(prediction,
+    reference)`` scores one prediction against one reference in 0..1; like the built-ins, the best over an id's
+    references is averaged over ids and reported x100 as ``name`` and ``score``. Built-in names cannot be
+    replaced; registering a name again replaces the earlier registration."""
+    if name in _BUILTIN:
+        raise ValueError(f"metric {name!r} is built in and cannot be replaced")
+    _TABLE[name] = _Scoring(components=(name,), per_pair=lambda p, r: {name: per_pair(p, r)},
+                            headline=lambda averages: averages[name])
+    _SPECS[name] = MetricSpec(name)
+
+
+def unregister_metric(name: str) -> None:
+    """Remove a metric added by :func:`register_metric` (a no-op for unknown names)."""
+    if name not in _BUILTIN:
+        _TABLE.pop(name, None)
+        _SPECS.pop(name, None)
 
 
 def _accepted_metrics() -> str:

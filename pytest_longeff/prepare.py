@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_longeff import data as data_mod
+from pytest_longeff import hubdata
 from pytest_longeff.errors import DataError
 from pytest_longeff.matrix import DEFAULT_TASKS, Cell
 from pytest_longeff.tokenizer import cached_tokenizer
@@ -64,28 +65,34 @@ class Inputs:
         self._digests: dict[int, str] = {}
 
     def task_root(self, task: str) -> Path:
-        """The folder holding ``<task>/{train,validation}.jsonl``: ``--longeff-data-dir`` when given (for the
-        paper profile also as a mirror of the SCROLLS zips), else generated data or the SCROLLS download."""
-        s = self.settings
-        given = Path(s.data_dir) if s.data_dir else None
-        if given is not None and (self.profile.data == "generated" or (given / task / "train.jsonl").is_file()):
-            return given
-        if self.profile.data == "generated":
-            root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}"
-            return data_mod.write_generated(root, self.tokenizer_tasks(), self.profile.seed)
-        root = self.cache_dir / "scrolls"
-        data_mod.fetch_scrolls(task, root, given)
-        return root
+        """The folder holding ``<task>/{train,validation}.jsonl`` for generated-data profiles: ``--longeff-data-dir``
+        when given, else the generated data (written once under the cache)."""
+        if self.settings.data_dir:
+            return Path(self.settings.data_dir)
+        root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}"
+        return data_mod.write_generated(root, self.tokenizer_tasks(), self.profile.seed)
 
     def splits(self, task: str) -> dict[str, data_mod.Split]:
-        """The task's train and validation splits."""
+        """The task's train and validation splits, from the first of: ``--longeff-dataset`` (through ``datasets``,
+        for every task), SCROLLS for the paper profile (``hubdata.load_scrolls``: data dir, earlier download, hub
+        parquet, hub zips), ``--longeff-data-dir`` or generated data."""
         if task not in self._splits:
-            self._splits[task] = data_mod.load_task(self.task_root(task), task)
+            s = self.settings
+            if s.dataset:
+                loaded = hubdata.load_user_dataset(s.dataset, dict(s.columns or ()), task, self.cache_dir)
+            elif self.profile.data == "scrolls":
+                loaded = hubdata.load_scrolls(task, Path(s.data_dir) if s.data_dir else None, self.cache_dir)
+            else:
+                loaded = data_mod.load_task(self.task_root(task), task)
+            self._splits[task] = loaded
         return self._splits[task]
 
     def tokenizer_tasks(self) -> tuple[str, ...]:
         """Tasks whose training text the offline tokenizer learns: for generated data always the default four
-        as well, so a cell's vocabulary (and model) does not change with the tasks selected."""
+        as well, so a cell's vocabulary (and model) does not change with the tasks selected; for a
+        ``--longeff-dataset`` (the same rows for every task) one task."""
+        if self.settings.dataset is not None:
+            return self.settings.tasks[:1]
         if self.profile.data == "generated" and self.settings.data_dir is None:
             return tuple(dict.fromkeys((*DEFAULT_TASKS, *self.settings.tasks)))
         return self.settings.tasks

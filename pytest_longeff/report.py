@@ -1,4 +1,4 @@
-"""Reports: the JSON report written as each cell finishes, predictions, and the terminal matrix.
+"""Reports: the JSON report written as each record finishes, predictions, the terminal matrix, CSV and Markdown.
 
 Only the controller writes files, and every write is atomic (temp file, then rename), so a crash loses at most the
 cell in flight.
@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pytest_longeff.record import lookup
 
 SCHEMA_VERSION = 1
 STATUSES = ("passed", "failed", "skipped", "error")
@@ -104,16 +106,6 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
-def lookup(record: Mapping[str, Any], *path: str) -> Any:
-    """``record[path[0]][path[1]]...``, or None where any step is missing."""
-    cur: Any = record
-    for key in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
 def _energy(record: dict[str, Any], part: str, key: str) -> str:
     if not lookup(record, part, "energy_valid"):
         return NA
@@ -152,6 +144,23 @@ def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
     return headers, rows
 
 
+def is_cell(record: Mapping[str, Any]) -> bool:
+    """Whether ``record`` is a matrix cell's (window records carry ``kind`` "window")."""
+    return bool(record.get("kind", "cell") == "cell")
+
+
+def render_windows(records: Sequence[dict[str, Any]]) -> str:
+    """The measured windows of ``longeff_window`` tests: one row per (test, window)."""
+    from tabulate import tabulate
+
+    headers = ["test", "status", "window", "repeats", "median s", "energy J", "net J", "peak MiB"]
+    rows = [[r.get("id", "?"), r.get("status", "?"), name, str(w.get("repeats")), _fmt(w.get("time_s")),
+             _fmt(w.get("energy_j")) + (f" ({w.get('energy_method')})" if w.get("energy_j") is not None else ""),
+             _fmt(w.get("energy_net_j")), _mib(w.get("peak_memory_bytes"))]
+            for r in records for name, w in (r.get("windows") or {}).items()]
+    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
 def render_matrix(records: Sequence[dict[str, Any]]) -> str:
     from tabulate import tabulate
 
@@ -163,13 +172,13 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     """How every figure in the matrix was obtained."""
     measured = [r for r in records if r.get("train")]
     notes = [
-        "score: SCROLLS metric x100 on greedy generations (ROUGE geometric mean; F1 for QA; exact match for "
-        "multiple choice / NLI)",
-        f"time: perf_counter between device-synchronised window edges; train samp/s is the median over steps "
-        f"after {settings.get('warmup_steps')} warm-up step(s) (IQR, 95% bootstrap CI and samples / whole window "
-        "are in the JSON)",
-        f"inference: {settings.get('repeats')} pass(es) over the validation examples; each batch is one latency "
-        "sample (p50 of per-sample latency)",
+        ("score: SCROLLS metric x100 on greedy generations (ROUGE geometric mean; F1 for QA; exact match for "
+         "multiple choice / NLI)"),
+        (f"time: perf_counter between device-synchronised window edges; train samp/s is the median over steps "
+         f"after {settings.get('warmup_steps')} warm-up step(s) (IQR, 95% bootstrap CI and samples / whole window "
+         "are in the JSON)"),
+        (f"inference: {settings.get('repeats')} pass(es) over the validation examples; each batch is one latency "
+         "sample (p50 of per-sample latency)"),
     ]
     methods = sorted({str(lookup(r, part, "energy_method")) for r in measured for part in ("train", "inference")})
     energy_notes = sorted({str(lookup(r, part, "energy_note")) for r in measured for part in ("train", "inference")

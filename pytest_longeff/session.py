@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from pytest_longeff.tasks import TaskSpec
 
 
+GPU_IDLE_S, CPU_IDLE_S = 10.0, 2.0
+
+
 def xdist_worker() -> tuple[int, int] | None:
     """``(index, count)`` of this pytest-xdist worker, or None outside xdist (its environment variables are the
     one place the runner learns about workers)."""
@@ -109,8 +112,19 @@ class LongeffSession:
             return
         self.meter = meter
         self.warnings.extend(warnings)
-        if self.settings.idle_s > 0 and meter.method != "none":
-            self.idle = measure_idle(meter, self.settings.idle_s)
+        seconds = self.idle_seconds()
+        if seconds > 0 and meter.method != "none":
+            if self.device.startswith("cuda"):
+                torch.zeros(1, device=self.device)  # the context exists: idle is measured on an initialised GPU
+                torch.cuda.synchronize(self.device)
+            self.idle = measure_idle(meter, seconds)
+
+    def idle_seconds(self) -> float:
+        """How long idle power is measured: the option, else long enough to mean something on a GPU (whose
+        power settles over seconds after work), and short elsewhere."""
+        if self.settings.idle_s is not None:
+            return self.settings.idle_s
+        return GPU_IDLE_S if self.device.startswith("cuda") else CPU_IDLE_S
 
     def close(self) -> None:
         """Release the meter, models and memory, and restore the process-wide settings changed at start."""

@@ -71,6 +71,13 @@ _positive_float = _number(float, 0, False, "a positive number")
 _non_negative_float = _number(lambda t: float(t.removesuffix("s")), 0, True, "a number of seconds >= 0")
 
 
+def _meter_name(text: str) -> str:
+    # Meters can be added by hooks, so the name is checked against the table at configure (see resolve()).
+    if not text.strip():
+        raise ValueError(f"expected a meter name ({', '.join(ENERGY_CHOICES)}), got an empty value")
+    return text.strip()
+
+
 def _dataset(text: str) -> str:
     name, _, config = text.partition(":")
     if not name.strip() or (":" in text and not config.strip()):
@@ -144,17 +151,17 @@ OPTIONS: tuple[Option, ...] = (
            f"{','.join(map(str, DEFAULT_LENGTHS))})", "LIST"),
     Option("tasks", _any_names, f"comma list of SCROLLS tasks (default {','.join(DEFAULT_TASKS)}; also "
            "narrative_qa, quality, contract_nli)", "LIST"),
-    Option("data-dir", str, "SCROLLS-format data: DIR/<task>/train.jsonl and DIR/<task>/validation.jsonl (or "
-           "DIR/<task>.zip for the paper profile)", "DIR"),
+    Option("data-dir", str, "SCROLLS-format data: DIR/<task>/train.jsonl and DIR/<task>/validation.jsonl (or, for "
+           "the paper profile, DIR/<task>.zip or DIR/<task>/{train,validation}/*.parquet)", "DIR"),
     Option("model-dir", str, "paper profile: local mirror of checkpoints as DIR/<org>/<name> (save_pretrained "
            "folders) instead of the hub", "DIR"),
     Option("device", parse_device, "where models run: auto (cuda if available), cpu, cuda, cuda:N", "DEVICE"),
-    Option("energy", _choice(ENERGY_CHOICES), "energy meter: auto (best real meter for the device), nvml (GPU "
-           "energy counter), nvml-power (sampled power, integrated), rapl, estimate (labelled model), none",
-           "{" + ",".join(ENERGY_CHOICES) + "}"),
+    Option("energy", _meter_name, "energy meter: auto (best real meter for the device), nvml (GPU energy counter), "
+           "nvml-power (sampled power, integrated), rapl, estimate (labelled model), none, or one registered "
+           "through pytest_longeff_meters", "{" + ",".join(ENERGY_CHOICES) + ",...}"),
     Option("energy-hz", _positive_float, "nvml-power sampling rate in Hz (default 20)", "HZ"),
-    Option("idle-s", _non_negative_float, "seconds of idle power measured once per session for net energy "
-           "(default 2; 0 skips)", "SECONDS"),
+    Option("idle-s", _non_negative_float, "seconds of idle power measured once per session for net energy, after "
+           "the device is initialised (default 10 on a GPU, 2 elsewhere; 0 skips)", "SECONDS"),
     Option("memory-budget", _positive_size, "memory one cell may use, e.g. 48GiB; the batch-size search respects it "
            "(default: the profile's)", "SIZE"),
     Option("max-batch", _positive_int, "largest batch size the search may pick (default: the profile's)", "N"),
@@ -204,7 +211,8 @@ class Settings:
     device: str
     energy: str
     energy_hz: float
-    idle_s: float
+    idle_s: float | None
+    """None: the device's default (10 s on a GPU, 2 s elsewhere)."""
     memory_budget_bytes: int
     memory_budget_source: str  # "option" or "profile default"
     max_batch: int
@@ -292,6 +300,12 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
             raise pytest.UsageError(
                 f"--longeff-{option}: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}"
             )
+    if v["energy"] is not None:
+        from pytest_longeff.energy import meter_names
+
+        if v["energy"] not in meter_names():
+            raise pytest.UsageError(f"--longeff-energy: unknown meter {v['energy']!r}; accepted: "
+                                    f"{', '.join(meter_names())}")
     if bool(v["dataset"]) != bool(v["columns"]):
         raise pytest.UsageError("--longeff-dataset and --longeff-columns go together: name the dataset and map its "
                                 "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")
@@ -312,7 +326,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         device=v["device"] or "auto",
         energy=v["energy"] or "auto",
         energy_hz=v["energy-hz"] or 20.0,
-        idle_s=2.0 if v["idle-s"] is None else v["idle-s"],
+        idle_s=v["idle-s"],
         memory_budget_bytes=budget,
         memory_budget_source=budget_source,
         max_batch=v["max-batch"] or profile.default_max_batch,

@@ -13,7 +13,8 @@ def heavy_modules() -> None:
     import transformers.models.bigbird_pegasus.modeling_bigbird_pegasus
     import transformers.models.led.modeling_led  # noqa: F401
 
-    import pytest_longeff.runner  # noqa: F401
+    import pytest_longeff.cell
+    import pytest_longeff.session  # noqa: F401
 
 
 BENCH = """

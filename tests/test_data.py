@@ -8,7 +8,6 @@ import pytest
 
 from pytest_longeff.data import (
     DOC_WORDS,
-    DataError,
     extract_scrolls_zip,
     fetch_scrolls,
     generate_task,
@@ -16,6 +15,7 @@ from pytest_longeff.data import (
     read_jsonl,
     write_generated,
 )
+from pytest_longeff.errors import DataError
 
 
 def _write(path: Path, rows: list[dict[str, str]]) -> Path:

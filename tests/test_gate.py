@@ -8,11 +8,13 @@ from pytest_longeff.gate import (
     METRICS,
     Rule,
     check,
+    figure,
     gate_failures,
     gate_record,
-    machine_mismatch,
     parse_fail_on,
 )
+from pytest_longeff.machine import mismatch
+from pytest_longeff.record import GATED
 
 
 def _rec(tput: float | None = 10.0, ci: list[float] | None = None, energy: float | None = None,
@@ -29,7 +31,7 @@ def test_parse_fail_on() -> None:
     rules = parse_fail_on("inference_j_per_sample:10%, train_samples_per_s:2.5%")
     assert [(r.metric.name, r.tolerance) for r in rules] == [("inference_j_per_sample", 0.1),
                                                             ("train_samples_per_s", 0.025)]
-    for bad, message in (("speed:10%", "unknown metric 'speed'; accepted: train_samples_per_s"),
+    for bad, message in (("speed:10%", "unknown metric 'speed'; accepted: score, train_samples_per_s"),
                          ("score:10", "expected metric:N%"), ("score:-5%", ">= 0"), ("", "metric:N%")):
         with pytest.raises(ValueError, match=message):
             parse_fail_on(bad)
@@ -91,7 +93,7 @@ def test_other_machines_are_refused() -> None:
     other = gate_record(parse_fail_on("score:5%"), base, _rec(), {"device": "cuda", "accelerator": "H200",
                                                                  "torch": "2.13"}, "b.json")
     assert "accelerator 'H100' vs 'H200'" in other["refused"] and gate_failures(other)
-    assert machine_mismatch({"cpu": "x"}, {"cpu": "x"}) is None
+    assert mismatch({"cpu": "x"}, {"cpu": "x"}) is None
 
 
 @given(base=st.floats(0.1, 1e6), factor=st.floats(0.0, 10.0), tol=st.floats(0.0, 1.0))
@@ -100,3 +102,67 @@ def test_a_check_fails_exactly_when_worse_beyond_tolerance(base: float, factor: 
     result = check(rule, _rec(base), _rec(base * factor))
     worse_by = (base - base * factor) / base
     assert result.fails() == (worse_by > tol)
+
+
+def _latency(median: float, ci: list[float]) -> dict[str, object]:
+    return {"id": "led-base-1024-qasper", "status": "passed",
+            "inference": {"latency_s": {"stats": {"median": median, "ci95": ci, "n": 9}}}}
+
+
+def test_lower_is_better_intervals_compare_current_low_end_with_baseline_high_end() -> None:
+    """Guards against using the wrong end of an interval for a lower-is-better figure: the current best case is
+    its LOW end, the baseline's worst case its HIGH end (tolerated value 1.1 x 1.1 = 1.21 here)."""
+    rule = Rule(METRICS["inference_latency_p50_s"], 0.1)
+    base = _latency(1.0, [0.9, 1.1])
+    # 50 % slower, but the current interval reaches down to 1.15 < 1.21: noise. Using ci[1] (1.6) or the
+    # baseline's low end (0.99) would call it a regression.
+    assert check(rule, base, _latency(1.5, [1.15, 1.6])).status == "within_noise"
+    # Best case 1.3 > 1.21: a regression. Using the baseline's high end scaled the wrong way (1.1 x 0.9) or the
+    # current high end would agree, so a mutant swapping the comparison is caught by the case above.
+    assert check(rule, base, _latency(1.5, [1.3, 1.6])).fails()
+
+
+def test_higher_is_better_intervals_compare_current_high_end_with_baseline_low_end() -> None:
+    rule = Rule(METRICS["train_samples_per_s"], 0.1)
+    base = _rec(10.0, ci=[9.0, 11.0])  # tolerated value 9.0 x 0.9 = 8.1
+    assert check(rule, base, _rec(7.0, ci=[6.0, 8.5])).status == "within_noise"  # using ci[0] would fail it
+    assert check(rule, base, _rec(7.0, ci=[6.0, 8.0])).fails()
+
+
+def test_metrics_are_the_record_figure_table() -> None:
+    """Guards against the gate keeping a path table of its own that drifts from the record's."""
+    assert METRICS is GATED
+    assert figure("train_time_s") is None  # reported, not gated
+
+
+def test_window_metrics_name_the_window_and_figure() -> None:
+    fig = figure("window_decode_energy_net_j")
+    assert fig is not None and fig.path == ("windows", "decode", "energy_net_j") and not fig.higher_is_better
+    time_fig = figure("window_my_step_time_s")
+    assert time_fig is not None and time_fig.ci_path == ("windows", "my_step", "time_s_stats", "ci95")
+    assert figure("window__time_s") is None and figure("window_decode_speed") is None
+    (rule,) = parse_fail_on("window_decode_time_s:5%")
+    assert rule.applies({"kind": "window", "windows": {"decode": {}}})
+    assert not rule.applies({"id": "led-base-1024-qasper"})
+    (cell_rule,) = parse_fail_on("score:5%")
+    assert not cell_rule.applies({"kind": "window", "windows": {"decode": {}}})
+
+
+def test_a_window_regression_fails_by_its_time() -> None:
+    rule = parse_fail_on("window_decode_time_s:10%")
+    base = {"machine": {}, "records": [{"id": "t::x", "kind": "window", "status": "passed",
+                                        "windows": {"decode": {"time_s": 1.0}}}]}
+    current = {"id": "t::x", "kind": "window", "windows": {"decode": {"time_s": 2.0}}}
+    gate = gate_record(rule, base, current, {}, "b.json")
+    assert [c["status"] for c in gate["checks"]] == ["failed"] and gate_failures(gate)
+
+
+def test_cpu_threads_decide_whether_a_serial_baseline_fits_a_parallel_run() -> None:
+    """Workers sharing a CPU run with fewer torch threads each: their figures are not comparable to a serial
+    run's, so the gate refuses such a baseline, and only then."""
+    machine: dict[str, object] = {"device": "cpu", "cpu": "x", "cpu_threads": 2}
+    base = {"machine": machine, "records": [_rec()]}
+    rules = parse_fail_on("score:5%")
+    assert "cpu_threads 2 vs 1" in gate_record(rules, base, _rec(), {**machine, "cpu_threads": 1},
+                                               "b.json")["refused"]
+    assert gate_record(rules, base, _rec(), dict(machine), "b.json")["refused"] is None

@@ -12,7 +12,8 @@ import pytest
 # A small, fast matrix: every figure still comes from real training, generation and scoring.
 FAST = [
     "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-train-budget=steps=2", "--longeff-eval-samples=2",
-    "--longeff-idle-s=0", "--longeff-max-batch=2", "-p", "no:randomly",
+    "--longeff-idle-s=0", "--longeff-max-batch=2", "--longeff-device=cpu", "--longeff-energy=none",
+    "-p", "no:randomly",
 ]
 
 
@@ -48,9 +49,11 @@ def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pyteste
         assert len(predictions) == 2 and all(isinstance(v, str) for v in predictions.values())
     attention = {r["family"]: r["attention"] for r in doc["records"]}
     assert attention == {"led": "sliding_window", "bigbird": "block_sparse"}
-    cases = ET.parse(bench.path / "junit.xml").getroot().iter("testcase")
-    props = [{p.get("name"): p.get("value") for p in case.iter("property")} for case in cases]
-    assert len(props) == 4 and all(float(p["longeff_train_samples_per_s"]) > 0 for p in props)
+    # xunit2 (pytest's default junit_family): figures are suite properties, none inside a testcase.
+    root = ET.parse(bench.path / "junit.xml").getroot()
+    assert not [case for case in root.iter("testcase") if case.find("properties") is not None]
+    suite = {str(p.get("name")): str(p.get("value")) for p in root.iter("property")}
+    assert all(float(suite[f"longeff_train_samples_per_s[{i}]"]) > 0 for i in ids)
     assert "longeff: accuracy-efficiency matrix" in result.stdout.str()
     import csv
 
@@ -79,7 +82,7 @@ def test_k_selects_exactly_the_named_cells(bench: pytest.Pytester) -> None:
         (["--longeff-sizes=xl"], "--longeff-sizes: unknown sizes 'xl'; accepted: base, large"),
         (["--longeff-memory-budget=lots"], "--longeff-memory-budget"),
         (["--longeff-train-budget=forever"], "--longeff-train-budget"),
-        (["--longeff-energy=solar"], "--longeff-energy: got 'solar'; accepted: auto, nvml, nvml-power"),
+        (["--longeff-energy=solar"], "--longeff-energy: unknown meter 'solar'; accepted: auto, nvml, nvml-power"),
         (["--longeff-device=tpu"], "--longeff-device: got 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
         (["--longeff-lr=nan"], "--longeff-lr: expected a positive number, got 'nan'"),
         (["--longeff-memory-budget=0B"], "--longeff-memory-budget: expected a size above 0"),
@@ -198,7 +201,7 @@ def test_a_session_that_cannot_start_reports_every_cell_plainly(bench: pytest.Py
 
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
-    result = bench.runpytest("--longeff-device=cuda", "--longeff-tasks=qasper", *FAST)
+    result = bench.runpytest("--longeff-tasks=qasper", *FAST, "--longeff-device=cuda")
     result.assert_outcomes(errors=2)
     out = result.stdout.str()
     assert "no CUDA device is usable here" in out and "Traceback" not in out
@@ -232,3 +235,68 @@ def test_unrelated_suites_hear_nothing_from_the_plugin(pytester: pytest.Pytester
     result.assert_outcomes(passed=1)
     assert "longeff:" not in result.stdout.str()  # (pytest itself lists the installed plugin)
     assert not (pytester.path / "reports").exists()
+
+
+def test_a_keyboard_interrupt_keeps_finished_records_and_stops_the_meter(bench: pytest.Pytester) -> None:
+    """Guards against losing finished records, or leaving the meter's sampling thread running, when the user
+    presses Ctrl-C mid-run. The meter is a fake with a thread (the machine may have no real one)."""
+    bench.makeconftest('''
+import json
+import threading
+
+import pytest
+import pytest_longeff.session
+from pytest_longeff.energy import EstimateMeter
+
+
+class ThreadedMeter(EstimateMeter):
+    def __init__(self):
+        super().__init__()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._stop.wait, name="fake-meter-sampler", daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+
+
+pytest_longeff.session.make_meter = lambda name, device, **kw: (ThreadedMeter(), [])
+
+
+def pytest_runtest_setup(item):
+    if "qasper" in item.nodeid:
+        raise KeyboardInterrupt
+
+
+def pytest_unconfigure(config):
+    alive = [t.name for t in threading.enumerate() if t.name == "fake-meter-sampler"]
+    with open("threads.json", "w") as fh:
+        json.dump(alive, fh)
+''')
+    result = bench.runpytest_subprocess("--longeff-tasks=gov_report,qasper", "--longeff-families=led", *FAST)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    (record,) = _report(bench)["records"]
+    assert record["id"] == "led-base-256-gov_report" and record["status"] == "passed"
+    assert record["train"]["energy_method"] == "estimate"  # the fake meter was the one in use
+    assert json.loads((bench.path / "threads.json").read_text()) == []
+
+
+def test_a_failing_body_is_recorded_with_its_reason(bench: pytest.Pytester) -> None:
+    """Also: --longeff-teacher-forced adds the study's scoring, and JUnit xunit1 properties of a cell are numbers
+    or method strings, never "None" (the inference energy here is unmeasured)."""
+    bench.makepyfile(test_bench="def test_cell(longeff_record):\n    assert False, 'the body says no'\n")
+    result = bench.runpytest("--longeff-tasks=qasper", "--longeff-families=led", "--longeff-teacher-forced",
+                             "--junitxml=junit.xml", "-o", "junit_family=xunit1", *FAST)
+    result.assert_outcomes(failed=1)
+    (record,) = _report(bench)["records"]
+    assert record["status"] == "failed" and "the body says no" in record["reason"]
+    assert set(record["accuracy_teacher_forced"]) == {"f1", "score"}
+    (case,) = ET.parse(bench.path / "junit.xml").getroot().iter("testcase")
+    props = {str(p.get("name")): str(p.get("value")) for p in case.iter("property")}
+    assert props["longeff_train_energy_method"] == "none" and "longeff_train_energy_j" not in props
+    for name, value in props.items():
+        assert value != "None", name
+        if not name.endswith("_energy_method"):
+            float(value)  # every figure is a number
+    assert float(props["longeff_train_samples_per_s"]) > 0 and int(props["longeff_batch_size"]) >= 1

@@ -10,7 +10,7 @@ import pytest
 ONE_CELL = [
     "--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
     "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-batch-size=2", "--longeff-train-budget=steps=4",
-    "-p", "no:randomly",
+    "--longeff-device=cpu", "--longeff-energy=none", "-p", "no:randomly",
 ]
 
 
@@ -69,3 +69,22 @@ def test_gate_option_errors(pytester: pytest.Pytester, baseline: Path) -> None:
     (pytester.path / "bad.json").write_text("{}")
     result = pytester.runpytest("--collect-only", "--longeff-baseline=bad.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "--longeff-baseline" in result.stderr.str()
+
+
+def test_a_cell_that_passed_in_the_baseline_and_is_skipped_now_fails(bench: pytest.Pytester) -> None:
+    """Guards against a regression hiding as a skip (e.g. a cell that no longer fits the memory budget)."""
+    from pytest_longeff.report import SCHEMA_VERSION
+
+    skipping = ["--longeff-profile=paper", "--longeff-families=bigbird", "--longeff-sizes=base",
+                "--longeff-lengths=256", "--longeff-tasks=qasper", "--longeff-device=cpu", "--longeff-energy=none",
+                "--longeff-idle-s=0"]
+    bench.runpytest(*skipping).assert_outcomes(skipped=1)  # no pretrained Big Bird base: a plain skip
+    (bench.path / "base.json").write_text(json.dumps({
+        "schema_version": SCHEMA_VERSION, "machine": {}, "settings": {},
+        "records": [{"id": "bigbird-base-256-qasper", "status": "passed"}]}))
+    result = bench.runpytest(*skipping, "--longeff-baseline=base.json", "--longeff-fail-on=score:5%")
+    result.assert_outcomes(errors=1)
+    assert "regression against the baseline: it passed there, but now no pretrained Big Bird base" in \
+        result.stdout.str()
+    (record,) = json.loads((bench.path / "reports" / "longeff.json").read_text())["records"]
+    assert record["status"] == "error" and "it passed there" in record["reason"]
