@@ -71,6 +71,15 @@ _positive_float = _number(float, 0, False, "a positive number")
 _non_negative_float = _number(lambda t: float(t.removesuffix("s")), 0, True, "a number of seconds >= 0")
 
 
+def _shard(text: str) -> str:
+    k, sep, n = text.partition("/")
+    if text == "auto" or (k == "auto" and n.isdigit() and int(n) >= 1):
+        return text
+    if sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n):
+        return text
+    raise ValueError(f"expected K/N with 1 <= K <= N (e.g. 2/4), auto or auto/N, got {text!r}")
+
+
 def _meter_name(text: str) -> str:
     # Meters can be added by hooks, so the name is checked against the table at configure (see resolve()).
     if not text.strip():
@@ -190,6 +199,21 @@ OPTIONS: tuple[Option, ...] = (
            "with --longeff-columns; the task's metric comes from --longeff-tasks", "NAME[:CONFIG]"),
     Option("columns", _columns, "column mapping for --longeff-dataset: input=COL,output=COL[,id=COL]", "MAP"),
     Option("json", str, f"where the JSON report goes (default {DEFAULT_JSON})", "PATH"),
+    Option("shard", _shard, "run one shard of the matrix: K/N (1 <= K <= N), or auto[/N] to take K and N from "
+           "LONGEFF_SHARD=K/N, a SLURM job array or a Kubernetes Indexed Job; cells of one (family, size) stay in "
+           "one shard", "K/N"),
+    Option("durations", str, "a previous JSON report whose cell times balance the shards (default: a cost model)",
+           "REPORT"),
+    Option("resume", str, "a JSON report of an interrupted run: cells that passed there under the same settings, "
+           "software, machine kind and code version are carried over, the rest run (may be --longeff-json's own "
+           "file)", "REPORT"),
+    Option("acknowledged", str, "a file of accepted changes (metric, cell, reason) the gate does not fail on",
+           "PATH"),
+    Option("benchmark-json", str, "write github-action-benchmark files (customSmallerIsBetter / "
+           "customBiggerIsBetter) into DIR", "DIR"),
+    Option("plots", str, "where the figures go (default: beside the JSON report; needs the plots extra)", "DIR"),
+    Option("html", str, "the self-contained HTML report page (default: the JSON report's path with .html)",
+           "PATH"),
     Option("baseline", str, "an earlier JSON report to gate regressions against (same machine)", "PATH"),
     Option("fail-on", _fail_on, "metrics and tolerated change for the worse, e.g. "
            f"'inference_j_per_sample:10%,train_samples_per_s:10%' (default with a baseline: {DEFAULT_FAIL_ON}; "
@@ -230,6 +254,13 @@ class Settings:
     dataset: str | None
     columns: tuple[tuple[str, str], ...] | None
     json_path: str
+    shard: str | None
+    durations: str | None
+    resume: str | None
+    acknowledged: str | None
+    benchmark_json: str | None
+    plots: str | None
+    html: str | None
     baseline: str | None
     fail_on: str | None
 
@@ -287,14 +318,13 @@ def _value(config: pytest.Config, opt: Option) -> Any:
         raise pytest.UsageError(f"ini option {opt.dest} = {raw!r}: {exc}") from None
 
 
-def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> Settings:
-    """Resolve every option once; unknown family or task names (checked against the registries, which hooks can
-    extend) are usage errors that list the accepted names."""
-    v = {opt.name: _value(config, opt) for opt in OPTIONS}
-    profile = PROFILES[v["profile"] or "tiny"]
-    families = v["families"] or DEFAULT_FAMILIES
-    tasks = v["tasks"] or DEFAULT_TASKS
-    for option, names, known in (("families", families, known_families), ("tasks", tasks, known_tasks)):
+_FIELDS = frozenset(Settings.__dataclass_fields__)
+
+
+def _check(v: dict[str, Any], known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> None:
+    """Usage errors that need more than one option, or the registries that hooks extend."""
+    for option, names, known in (("families", v["families"] or DEFAULT_FAMILIES, known_families),
+                                 ("tasks", v["tasks"] or DEFAULT_TASKS, known_tasks)):
         unknown = [n for n in names if n not in known]
         if unknown:
             raise pytest.UsageError(
@@ -311,39 +341,42 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
                                 "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")
     if v["fail-on"] and not v["baseline"]:
         raise pytest.UsageError("--longeff-fail-on needs --longeff-baseline PATH (an earlier JSON report)")
+
+
+def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> Settings:
+    """Resolve every option once; unknown family or task names (checked against the registries, which hooks can
+    extend) are usage errors that list the accepted names."""
+    v = {opt.name: _value(config, opt) for opt in OPTIONS}
+    _check(v, known_families, known_tasks)
+    profile = PROFILES[v["profile"] or "tiny"]
     if v["memory-budget"] is not None:
         budget, budget_source = v["memory-budget"], "option"
     else:
         budget, budget_source = parse_size(profile.default_memory_budget), f"{profile.name} profile default"
-    return Settings(
-        profile=profile.name,
-        families=tuple(families),
-        sizes=tuple(v["sizes"] or DEFAULT_SIZES),
-        lengths=tuple(v["lengths"] or DEFAULT_LENGTHS),
-        tasks=tuple(tasks),
-        data_dir=v["data-dir"],
-        model_dir=v["model-dir"],
-        device=v["device"] or "auto",
-        energy=v["energy"] or "auto",
-        energy_hz=v["energy-hz"] or 20.0,
-        idle_s=v["idle-s"],
-        memory_budget_bytes=budget,
-        memory_budget_source=budget_source,
-        max_batch=v["max-batch"] or profile.default_max_batch,
-        batch_size=v["batch-size"],
-        batch_reset=bool(v["batch-reset"]),
-        effective_batch=v["effective-batch"],
-        train_budget=v["train-budget"] or parse_train_budget(profile.default_train_budget),
-        lr=v["lr"] or 2e-5,
-        eval_samples=profile.default_eval_samples if v["eval-samples"] is None else v["eval-samples"],
-        repeats=v["repeats"] or profile.default_repeats,
-        warmup_steps=1 if v["warmup-steps"] is None else v["warmup-steps"],
-        teacher_forced=bool(v["teacher-forced"]),
-        precision=v["precision"] or profile.default_precision,
-        early_stop_metric=v["early-stop-metric"] or profile.default_early_stop_metric,
-        dataset=v["dataset"],
-        columns=v["columns"],
-        json_path=v["json"] or DEFAULT_JSON,
-        baseline=v["baseline"],
-        fail_on=v["fail-on"] or (DEFAULT_FAIL_ON if v["baseline"] else None),
-    )
+    # Options that map 1:1 onto a field; the rest get their defaults below. Option-only names are left out.
+    given = {f: v[opt.name] for opt in OPTIONS if (f := opt.dest.removeprefix("longeff_")) in _FIELDS}
+    return Settings(**{
+        **given,
+        "profile": profile.name,
+        "families": tuple(v["families"] or DEFAULT_FAMILIES),
+        "sizes": tuple(v["sizes"] or DEFAULT_SIZES),
+        "lengths": tuple(v["lengths"] or DEFAULT_LENGTHS),
+        "tasks": tuple(v["tasks"] or DEFAULT_TASKS),
+        "device": v["device"] or "auto",
+        "energy": v["energy"] or "auto",
+        "energy_hz": v["energy-hz"] or 20.0,
+        "memory_budget_bytes": budget,
+        "memory_budget_source": budget_source,
+        "max_batch": v["max-batch"] or profile.default_max_batch,
+        "batch_reset": bool(v["batch-reset"]),
+        "train_budget": v["train-budget"] or parse_train_budget(profile.default_train_budget),
+        "lr": v["lr"] or 2e-5,
+        "eval_samples": profile.default_eval_samples if v["eval-samples"] is None else v["eval-samples"],
+        "repeats": v["repeats"] or profile.default_repeats,
+        "warmup_steps": 1 if v["warmup-steps"] is None else v["warmup-steps"],
+        "teacher_forced": bool(v["teacher-forced"]),
+        "precision": v["precision"] or profile.default_precision,
+        "early_stop_metric": v["early-stop-metric"] or profile.default_early_stop_metric,
+        "json_path": v["json"] or DEFAULT_JSON,
+        "fail_on": v["fail-on"] or (DEFAULT_FAIL_ON if v["baseline"] else None),
+    })
