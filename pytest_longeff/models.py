@@ -158,11 +158,18 @@ class LEDFamily:
         return None
 
     def attention(self, model: Any, seq_len: int) -> str:
+        """``sliding_window (...)``: transformers' LED ``attention_window`` w is two-sided, each token sees w/2
+        tokens on each side (``one_sided_attn_window_size = w // 2``). With token 0 global (see
+        :meth:`model_inputs`) the other tokens are at most ``seq_len - 2`` apart, so attention is effectively full
+        only when ``seq_len - 2 <= w/2`` in every layer."""
         windows = model.config.attention_window
-        window = max(windows) if isinstance(windows, (list, tuple)) else int(windows)
-        if window >= seq_len:
-            return f"sliding_window (window {window} >= input {seq_len}: effectively full)"
-        return "sliding_window"
+        per_layer = [int(w) for w in windows] if isinstance(windows, (list, tuple)) else [int(windows)]
+        low, high = min(per_layer), max(per_layer)
+        shown = f"window {low} = {low // 2} each side" if low == high else \
+            f"windows {low}-{high} = {low // 2}-{high // 2} each side"
+        if seq_len - 2 <= low // 2:
+            return f"sliding_window ({shown}, token 0 global: effectively full at {seq_len} tokens)"
+        return f"sliding_window ({shown}; not full at {seq_len} tokens)"
 
 
 class BigBirdFamily:
@@ -229,8 +236,15 @@ class BigBirdFamily:
         model.get_encoder().set_attention_type(model.config.attention_type)
 
     def attention(self, model: Any, seq_len: int) -> str:
+        """``block_sparse (...)`` above the threshold: a 3-block sliding window plus the first and last blocks as
+        global, and ``num_random_blocks`` random blocks per query block in training only. In eval transformers
+        draws no random blocks: ``_bigbird_block_rand_mask`` returns all zeros, so the random slots point at block 0,
+        which is already global (its keys enter the softmax again, unmasked). At or below the threshold (or once
+        switched) the encoder runs ``original_full``."""
         if model.get_encoder().attention_type == "block_sparse" and seq_len > self.threshold(model):
-            return "block_sparse"
+            block, rand = model.config.block_size, model.config.num_random_blocks
+            return (f"block_sparse (block {block}: 3-block window + 2 global blocks; {rand} random blocks only in "
+                    f"training, eval uses window + global, its {rand} random slots repeating block 0)")
         return f"original_full (input {seq_len} <= block-sparse threshold {self.threshold(model)})"
 
 

@@ -106,7 +106,8 @@ class LongeffSession:
         """Create the energy meter and measure idle power once; a meter that cannot work is remembered as an
         error for every cell when it was asked for explicitly, and is a quiet ``none`` under ``auto``."""
         try:
-            meter, warnings = make_meter(self.settings.energy, self.device, sample_hz=self.settings.energy_hz)
+            meter, warnings = make_meter(self.settings.energy, self.device, sample_hz=self.settings.energy_hz,
+                                         align=self.settings.energy_align)
         except MeterUnavailable as exc:
             self.meter_error = f"--longeff-energy {self.settings.energy}: {exc}"
             return

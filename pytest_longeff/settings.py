@@ -169,6 +169,8 @@ OPTIONS: tuple[Option, ...] = (
            "nvml-power (sampled power, integrated), rapl, estimate (labelled model), none, or one registered "
            "through pytest_longeff_meters", "{" + ",".join(ENERGY_CHOICES) + ",...}"),
     Option("energy-hz", _positive_float, "nvml-power sampling rate in Hz (default 20)", "HZ"),
+    Option("energy-align", None, "align energy-counter windows to the counter's ticks: a tighter error bar for up to "
+           "one update period of waiting at each edge, outside the window"),
     Option("idle-s", _non_negative_float, "seconds of idle power measured once per session for net energy, after "
            "the device is initialised (default 10 on a GPU, 2 elsewhere; 0 skips)", "SECONDS"),
     Option("memory-budget", _positive_size, "memory one cell may use, e.g. 48GiB; the batch-size search respects it "
@@ -235,6 +237,7 @@ class Settings:
     device: str
     energy: str
     energy_hz: float
+    energy_align: bool
     idle_s: float | None
     """None: the device's default (10 s on a GPU, 2 s elsewhere)."""
     memory_budget_bytes: int
@@ -365,6 +368,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "device": v["device"] or "auto",
         "energy": v["energy"] or "auto",
         "energy_hz": v["energy-hz"] or 20.0,
+        "energy_align": bool(v["energy-align"]),
         "memory_budget_bytes": budget,
         "memory_budget_source": budget_source,
         "max_batch": v["max-batch"] or profile.default_max_batch,

@@ -28,6 +28,8 @@ NVML_ERROR_UNKNOWN = 999
 NVML_CLOCK_GRAPHICS = 0
 NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
+NVML_FI_DEV_POWER_INSTANT = 186
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
 
 _MESSAGES = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
@@ -103,7 +105,12 @@ class ManualClock:
 
 @dataclass
 class FakeGpu:
-    """One simulated GPU. ``power_w`` is constant or a function of the fake's clock (seconds)."""
+    """One simulated GPU. ``power_w`` is constant or a function of the fake's clock (seconds).
+
+    The energy counter holds the energy integrated up to its last update: updates come every
+    ``counter_update_s`` seconds after the fake's origin plus ``counter_phase_s``. For a varying ``power_w`` give
+    ``energy_j``, its antiderivative (joules at a clock time; only differences are used).
+    """
 
     name: str = "NVIDIA Fake H100"
     power_w: float | Callable[[float], float] = 300.0
@@ -117,6 +124,18 @@ class FakeGpu:
     clocks_mhz: dict[int, int] = field(
         default_factory=lambda: {NVML_CLOCK_GRAPHICS: 1980, NVML_CLOCK_SM: 1980, NVML_CLOCK_MEM: 2619}
     )
+    #: Offset of the counter's update ticks from the fake's origin, seconds.
+    counter_phase_s: float = 0.0
+    #: Antiderivative of a varying ``power_w``, joules at a clock time.
+    energy_j: Callable[[float], float] | None = None
+    #: PIDs of compute processes NVML lists on this GPU.
+    processes: list[int] = field(default_factory=list)
+    #: Clock-event reason bit mask (nvml.h numbering, e.g. 0x4 SW power cap, 0x40 HW thermal slowdown).
+    clock_reasons: int = 0
+    #: Performance state (0 = P0, busiest).
+    pstate: int = 0
+    #: Whether the GPU reports NVML_FI_DEV_POWER_INSTANT through nvmlDeviceGetFieldValues.
+    instant_power: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,7 @@ class FakeNvml(ModuleType):
     NVML_CLOCK_GRAPHICS = NVML_CLOCK_GRAPHICS
     NVML_CLOCK_SM = NVML_CLOCK_SM
     NVML_CLOCK_MEM = NVML_CLOCK_MEM
+    NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
 
     def __init__(
         self,
@@ -147,6 +167,7 @@ class FakeNvml(ModuleType):
         clock: Callable[[], float] = time.perf_counter,
         library_present: bool = True,
         driver_version: str = "550.54.15",
+        missing: tuple[str, ...] = (),
     ) -> None:
         super().__init__("fake_pynvml")
         self.gpus = [FakeGpu()] if gpus is None else gpus
@@ -157,6 +178,8 @@ class FakeNvml(ModuleType):
         self.fail: dict[str, BaseException] = {}
         self.calls: Counter[str] = Counter()
         self.initialised = 0
+        for name in missing:  # an older pynvml or driver without these functions
+            setattr(self, name, None)
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
@@ -202,19 +225,31 @@ class FakeNvml(ModuleType):
             raise NVMLError_InvalidArgument()
         return FakeHandle(index)
 
+    def last_update_s(self, gpu: FakeGpu, t_s: float) -> float:
+        """Clock time of the counter's last update at or before ``t_s`` (the origin if none yet)."""
+        first = self.origin_s + gpu.counter_phase_s
+        if t_s < first:
+            return self.origin_s
+        # A tiny epsilon keeps float error from dropping a tick exactly on an update boundary.
+        ticks = math.floor((t_s - first) / gpu.counter_update_s + 1e-9)
+        return first + ticks * gpu.counter_update_s
+
+    def true_energy_j(self, gpu: FakeGpu, t0: float, t1: float) -> float:
+        """The energy the GPU really used between two clock times, joules."""
+        if gpu.energy_j is not None:
+            return gpu.energy_j(t1) - gpu.energy_j(t0)
+        if callable(gpu.power_w):
+            raise TypeError("give FakeGpu.energy_j for a varying power")
+        return gpu.power_w * (t1 - t0)
+
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:
-        """Millijoules since the fake's origin, updated every ``counter_update_s``; constant power only."""
+        """Millijoules integrated from the fake's origin up to the counter's last update (truncated to mJ)."""
         self._enter("nvmlDeviceGetTotalEnergyConsumption")
         gpu = self._gpu(handle)
         if not gpu.energy_supported:
             raise NVMLError_NotSupported()
-        if callable(gpu.power_w):
-            raise TypeError("the fake's energy counter supports constant power only")
-        elapsed = self.clock() - self.origin_s
-        # A tiny epsilon keeps float error from dropping a tick exactly on an update boundary.
-        ticks = math.floor(elapsed / gpu.counter_update_s + 1e-9)
-        energy_mj = round(gpu.power_w * 1000.0 * ticks * gpu.counter_update_s)
-        return (gpu.counter_start_mj + energy_mj) % 2**64
+        energy_j = self.true_energy_j(gpu, self.origin_s, self.last_update_s(gpu, self.clock()))
+        return (gpu.counter_start_mj + math.floor(energy_j * 1000.0 + 1e-6)) % 2**64
 
     def nvmlDeviceGetPowerUsage(self, handle: FakeHandle) -> int:
         """Milliwatts at the current time of the fake's clock."""
@@ -242,3 +277,59 @@ class FakeNvml(ModuleType):
         if kind not in clocks:
             raise NVMLError_NotSupported()
         return clocks[kind]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeHandle) -> list[FakeProcess]:
+        self._enter("nvmlDeviceGetComputeRunningProcesses")
+        return [FakeProcess(pid) for pid in self._gpu(handle).processes]
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: FakeHandle) -> int:
+        self._enter("nvmlDeviceGetCurrentClocksEventReasons")
+        return self._gpu(handle).clock_reasons
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: FakeHandle) -> int:
+        self._enter("nvmlDeviceGetCurrentClocksThrottleReasons")
+        return self._gpu(handle).clock_reasons
+
+    def nvmlDeviceGetPerformanceState(self, handle: FakeHandle) -> int:
+        self._enter("nvmlDeviceGetPerformanceState")
+        return self._gpu(handle).pstate
+
+    def nvmlDeviceGetFieldValues(self, handle: FakeHandle, field_ids: list[int]) -> list[FakeFieldValue]:
+        """Instantaneous power in mW for NVML_FI_DEV_POWER_INSTANT where the GPU has it; other fields unsupported."""
+        self._enter("nvmlDeviceGetFieldValues")
+        gpu = self._gpu(handle)
+        values = []
+        for field_id in field_ids:
+            if field_id == NVML_FI_DEV_POWER_INSTANT and gpu.instant_power:
+                mw = round(self.power_at(gpu, self.clock()) * 1000.0)
+                values.append(FakeFieldValue(field_id, NVML_VALUE_TYPE_UNSIGNED_INT, NVML_SUCCESS, FakeValue(mw)))
+            else:
+                values.append(
+                    FakeFieldValue(field_id, NVML_VALUE_TYPE_UNSIGNED_INT, NVML_ERROR_NOT_SUPPORTED, FakeValue(0))
+                )
+        return values
+
+
+@dataclass(frozen=True)
+class FakeProcess:
+    """What nvmlDeviceGetComputeRunningProcesses lists (pid only)."""
+
+    pid: int
+    usedGpuMemory: int | None = None  # pynvml's spelling
+
+
+@dataclass(frozen=True)
+class FakeValue:
+    """The union c_nvmlValue_t, unsigned-int member only."""
+
+    uiVal: int  # pynvml's spelling
+
+
+@dataclass(frozen=True)
+class FakeFieldValue:
+    """c_nvmlFieldValue_t with the members the energy code reads."""
+
+    fieldId: int  # pynvml's spelling
+    valueType: int
+    nvmlReturn: int
+    value: FakeValue

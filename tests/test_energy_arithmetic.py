@@ -84,16 +84,12 @@ def test_piecewise_constant_trace_matches_analytic_integral(
     for i, level in enumerate(levels):
         samples.append((edges[i], level))
         samples.append((edges[i + 1], level))
-    analytic = sum(
-        level * max(0.0, min(t1, edges[i + 1]) - max(t0, edges[i])) for i, level in enumerate(levels)
-    )
+    analytic = sum(level * max(0.0, min(t1, edges[i + 1]) - max(t0, edges[i])) for i, level in enumerate(levels))
     assert integrate_power(samples, t0, t1) == pytest.approx(analytic, rel=1e-9, abs=1e-6)
 
 
 @given(
-    knots=st.lists(
-        st.tuples(st.floats(0.0, 100.0), powers), min_size=2, max_size=10, unique_by=lambda k: k[0]
-    ),
+    knots=st.lists(st.tuples(st.floats(0.0, 100.0), powers), min_size=2, max_size=10, unique_by=lambda k: k[0]),
     extra=st.lists(st.floats(0.0, 1.0), max_size=10),
 )
 def test_adding_interpolated_samples_does_not_change_a_piecewise_linear_integral(
@@ -121,9 +117,7 @@ def _interpolate(knots: list[tuple[float, float]], t: float) -> float:
     samples=st.lists(st.tuples(times, powers), min_size=1, max_size=30),
     cuts=st.lists(times, min_size=3, max_size=3),
 )
-def test_integration_is_additive_over_split_windows(
-    samples: list[tuple[float, float]], cuts: list[float]
-) -> None:
+def test_integration_is_additive_over_split_windows(samples: list[tuple[float, float]], cuts: list[float]) -> None:
     a, b, c = sorted(cuts)
     whole = integrate_power(samples, a, c)
     split = integrate_power(samples, a, b) + integrate_power(samples, b, c)
@@ -189,9 +183,40 @@ def test_reading_to_dict_keys() -> None:
         "energy_samples": 41,
         "energy_max_gap_s": 0.06,
         "legacy_sum_of_30s_mean_power_kw": 0.006,
+        "energy_uncertainty_j": None,
+        "energy_coarse": False,
+        "energy_update_period_s": None,
+        "energy_other_processes": [],
+        "energy_throttle_reasons": [],
+        "legacy_buckets": None,
+        "legacy_sum_as_extracted_kw": None,
     }
 
 
+def test_new_reading_and_idle_fields_serialise_with_units_in_their_keys() -> None:
+    reading = EnergyReading(
+        12.5, 2.0, "nvml", False, "shared", 2, None, 0.006,
+        uncertainty_j=0.7, coarse=True, update_period_s=0.1, other_processes=(42,),
+        throttle_reasons=("sw_power_cap",), legacy_buckets=1, legacy_as_extracted=0.006,
+    )  # fmt: skip
+    record = reading.to_dict()
+    assert record["energy_uncertainty_j"] == 0.7 and record["energy_coarse"] is True
+    assert record["energy_other_processes"] == [42]
+    assert record["energy_throttle_reasons"] == ["sw_power_cap"]
+    assert record["legacy_buckets"] == 1 and record["legacy_sum_as_extracted_kw"] == 0.006
+    idle = IdleBaseline(20.0, 10.0, "nvml", True, None, uncertainty_w=0.5, pstate=8, sm_clock_mhz=345,
+                        mem_clock_mhz=1593)  # fmt: skip
+    assert idle.to_dict() == {
+        "idle_power_w": 20.0,
+        "idle_time_s": 10.0,
+        "idle_method": "nvml",
+        "idle_valid": True,
+        "idle_note": None,
+        "idle_uncertainty_w": 0.5,
+        "idle_pstate": 8,
+        "idle_sm_clock_mhz": 345,
+        "idle_mem_clock_mhz": 1593,
+    }
 
 
 # -- idle baseline and net energy ------------------------------------------------------------------------------
@@ -219,4 +244,3 @@ def test_net_energy_may_be_negative_rather_than_clamped() -> None:
     idle = IdleBaseline(power_w=12.0, time_s=5.0, method="nvml", valid=True, note=None)
     assert net_energy_j(reading, idle) == pytest.approx(-2.0)
     assert math.isfinite(net_energy_j(reading, idle) or math.nan)
-

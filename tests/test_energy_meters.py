@@ -41,7 +41,6 @@ def test_energy_choices_are_all_buildable_names() -> None:
         make_meter("none", "cpu", sample_hz=0.0)
 
 
-
 def test_importing_the_package_loads_neither_pynvml_nor_torch() -> None:
     code = "import sys, pytest_longeff.energy; print('pynvml' in sys.modules, 'torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -117,7 +116,6 @@ def test_auto_never_raises_for_odd_devices() -> None:
     assert warnings
 
 
-
 # -- estimate and none -----------------------------------------------------------------------------------------
 
 
@@ -154,7 +152,6 @@ def test_none_meter_measures_time_only() -> None:
     assert reading.note == "no energy meter selected"
     assert reading.time_s >= 0.0
     assert meter.describe() == {}
-
 
 
 def test_estimate_read_mid_window_keeps_the_window_open(clock: ManualClock) -> None:

@@ -33,7 +33,7 @@ def clock() -> ManualClock:
 
 
 def _counter_meter(fake: FakeNvml, clock: ManualClock, device: str = "cuda", legacy: bool = True) -> Meter:
-    meter, warnings = make_meter("nvml", device, nvml=fake, clock=clock, legacy=legacy)
+    meter, warnings = make_meter("nvml", device, nvml=fake, clock=clock, legacy=legacy, sleep=clock.advance)
     assert warnings == []
     assert meter.method == "nvml"
     return meter
@@ -105,8 +105,9 @@ def test_counter_that_goes_backwards_is_invalid_not_a_wrap(clock: ManualClock) -
 
 def test_counter_at_the_64_bit_limit_is_not_undone_as_a_wrap(clock: ManualClock) -> None:
     """2**64 mJ is about 585,000 years at 1 kW: a counter seen to wrap was reset, so the reading is invalid."""
-    fake = FakeNvml([FakeGpu(power_w=50.0, counter_start_mj=2**64 - 1_000)], clock=clock)
+    fake = FakeNvml([FakeGpu(power_w=50.0)], clock=clock)
     meter = _counter_meter(fake, clock)
+    fake.reset_counter(0, 2**64 - 1_000)  # after the meter measured its update period
     meter.start()
     clock.advance(1.0)  # the fake wraps past 2**64 after the first 1 000 mJ
     reading = meter.stop()
@@ -174,9 +175,7 @@ def test_counter_measures_the_cells_devices(
     meter.close()
 
 
-def test_missing_cuda_device_is_unavailable_or_null(
-    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_cuda_device_is_unavailable_or_null(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     fake = FakeNvml([FakeGpu()], clock=clock)
     with pytest.raises(MeterUnavailable, match="cuda:3 does not exist"):
@@ -211,8 +210,12 @@ def test_describe_reports_environment_facts(clock: ManualClock) -> None:
             "graphics_clock_mhz": None,
             "sm_clock_mhz": 1980,
             "mem_clock_mhz": 2619,
+            "pstate": 0,
         }
     ]
+    assert facts["counter_update_period_s"] == pytest.approx(0.1, abs=0.006)
+    assert facts["counter_update_measured"] is True
+    assert "nvmlDeviceGetPowerUsage" in str(facts["power_source"])
     meter.close()
 
 
@@ -244,6 +247,8 @@ def test_fake_library_not_found(clock: ManualClock) -> None:
             make_meter(name, "cuda", nvml=fake)
     meter, _ = make_meter("auto", "cuda", nvml=fake)
     assert meter.method == "none"
+
+
 # -- read(): energy so far, window left open -------------------------------------------------------------------
 
 
@@ -345,7 +350,6 @@ def test_measure_idle_and_net_energy(clock: ManualClock) -> None:
     reading = meter.stop()
     assert net_energy_j(reading, idle) == pytest.approx(200.0)
     meter.close()
-
 
 
 @settings(max_examples=50)

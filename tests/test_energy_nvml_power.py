@@ -172,4 +172,3 @@ def test_auto_on_this_machine_is_null_meter_with_note(device: str) -> None:
     assert_unmeasured(reading)
     assert (reading.note or "").startswith("no energy meter available on this machine (NVML")
     meter.close()
-

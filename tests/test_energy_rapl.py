@@ -23,7 +23,9 @@ def test_rapl_sums_packages_and_dram_and_undoes_wrap(tmp_path: Path, clock: Manu
     files = rapl_tree(tmp_path)
     meter, warnings = make_meter("rapl", "cpu", rapl_root=str(tmp_path), clock=clock)
     assert warnings == []
-    assert meter.describe() == {"rapl_domains": ["package-0", "dram", "package-1"]}
+    facts = meter.describe()
+    assert facts["rapl_domains"] == ["package-0", "dram", "package-1"]
+    assert facts["counter_update_measured"] is False  # the fake counters only move when the test writes them
     meter.start()
     clock.advance(2.0)
     add_uj(files["package-0"], 30_000_000)
@@ -96,6 +98,7 @@ def test_rapl_read_failure_mid_window_is_invalid(tmp_path: Path, clock: ManualCl
     reading = meter.stop()
     assert_unmeasured(reading)
     assert "window end" in (reading.note or "")
+
 
 # -- a counter that went down: wrap-around or reset ------------------------------------------------------------
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pytest_longeff.errors import NoCheckpoint
 from pytest_longeff.matrix import DEFAULT_LENGTHS
 from pytest_longeff.models import BigBirdFamily, LEDFamily, build_model
 
@@ -39,7 +40,7 @@ def test_dims_profile_uses_the_published_dimensions(family: LEDFamily | BigBirdF
 
 
 def test_no_pretrained_bigbird_base_exists() -> None:
-    with pytest.raises(ValueError, match="no pretrained Big Bird base"):
+    with pytest.raises(NoCheckpoint, match="no pretrained Big Bird base"):
         BigBirdFamily().checkpoint("base")
 
 
@@ -63,7 +64,9 @@ def test_bigbird_sticky_full_attention_is_undone_for_the_next_cell() -> None:
     long = torch.randint(4, 50, (1, 512))
     with torch.no_grad():
         model(input_ids=long, decoder_input_ids=long[:, :2])
-    assert family.attention(model, 512) == "block_sparse"
+    assert family.attention(model, 512) == (
+        "block_sparse (block 16: 3-block window + 2 global blocks; 2 random blocks only in training, eval uses "
+        "window + global, its 2 random slots repeating block 0)")
     assert family.attention(model, 128).startswith("original_full (input 128 <= block-sparse threshold 144)")
 
 
@@ -81,3 +84,58 @@ def test_builds_are_deterministic_for_a_seed() -> None:
     a = build_model(LEDFamily(), "base", "tiny", 50, 256, None, seed=3).model.state_dict()
     b = build_model(LEDFamily(), "base", "tiny", 50, 256, None, seed=3).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _tiny_led(window: int) -> torch.nn.Module:
+    from transformers import LEDForConditionalGeneration
+
+    config = LEDFamily().config("base", "tiny", 50, 256)
+    config.attention_window = [window] * config.encoder_layers
+    torch.manual_seed(0)  # the window shapes no parameter: the same seed gives the same weights
+    return LEDForConditionalGeneration(config).eval()
+
+
+@pytest.mark.parametrize(("seq_len", "full"), [(33, True), (34, True), (35, False), (64, False)])
+def test_led_label_says_full_exactly_when_the_two_sided_window_covers_the_input(seq_len: int, full: bool) -> None:
+    # transformers' LED window w is two-sided (w/2 each side): with w = 64 and token 0 global, tokens 1..n-1 are at
+    # most n-2 apart, so attention is full up to n = 32 + 2 = 34. Checked against a window of 256 (surely full).
+    family, model = LEDFamily(), _tiny_led(64)
+    ids = torch.randint(4, 50, (1, seq_len), generator=torch.Generator().manual_seed(1))
+    inputs = family.model_inputs(ids, torch.ones_like(ids))
+    with torch.no_grad():
+        windowed = model.get_encoder()(**inputs).last_hidden_state
+        wide = _tiny_led(256).get_encoder()(**inputs).last_hidden_state
+    assert torch.allclose(windowed, wide, atol=1e-6) is full
+    expected = (f"sliding_window (window 64 = 32 each side, token 0 global: effectively full at {seq_len} tokens)"
+                if full else f"sliding_window (window 64 = 32 each side; not full at {seq_len} tokens)")
+    assert family.attention(model, seq_len) == expected
+
+
+def test_led_dims_window_is_not_full_at_the_shortest_length() -> None:
+    # The published window 1024 is 512 each side: at 1024 tokens attention is sliding, not full.
+    config = LEDFamily().config("base", "dims", 500, 4096)
+
+    class _Model:
+        pass
+
+    model = _Model()
+    model.config = config  # type: ignore[attr-defined]
+    assert LEDFamily().attention(model, 1024) == "sliding_window (window 1024 = 512 each side; not full at 1024 tokens)"
+    assert LEDFamily().attention(model, 514).endswith("effectively full at 514 tokens)")
+
+
+def test_bigbird_draws_random_blocks_only_in_training() -> None:
+    model = build_model(BigBirdFamily(), "base", "tiny", 50, 1024, None, seed=0).model
+    attention = model.get_encoder().layers[0].self_attn.self
+    plan, plan_blocks = attention._get_rand_attn_plan(512, 16, 2)
+
+    def random_blocks() -> tuple[bool, bool]:
+        paper_plan = attention._bigbird_block_rand_mask(1024, 1024, 16, 16, 2, last_idx=1024)  # 1024/3072/4096
+        other = attention._bigbird_block_rand_mask_with_head(512, 512, 16, 16, 2, plan, plan_blocks)
+        return bool(paper_plan.any()), any(bool(h.any()) for h in other)
+
+    model.eval()
+    assert random_blocks() == (False, False)  # eval: every random slot is block 0, which is global anyway
+    model.train()
+    assert random_blocks() == (True, True)
+    assert BigBirdFamily().attention(model, 512).startswith("block_sparse (")

@@ -11,8 +11,8 @@ fix it.
 
 Nothing heavy is imported at package load: ``pynvml`` is imported the first time an NVML meter is made.
 
-Layout: ``readings`` (value objects), ``base`` (the protocol and the counter-meter base class), ``arithmetic``
-(pure functions), ``sampler`` (the power-sampling thread), ``nvml_session`` and ``nvml``, ``rapl``,
+Layout: ``readings`` (value objects), ``ticks`` (update periods and the counters' error bound), ``base`` (the protocol and the counter-meter base class), ``arithmetic``
+(pure functions), ``sampler`` (the power-sampling thread), ``nvml_session``, ``nvml_checks`` (sharing, throttling, pstate) and ``nvml``, ``rapl``,
 ``estimate``, ``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the table).
 """
 
@@ -20,12 +20,16 @@ from __future__ import annotations
 
 from pytest_longeff.energy.arithmetic import (
     LEGACY_BUCKET_S,
+    LEGACY_HISTORY_ROWS,
     LEGACY_POLL_PERIOD_S,
     integrate_power,
+    legacy_as_extracted,
+    legacy_bucket_means,
     legacy_energy,
     max_sample_gap,
     measure_idle,
     net_energy_j,
+    power_uncertainty_j,
 )
 from pytest_longeff.energy.base import CounterMeter, CounterReadError, Meter
 from pytest_longeff.energy.device import DeviceTarget, parse_device
@@ -42,6 +46,7 @@ from pytest_longeff.energy.factory import (
 from pytest_longeff.energy.legacy import LegacyFigure
 from pytest_longeff.energy.null import NullMeter
 from pytest_longeff.energy.nvml import GAP_WARN_PERIODS, NVML_UPDATE_PERIOD_S, NvmlCounterMeter, NvmlPowerMeter
+from pytest_longeff.energy.nvml_checks import INVALIDATING_REASONS, decode_reasons
 from pytest_longeff.energy.rapl import (
     DEFAULT_RAPL_ROOT,
     RAPL_MAX_PLAUSIBLE_W,
@@ -50,16 +55,20 @@ from pytest_longeff.energy.rapl import (
     RaplMeter,
     find_rapl_domains,
 )
-from pytest_longeff.energy.readings import EnergyReading, IdleBaseline, MeterUnavailable
+from pytest_longeff.energy.readings import EnergyReading, IdleBaseline, Inspection, MeterUnavailable
 from pytest_longeff.energy.sampler import DEFAULT_SAMPLE_HZ, PowerSampler
+from pytest_longeff.energy.ticks import COARSE_PERIODS, UpdatePeriod, measure_update_period
 
 __all__ = [
+    "COARSE_PERIODS",
     "DEFAULT_RAPL_ROOT",
     "DEFAULT_SAMPLE_HZ",
     "ENERGY_CHOICES",
     "ESTIMATE_W_PER_BUSY_CORE",
     "GAP_WARN_PERIODS",
+    "INVALIDATING_REASONS",
     "LEGACY_BUCKET_S",
+    "LEGACY_HISTORY_ROWS",
     "LEGACY_POLL_PERIOD_S",
     "NVML_UPDATE_PERIOD_S",
     "RAPL_MAX_PLAUSIBLE_W",
@@ -70,6 +79,7 @@ __all__ = [
     "EnergyReading",
     "EstimateMeter",
     "IdleBaseline",
+    "Inspection",
     "LegacyFigure",
     "Meter",
     "MeterBuilder",
@@ -81,15 +91,21 @@ __all__ = [
     "PowerSampler",
     "RaplDomain",
     "RaplMeter",
+    "UpdatePeriod",
+    "decode_reasons",
     "find_rapl_domains",
     "integrate_power",
+    "legacy_as_extracted",
+    "legacy_bucket_means",
     "legacy_energy",
     "make_meter",
     "max_sample_gap",
     "measure_idle",
+    "measure_update_period",
     "meter_names",
     "net_energy_j",
     "parse_device",
+    "power_uncertainty_j",
     "register_meter",
     "unregister_meter",
 ]

@@ -14,6 +14,8 @@ from pytest_longeff.energy.readings import EnergyReading, IdleBaseline
 #: The seed study polled power every 2 s, averaged the polls in 30-s buckets and summed the bucket means / 1000.
 LEGACY_POLL_PERIOD_S = 2.0
 LEGACY_BUCKET_S = 30.0
+#: The run history the study's extraction read returned at most this many sampled rows (one per 30-s bucket).
+LEGACY_HISTORY_ROWS = 500
 
 
 def integrate_power(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
@@ -57,16 +59,15 @@ def max_sample_gap(times: Sequence[float], t0: float, t1: float) -> float:
     return max((b - a for a, b in itertools.pairwise(edges)), default=0.0)
 
 
-def legacy_energy(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float | None:
-    """The seed study's quantity over ``[t0, t1]``: sum of 30-s means of 2-s power polls, divided by 1000.
+def legacy_bucket_means(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> list[float]:
+    """The seed study's 30-s bucket means of 2-s power polls over ``[t0, t1]``, watts.
 
     The polls are emulated at ``t0, t0 + 2 s, ...`` (before ``t1``), each seeing the latest sample at or before
     its time, as a 2-s poller of the sensor would. A partial last bucket counts as a bucket, as a time-indexed
-    resample does. Kept only to compare with published numbers; see :attr:`EnergyReading.legacy_j` (unit: kW,
-    summed).
+    resample does. Empty when there are no samples or the window is empty.
     """
     if not samples or t1 <= t0:
-        return None
+        return []
     points = sorted(samples, key=lambda s: s[0])
     polls_per_bucket = round(LEGACY_BUCKET_S / LEGACY_POLL_PERIOD_S)
     buckets: list[list[float]] = []
@@ -79,7 +80,72 @@ def legacy_energy(samples: Sequence[tuple[float, float]], t0: float, t1: float) 
             buckets.append([])
         buckets[-1].append(points[cursor][1])
         k += 1
-    return sum(math.fsum(b) / len(b) for b in buckets) / 1000.0
+    return [math.fsum(b) / len(b) for b in buckets]
+
+
+def legacy_energy(samples: Sequence[tuple[float, float]], t0: float, t1: float) -> float | None:
+    """The seed study's quantity over ``[t0, t1]``: sum of the :func:`legacy_bucket_means` divided by 1000.
+
+    Kept only to compare with published numbers; see :attr:`EnergyReading.legacy_j` (unit: kW, summed). None
+    when there is no bucket.
+    """
+    means = legacy_bucket_means(samples, t0, t1)
+    return math.fsum(means) / 1000.0 if means else None
+
+
+def legacy_as_extracted(bucket_means: Sequence[float], max_rows: int = LEGACY_HISTORY_ROWS) -> float | None:
+    """The legacy figure as the study's extraction produced it: the run history it read returned at most
+    ``max_rows`` sampled rows, so with more buckets only ``max_rows`` evenly spaced bucket means (first and last
+    included) are summed, / 1000 (kW, summed). Equal to the full sum up to ``max_rows`` buckets; above, about
+    ``max_rows * mean W / 1000`` however long the run. None without buckets."""
+    n = len(bucket_means)
+    if n == 0:
+        return None
+    if n <= max_rows:
+        return math.fsum(bucket_means) / 1000.0
+    if max_rows == 1:
+        return bucket_means[0] / 1000.0
+    picked = [bucket_means[round(k * (n - 1) / (max_rows - 1))] for k in range(max_rows)]
+    return math.fsum(picked) / 1000.0
+
+
+def power_uncertainty_j(
+    samples: Sequence[tuple[float, float]],
+    t0: float,
+    t1: float,
+    ceiling_w: float | None = None,
+    sensor_average_s: float = 0.0,
+) -> float:
+    """Bound on the error of :func:`integrate_power` over ``[t0, t1]``, joules.
+
+    Assumes the power between two consecutive samples lies between their values, which holds for a sensor
+    that updates at most once between samples (sampling faster than it refreshes, as the default 20 Hz does
+    against NVML's ~10 Hz). Then the true energy of a whole segment of length ``g`` lies within
+    ``|dP| * g / 2`` of its trapezoid, and of a partly covered segment within ``|dP| * overlap``. Parts of
+    the window outside the trace (normally none: samples bracket the window) are bounded by
+    ``max(ceiling_w, held power) * length``. A sensor that averages over ``A`` seconds moves energy across the
+    window edges: ``A / 2 * (max - min)`` of the sampled powers is added for that (an estimate: the true power
+    near the edges is not observed). Plus 1 mW of resolution over the window.
+    """
+    points = sorted(samples, key=lambda s: s[0])
+    if not points:
+        raise ValueError("power_uncertainty_j needs at least one sample")
+    total = 0.001 * (t1 - t0)
+    (first_t, first_p), (last_t, last_p) = points[0], points[-1]
+    if t0 < first_t:
+        total += max(ceiling_w or 0.0, first_p) * (min(t1, first_t) - t0)
+    if t1 > last_t:
+        total += max(ceiling_w or 0.0, last_p) * (t1 - max(t0, last_t))
+    for (ta, pa), (tb, pb) in itertools.pairwise(points):
+        lo, hi = max(ta, t0), min(tb, t1)
+        if hi <= lo:
+            continue
+        whole = lo == ta and hi == tb
+        total += abs(pb - pa) * ((hi - lo) / 2.0 if whole else hi - lo)
+    if sensor_average_s > 0:
+        powers = [p for _, p in points]
+        total += sensor_average_s / 2.0 * (max(powers) - min(powers))
+    return total
 
 
 def net_energy_j(reading: EnergyReading, idle: IdleBaseline | None) -> float | None:
@@ -97,10 +163,17 @@ def net_energy_j(reading: EnergyReading, idle: IdleBaseline | None) -> float | N
 
 
 def measure_idle(meter: Meter, seconds: float, sleep: Callable[[float], None] = time.sleep) -> IdleBaseline:
-    """Measure the idle power of ``meter``'s devices over ``seconds`` of doing nothing."""
+    """Measure the idle power of ``meter``'s devices over ``seconds`` of doing nothing.
+
+    On a GPU pass at least 10 s: the counter's edge error is one update's energy, spread over the window.
+    The baseline's ``uncertainty_w`` is the reading's ``uncertainty_j`` / its length. The GPU's performance
+    state and SM / memory clocks are read from ``meter.describe()`` right after the idle window (None where the
+    meter does not report them, e.g. RAPL).
+    """
     meter.start()
     sleep(seconds)
     reading = meter.stop()
+    state = _idle_state(meter.describe())
     if reading.energy_j is None or not reading.valid or reading.time_s <= 0:
         return IdleBaseline(
             power_w=None,
@@ -108,11 +181,31 @@ def measure_idle(meter: Meter, seconds: float, sleep: Callable[[float], None] = 
             method=reading.method,
             valid=False,
             note=f"idle baseline not measured: {reading.note}",
+            **state,
         )
+    uncertainty_w = None if reading.uncertainty_j is None else reading.uncertainty_j / reading.time_s
     return IdleBaseline(
         power_w=reading.energy_j / reading.time_s,
         time_s=reading.time_s,
         method=reading.method,
         valid=True,
         note=reading.note,
+        uncertainty_w=uncertainty_w,
+        **state,
     )
+
+
+def _idle_state(facts: dict[str, object]) -> dict[str, int | None]:
+    gpus = facts.get("gpus")
+    first = gpus[0] if isinstance(gpus, list) and gpus and isinstance(gpus[0], dict) else {}
+    states = [g.get("pstate") for g in gpus if isinstance(g, dict)] if isinstance(gpus, list) else []
+    known = [s for s in states if isinstance(s, int)]
+
+    def _int(value: object) -> int | None:
+        return int(value) if isinstance(value, (int, float)) else None
+
+    return {
+        "pstate": max(known) if known else None,
+        "sm_clock_mhz": _int(first.get("sm_clock_mhz")),
+        "mem_clock_mhz": _int(first.get("mem_clock_mhz")),
+    }

@@ -41,6 +41,12 @@ class MeterRequest:
     """The window clock, seconds."""
     legacy: bool
     """Whether to compute the seed study's legacy figure where the meter has a power source."""
+    sleep: Callable[[float], None] = time.sleep
+    """How counter meters wait while measuring their update period or aligning to a tick (tests pass a fake
+    clock's ``advance``)."""
+    align: bool = False
+    """Whether counter meters align window edges to counter ticks (costs up to one update period at each edge,
+    outside the window; tightens the uncertainty to the actual power instead of the power limit)."""
 
 
 MeterBuilder = Callable[[MeterRequest], tuple[Meter, list[str]]]
@@ -66,7 +72,8 @@ def _build_nvml(req: MeterRequest) -> tuple[Meter, list[str]]:
             ),
             *warnings,
         ]
-    counter = NvmlCounterMeter(session, req.clock)
+    counter = NvmlCounterMeter(session, req.clock, req.sleep, req.align)
+    counter.update_period  # noqa: B018 - measured now, once, rather than at the first window's start
     if req.legacy:
         return LegacyFigure(counter, counter.read_power_w, req.clock), []
     return counter, []
@@ -114,7 +121,9 @@ def _build_rapl(req: MeterRequest) -> tuple[Meter, list[str]]:
     warnings = []
     if req.target.kind != "cpu":
         warnings.append(f"the rapl meter measures CPU packages and DRAM only, not {req.device}")
-    return RaplMeter(domains, req.clock), warnings
+    meter = RaplMeter(domains, req.clock, req.sleep, req.align)
+    meter.update_period  # noqa: B018 - measured now, once, rather than at the first window's start
+    return meter, warnings
 
 
 def _build_estimate(req: MeterRequest) -> tuple[Meter, list[str]]:
@@ -195,6 +204,8 @@ def make_meter(
     rapl_root: str = DEFAULT_RAPL_ROOT,
     clock: Callable[[], float] = time.perf_counter,
     legacy: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    align: bool = False,
 ) -> tuple[Meter, list[str]]:
     """Build the energy meter ``name`` for ``device`` ("cpu", "cuda" or "cuda:N").
 
@@ -206,12 +217,14 @@ def make_meter(
     ``clock`` is the window clock in seconds (tests inject one to control window lengths). ``legacy`` adds the
     seed study's figure where there is a power source: the NVML counter meter is then wrapped in
     :class:`LegacyFigure` (a 2-s poll thread per window) and the NVML power meter derives it from its trace;
-    other meters have no power source and leave it None.
+    other meters have no power source and leave it None. ``sleep`` is how counter meters wait while measuring
+    their update period when made (NVML: about 0.6 s, at most 2 s) and while aligning; ``align`` makes counter
+    meters align window edges to counter ticks (see :class:`~pytest_longeff.energy.base.CounterMeter`).
     """
     build = _BUILDERS.get(name)
     if build is None:
         raise ValueError(f"unknown energy meter {name!r}; choose one of {', '.join(meter_names())}")
     if not sample_hz > 0 or math.isinf(sample_hz):
         raise ValueError(f"sample_hz must be a positive finite number, got {sample_hz!r}")
-    request = MeterRequest(device, parse_device(device), sample_hz, nvml, rapl_root, clock, legacy)
+    request = MeterRequest(device, parse_device(device), sample_hz, nvml, rapl_root, clock, legacy, sleep, align)
     return build(request)

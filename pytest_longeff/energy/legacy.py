@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
-from pytest_longeff.energy.arithmetic import LEGACY_POLL_PERIOD_S, legacy_energy
+from pytest_longeff.energy.arithmetic import LEGACY_POLL_PERIOD_S, legacy_as_extracted, legacy_bucket_means
 from pytest_longeff.energy.base import Meter
 from pytest_longeff.energy.readings import EnergyReading
 from pytest_longeff.energy.sampler import PowerSampler
 
 
 class LegacyFigure:
-    """Wraps a meter and fills in :attr:`EnergyReading.legacy_j` from a power source polled every 2 s.
+    """Wraps a meter and fills in :attr:`EnergyReading.legacy_j` (with ``legacy_buckets`` and
+    ``legacy_as_extracted``) from a power source polled every 2 s.
 
     The inner meter measures the energy; this adds only the seed study's "sum of 30-s mean power / 1000" (kW,
     summed), for comparison with published results. Its cost is one call of ``read_power_w`` per 2 s on a
@@ -60,7 +62,15 @@ class LegacyFigure:
     def _with_legacy(self, reading: EnergyReading, t0: float, t1: float) -> EnergyReading:
         if not reading.valid or self._sampler.error is not None:
             return reading
-        return dataclasses.replace(reading, legacy_j=legacy_energy(self._sampler.samples(), t0, t1))
+        means = legacy_bucket_means(self._sampler.samples(), t0, t1)
+        if not means:
+            return reading
+        return dataclasses.replace(
+            reading,
+            legacy_j=math.fsum(means) / 1000.0,
+            legacy_buckets=len(means),
+            legacy_as_extracted=legacy_as_extracted(means),
+        )
 
     def close(self) -> None:
         """Stop polling and close the inner meter. Idempotent."""

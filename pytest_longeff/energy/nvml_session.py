@@ -10,7 +10,12 @@ from types import ModuleType
 from typing import Any
 
 from pytest_longeff.energy.device import DeviceTarget
-from pytest_longeff.energy.readings import MeterUnavailable
+from pytest_longeff.energy.nvml_checks import inspect_gpus, instant_power_field, performance_state, read_field_mw
+from pytest_longeff.energy.readings import Inspection, MeterUnavailable
+
+#: Seconds over which ``nvmlDeviceGetPowerUsage`` averages on Ampere and newer data-centre GPUs (on older GPUs
+#: it is closer to instantaneous); the sampled-power bound allows for this smearing when it is the source.
+POWER_USAGE_AVERAGE_S = 1.0
 
 
 def _load_pynvml() -> ModuleType | None:
@@ -45,10 +50,57 @@ class NvmlSession:
         self.indices = list(indices)
         self.handles = list(handles)
         self._open = True
+        self._instant_fields: list[int | None] | None = None
+
+    @property
+    def instant_power(self) -> bool:
+        """Whether every GPU reports instantaneous power (``NVML_FI_DEV_POWER_INSTANT``); probed once."""
+        if self._instant_fields is None:
+            self._instant_fields = [instant_power_field(self.nvml, h) for h in self.handles]
+        return all(f is not None for f in self._instant_fields)
+
+    @property
+    def power_source(self) -> str:
+        """Which NVML reading :meth:`read_power_w` uses, in words."""
+        if self.instant_power:
+            return "instantaneous power (nvmlDeviceGetFieldValues NVML_FI_DEV_POWER_INSTANT)"
+        return f"nvmlDeviceGetPowerUsage (a ~{POWER_USAGE_AVERAGE_S:g}-s average on recent GPUs)"
 
     def read_power_w(self) -> float:
-        """Total power of the session's GPUs now, watts (NVML reports milliwatts)."""
+        """Total power of the session's GPUs now, watts (NVML reports milliwatts); instantaneous where offered."""
+        if self.instant_power:
+            assert self._instant_fields is not None
+            total_mw = 0.0
+            for handle, field_id in zip(self.handles, self._instant_fields):
+                assert field_id is not None
+                value = read_field_mw(self.nvml, handle, field_id)
+                if value is None:
+                    raise self.nvml.NVMLError_NotSupported()
+                total_mw += value
+            return total_mw / 1000.0
         return sum(float(self.nvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
+
+    def read_average_power_w(self) -> float:
+        """Total power from ``nvmlDeviceGetPowerUsage``, watts, whatever the GPU averages it over."""
+        return sum(float(self.nvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
+
+    def power_limit_w(self) -> float | None:
+        """Sum of the GPUs' power limits, watts; None if any GPU does not say (the uncertainty's ceiling)."""
+        total = 0.0
+        for handle in self.handles:
+            limit_mw = self._ask(self.nvml.nvmlDeviceGetPowerManagementLimit, handle)
+            if limit_mw is None:
+                return None
+            total += float(limit_mw) / 1000.0
+        return total
+
+    def inspect(self) -> Inspection:
+        """Other compute processes and throttling on the session's GPUs now."""
+        return inspect_gpus(self.nvml, self.handles, self.indices)
+
+    def performance_state(self) -> int | None:
+        """The highest performance state over the GPUs (P0 = 0 is the busiest); None where unknown."""
+        return performance_state(self.nvml, self.handles)
 
     def close(self) -> None:
         """Shut NVML down once; later calls do nothing."""
@@ -60,7 +112,8 @@ class NvmlSession:
                 pass  # Shutting down a broken session must not mask the result it produced.
 
     def describe(self) -> dict[str, object]:
-        """Driver version and, per GPU, name, power limit (W) and clocks (MHz); None where a GPU does not say."""
+        """Driver version, the power source, and per GPU name, power limit (W), clocks (MHz) and performance
+        state; None where a GPU does not say."""
         nvml = self.nvml
         clock_kinds = {
             "graphics_clock_mhz": getattr(nvml, "NVML_CLOCK_GRAPHICS", 0),
@@ -78,9 +131,14 @@ class NvmlSession:
             }
             for key, kind in clock_kinds.items():
                 entry[key] = self._ask(nvml.nvmlDeviceGetClockInfo, handle, kind)
+            entry["pstate"] = performance_state(nvml, [handle])
             devices.append(entry)
         driver = self._ask(nvml.nvmlSystemGetDriverVersion)
-        return {"driver_version": None if driver is None else _text(driver), "gpus": devices}
+        return {
+            "driver_version": None if driver is None else _text(driver),
+            "gpus": devices,
+            "power_source": self.power_source,
+        }
 
     def _ask(self, fn: Callable[..., Any], *args: object) -> Any:
         # Environment facts are best effort: a GPU that does not report one still gets the others.
@@ -164,4 +222,3 @@ def open_nvml(nvml: ModuleType | None, target: DeviceTarget, device: str) -> Nvm
             pass
         raise MeterUnavailable(f"NVML cannot measure {device}: {exc}", reason=f"NVML: {exc}") from exc
     return NvmlSession(module, indices, handles)
-

@@ -35,6 +35,9 @@ class RaplDomain:
     """Its ``energy_uj`` file (microjoules)."""
     max_range_uj: int
     """Its ``max_energy_range_uj``, microjoules: the counter wraps to 0 after this many; 0 when unknown."""
+    power_limit_w: float | None = None
+    """The highest of its ``constraint_*_power_limit_uw`` limits, watts (the uncertainty's power ceiling);
+    None when it has none (DRAM) or they are unreadable."""
 
 
 def find_rapl_domains(root: str | os.PathLike[str]) -> list[RaplDomain]:
@@ -72,7 +75,14 @@ def _domain(path: Path, name: str) -> RaplDomain:
         max_range = int((path / "max_energy_range_uj").read_text().strip())
     except (OSError, ValueError):
         max_range = 0  # Unknown range: a decrease cannot be undone and is reported instead.
-    return RaplDomain(name=name, energy_path=path / "energy_uj", max_range_uj=max_range)
+    limits: list[float] = []
+    for limit_file in sorted(path.glob("constraint_*_power_limit_uw")):
+        try:
+            limits.append(int(limit_file.read_text().strip()) / 1e6)
+        except (OSError, ValueError):
+            continue
+    limit = max(limits) if limits and max(limits) > 0 else None
+    return RaplDomain(name=name, energy_path=path / "energy_uj", max_range_uj=max_range, power_limit_w=limit)
 
 
 class RaplMeter(CounterMeter):
@@ -82,16 +92,31 @@ class RaplMeter(CounterMeter):
     as one wrap-around at ``max_energy_range_uj`` when that is plausible (below :data:`RAPL_MAX_PLAUSIBLE_W`
     over the window), else the reading is invalid; a second wrap within one window (a package counter's range
     is typically ~262 kJ, over 20 min at 200 W) cannot be seen.
+
+    Uncertainty as in :class:`CounterMeter`: the update period (about 1 ms) is measured when the meter is made
+    (at most 50 ms); the power ceiling is the sum over domains of their highest RAPL power limit, with
+    :data:`RAPL_MAX_PLAUSIBLE_W` for a domain without one (DRAM).
     """
 
     method = "rapl"
     units_per_joule = 1e6
     read_error_prefix = "RAPL read failed"
     still_note = "RAPL counters did not move over {time_s:.3f} s"
+    assumed_period_s = 0.001
+    period_probe_s = 0.05
 
-    def __init__(self, domains: Sequence[RaplDomain], clock: Callable[[], float] = time.perf_counter) -> None:
-        super().__init__(clock)
+    def __init__(
+        self,
+        domains: Sequence[RaplDomain],
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+        align: bool = False,
+    ) -> None:
+        super().__init__(clock, sleep, align)
         self._domains = list(domains)
+
+    def _power_ceiling_w(self) -> float | None:
+        return sum(d.power_limit_w or RAPL_MAX_PLAUSIBLE_W for d in self._domains)
 
     def _read_counters(self) -> list[int]:
         try:
@@ -126,5 +151,5 @@ class RaplMeter(CounterMeter):
         """Nothing to release."""
 
     def describe(self) -> dict[str, object]:
-        """The measured domains' names."""
-        return {"rapl_domains": [d.name for d in self._domains]}
+        """The measured domains' names and the counters' update period (``counter_update_period_s``, seconds)."""
+        return {"rapl_domains": [d.name for d in self._domains], **self.describe_period()}

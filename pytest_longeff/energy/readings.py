@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pytest_longeff.errors import LongeffError
+
+_T = TypeVar("_T")
 
 
 class MeterUnavailable(LongeffError):
@@ -43,6 +46,28 @@ class EnergyReading:
     sum of mean powers in kW, about energy_kJ / 30 for whole buckets, and it depends on where the bucket edges
     fall. Energy is the time integral of power, which is what ``energy_j`` holds. None when not computable
     (no power trace, or the legacy figure was not asked for)."""
+    uncertainty_j: float | None = None
+    """Absolute bound on ``|energy_j - true energy|``, joules, for the window as measured (see each meter's
+    docstring for its formula); None when the reading is invalid or the meter cannot bound its error (estimate)."""
+    coarse: bool = False
+    """True when the window is shorter than :data:`~pytest_longeff.energy.ticks.COARSE_PERIODS` update periods
+    of the meter's source: the reading stays valid, but its relative uncertainty is large, so it must not be
+    gated on."""
+    update_period_s: float | None = None
+    """Update period of the counter or power sensor the reading came from, seconds (measured where the meter
+    could, else assumed: see the note and ``describe()``); None for meters without one."""
+    other_processes: tuple[int, ...] = ()
+    """PIDs of other compute processes seen on the measured GPUs at the window's edges (NVML only; as NVML
+    reports them, i.e. in the host's PID namespace). Any makes the reading invalid."""
+    throttle_reasons: tuple[str, ...] = ()
+    """Clock-event reasons NVML reported at the window's edges, e.g. "sw_power_cap", "hw_thermal_slowdown"
+    (see :mod:`pytest_longeff.energy.nvml_checks` for which ones invalidate the reading)."""
+    legacy_buckets: int | None = None
+    """Number of 30-s buckets the legacy figure summed (a count); None when ``legacy_j`` is None."""
+    legacy_as_extracted: float | None = None
+    """The legacy figure as the seed study's extraction would have produced it, kW summed: the run history it
+    read held at most 500 sampled rows, so above 500 buckets (about 4.2 h) it is 500 evenly sampled bucket means
+    / 1000 instead of all of them; equal to ``legacy_j`` up to 500 buckets. None when ``legacy_j`` is None."""
 
     def to_dict(self) -> dict[str, object]:
         """Flat record fields; ``legacy_j`` is stored as ``legacy_sum_of_30s_mean_power_kw``: the seed study's
@@ -56,6 +81,13 @@ class EnergyReading:
             "energy_samples": self.samples,
             "energy_max_gap_s": self.max_gap_s,
             "legacy_sum_of_30s_mean_power_kw": self.legacy_j,
+            "energy_uncertainty_j": self.uncertainty_j,
+            "energy_coarse": self.coarse,
+            "energy_update_period_s": self.update_period_s,
+            "energy_other_processes": list(self.other_processes),
+            "energy_throttle_reasons": list(self.throttle_reasons),
+            "legacy_buckets": self.legacy_buckets,
+            "legacy_sum_as_extracted_kw": self.legacy_as_extracted,
         }
 
 
@@ -73,6 +105,15 @@ class IdleBaseline:
     """Whether ``power_w`` is a usable measurement."""
     note: str | None
     """Why the baseline is invalid, or how it was obtained."""
+    uncertainty_w: float | None = None
+    """Bound on ``|power_w - true mean idle power|``, watts: the idle reading's ``uncertainty_j`` / ``time_s``."""
+    pstate: int | None = None
+    """The GPU's performance state at the idle measurement (0 = P0, fastest; 8 or higher is idle), from
+    ``nvmlDeviceGetPerformanceState``; the highest over the measured GPUs; None where unknown."""
+    sm_clock_mhz: int | None = None
+    """SM clock at the idle measurement, MHz (first measured GPU); None where unknown."""
+    mem_clock_mhz: int | None = None
+    """Memory clock at the idle measurement, MHz (first measured GPU); None where unknown."""
 
     def to_dict(self) -> dict[str, object]:
         """Flat record fields, prefixed ``idle_`` so they can sit beside :meth:`EnergyReading.to_dict`'s."""
@@ -82,11 +123,54 @@ class IdleBaseline:
             "idle_method": self.method,
             "idle_valid": self.valid,
             "idle_note": self.note,
+            "idle_uncertainty_w": self.uncertainty_w,
+            "idle_pstate": self.pstate,
+            "idle_sm_clock_mhz": self.sm_clock_mhz,
+            "idle_mem_clock_mhz": self.mem_clock_mhz,
         }
 
 
-def invalid_reading(method: str, time_s: float, note: str, samples: int = 0) -> EnergyReading:
-    """An unmeasured reading: ``energy_j`` is None (never 0.0 as a stand-in) and ``note`` says why."""
+@dataclass(frozen=True)
+class Inspection:
+    """What a meter saw about the measured devices at a window edge: sharing, throttling, and what it could not
+    check. Merged over the edges of a window; any ``problems`` make the reading invalid."""
+
+    other_processes: tuple[int, ...] = ()
+    """PIDs of other compute processes on the measured devices."""
+    throttle_reasons: tuple[str, ...] = ()
+    """Clock-event reasons reported (all of them, invalidating or not)."""
+    problems: tuple[str, ...] = ()
+    """Why the window cannot be trusted (e.g. "other compute processes on GPU 0: 1234")."""
+    unchecked: tuple[str, ...] = ()
+    """What could not be checked and why (e.g. an old driver without the function)."""
+
+    def merge(self, other: Inspection) -> Inspection:
+        """Both edges' findings, each item once, in first-seen order."""
+        return Inspection(
+            _union(self.other_processes, other.other_processes),
+            _union(self.throttle_reasons, other.throttle_reasons),
+            _union(self.problems, other.problems),
+            _union(self.unchecked, other.unchecked),
+        )
+
+    def note_suffix(self) -> str:
+        """ "; not checked: ..." for the reading's note, or ""."""
+        return f"; not checked: {', '.join(self.unchecked)}" if self.unchecked else ""
+
+
+def _union(a: tuple[_T, ...], b: tuple[_T, ...]) -> tuple[_T, ...]:
+    return tuple(dict.fromkeys((*a, *b)))
+
+
+def invalid_reading(
+    method: str,
+    time_s: float,
+    note: str,
+    samples: int = 0,
+    seen: Inspection | None = None,
+) -> EnergyReading:
+    """An unmeasured reading: ``energy_j`` is None (never 0.0 as a stand-in) and ``note`` says why; ``seen``
+    gives the other processes and throttle reasons observed, if any."""
     return EnergyReading(
         energy_j=None,
         time_s=time_s,
@@ -96,4 +180,6 @@ def invalid_reading(method: str, time_s: float, note: str, samples: int = 0) -> 
         samples=samples,
         max_gap_s=None,
         legacy_j=None,
+        other_processes=seen.other_processes if seen else (),
+        throttle_reasons=seen.throttle_reasons if seen else (),
     )

@@ -88,9 +88,7 @@ class PowerSampler:
         self._stop = threading.Event()
         if not self.sample_once():
             return
-        thread = threading.Thread(
-            target=self._run, args=(self._stop,), name="longeff-power-sampler", daemon=True
-        )
+        thread = threading.Thread(target=self._run, args=(self._stop,), name="longeff-power-sampler", daemon=True)
         self._thread = thread
         thread.start()
 
