@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -44,8 +45,10 @@ def test_device_check_passes_on_a_fake_gpu_and_writes_markdown(
     assert status == 0, printed
     text = out.read_text()
     assert text.startswith("# Energy device check (a)")
+    period = re.search(r"\| counter update period \| ([0-9.]+) ms", text)
+    # The fake counter ticks every 100 ms; polling on a loaded machine may see each change a few ms late.
+    assert period is not None and 85 <= float(period.group(1)) <= 115, text
     for needle in (
-        "| counter update period | 10",
         "| agree | True",
         "| result | PASS |",
         "idle state | P8",
