@@ -75,7 +75,7 @@ def _throughput(batch: int, times: list[float]) -> float:
     return batch * len(timed) / sum(timed)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=("tiny", "dims"), default="tiny")
     parser.add_argument("--family", default="led")
@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("fp32", "tf32", "bf16", "fp16"), default="fp32")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure(argv: list[str] | None = None, out: Any = sys.stdout) -> list[float]:
+    """Run the pairs and return the harness/bare throughput ratios (printing each pair)."""
+    args = _parser().parse_args(argv)
     family = next(f for f in BUILTIN_FAMILIES if f.name == args.family)
     split, tok = _data("gov_report", args.length, max(16, args.batch * args.steps))
     built = build_model(family, args.size, args.profile, len(tok), max(4096, args.length), None, seed=0)
@@ -95,14 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     precision = Precision(args.precision, args.device)
     cell = Cell(args.family, args.size, args.length, "gov_report")
     print(f"harness vs bare loop: {built.label}, {cell.id}, batch {args.batch}, {args.steps} steps per run "
-          f"({WARMUP_STEPS} warm-up), {args.pairs} pairs, device {args.device}, precision {args.precision}")
+          f"({WARMUP_STEPS} warm-up), {args.pairs} pairs, device {args.device}, precision {args.precision}", file=out)
     ratios = []
     with precision.matmul():
         for pair in range(args.pairs):
             built.reset()
             plan = TrainPlan(args.batch, 1, parse_train_budget(f"steps={args.steps}"), args.device, 0, 2e-5,
                              precision=precision)
-            t0 = time.perf_counter()
             result = fine_tune(built, split, split, plan)
             synchronize(args.device)
             harness = _throughput(args.batch, result.step_times_s)
@@ -110,9 +114,15 @@ def main(argv: list[str] | None = None) -> int:
             bare = _throughput(args.batch, _bare(built, split, args.batch, args.steps, args.device, 2e-5))
             ratios.append(harness / bare)
             print(f"  pair {pair + 1}: harness {harness:.3f} samples/s, bare {bare:.3f} samples/s, ratio "
-                  f"{harness / bare:.3f} (harness run {time.perf_counter() - t0:.1f} s)")
+                  f"{harness / bare:.3f}", file=out)
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    print(f"median ratio harness/bare: {statistics.median(ratios):.3f} (IQR {q[0]:.3f}..{q[2]:.3f}; target >= 0.97)")
+    print(f"median ratio harness/bare: {statistics.median(ratios):.3f} (IQR {q[0]:.3f}..{q[2]:.3f}; target >= 0.97)",
+          file=out)
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    measure(argv)
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 __all__ = ["format_size", "parse_duration", "parse_energy", "parse_size"]
 
@@ -89,8 +89,10 @@ def parse_size(text: str) -> int:
     factor = _SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise ValueError(f"expected {_SIZE_FORMS}, got {text!r} (unknown unit {unit!r})")
-    # Decimal keeps "1.1GB" at exactly 1_100_000_000 bytes, where a float would land one byte off.
-    return round(number * factor)
+    # Decimal keeps "1.1GB" at exactly 1_100_000_000 bytes, where a float would land one byte off; the context's
+    # precision covers every accepted number (up to _MAX_DIGITS digits) times the largest unit exactly.
+    with localcontext(prec=_MAX_DIGITS + 40):
+        return round(number * factor)
 
 
 def format_size(n: int) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import statistics
+import sys
+import types
 from collections.abc import Callable
 
 import pytest
@@ -322,3 +324,130 @@ def test_is_oom_catches_a_real_cpu_allocation_failure() -> None:
     with pytest.raises(BaseException) as caught:
         torch.empty(2**62, dtype=torch.uint8)
     assert is_oom(caught.value)
+
+
+# --- mutation-testing additions (see docs/mutation.md)
+
+
+class _FakeTorchOom(Exception):
+    """Not a RuntimeError and no "out of memory" in its text: only the type check can recognise it."""
+
+
+class _FakeCudaOom(Exception):
+    pass
+
+
+def test_is_oom_recognises_both_torch_oom_types_by_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(
+        OutOfMemoryError=_FakeTorchOom, cuda=types.SimpleNamespace(OutOfMemoryError=_FakeCudaOom)
+    )
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert is_oom(_FakeTorchOom("x"))
+    assert is_oom(_FakeCudaOom("x"))
+    assert not is_oom(ValueError("x"))
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        types.SimpleNamespace(),
+        types.SimpleNamespace(cuda=types.SimpleNamespace()),
+        types.SimpleNamespace(OutOfMemoryError=_FakeTorchOom),
+    ],
+    ids=["no-oom-types", "cuda-without-oom", "no-cuda"],
+)
+def test_is_oom_tolerates_a_torch_without_oom_types(monkeypatch: pytest.MonkeyPatch, fake: object) -> None:
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert not is_oom(ValueError("x"))
+    assert is_oom(RuntimeError("CUDA out of memory"))
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "expected"), [(1, 2), (2, 3), (3, 4), (4, 4), (5, 5), (64, 8), (65, 9), (4096, 14)]
+)
+def test_worst_case_probes_is_two_plus_ceil_log2(max_batch: int, expected: int) -> None:
+    # By hand: ceil(log2(m)) is 0, 1, 2, 2, 3, 6, 7, 12 for these m.
+    assert worst_case_probes(max_batch) == expected
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "answer", "calls"),
+    [
+        (64, 5, [1, 2, 4, 8, 6, 5]),  # doubling to the first failure (8), then bisect (4, 8)
+        (10, 10, [1, 2, 4, 8, 10]),  # doubling is capped at max_batch
+        (64, 0, [1]),
+        (1, 1, [1]),
+    ],
+)
+def test_doubling_bisect_probes_in_the_documented_order(max_batch: int, answer: int, calls: list[int]) -> None:
+    seen: list[int] = []
+    # 1 + b bytes against a budget of 1 + answer: exactly the sizes up to `answer` fit.
+    result = doubling_bisect(linear(1, 1, capacity=None, calls=seen), 1 + answer, max_batch=max_batch)
+    assert result.batch_size == answer
+    assert seen == calls
+
+
+def test_search_probe_order_on_a_proportional_curve() -> None:
+    # Memory b GiB, budget 10 GiB, max_batch 64 (worst case 8 probes), traced by hand:
+    # 1 fits (1 GiB): the one-point bound says up to 10 fits; the guess meant to fail is
+    #   min(upper estimate 1 + 9 * (3 + 1) = 37, 10 + 64 // 4) + 1 = 27;
+    # 27 fails at 27 GiB: the line through (1, 1 GiB) and (27, 27 GiB) crosses the budget at 10, and with a
+    #   reach of 32 the leftover (10, 27) of 16 sizes is within 32 // 2, so 10 is probed before 11;
+    # 10 fits, so the claim "10 is the answer" is checked at 11, which fails.
+    calls: list[int] = []
+    result = search_batch_size(linear(0, GIB, capacity=None, calls=calls), 10 * GIB, max_batch=64)
+    assert result.batch_size == 10
+    assert calls == [1, 27, 10, 11]
+    assert all(type(probe.batch_size) is int for probe in result.probes)
+
+
+@pytest.mark.parametrize(
+    ("fixed", "budget", "start", "max_batch", "oom", "calls"),
+    [
+        # b GiB, OOM above 10 GiB, start 20 (8 probes at most). With no reading above the budget the guess is
+        # the size just under the failure, and repeated misses downwards double the step: 19, 18, then 16
+        # (step 2), then 12 (step 4) clamped by the window to lo + reach = 8, which fits at 8 GiB. The one-point
+        # bound from 8 says 10; 12 (the window's floor hi - 4) fails, 10 fits, 11 fails.
+        (0, 10, 20, 64, True, [20, 19, 18, 16, 8, 12, 10, 11]),
+        # The same curve but failures return their peak: 20 GiB at 20 bounds the answer to 10 * 20 // 20 = 10,
+        # which fits, and 11 fails.
+        (0, 10, 20, 64, False, [20, 10, 11]),
+        # 4 + b GiB, budget 14 GiB: 24 GiB at 20 bounds the answer to 14 * 20 // 24 = 11; 11 fails at 15 GiB,
+        # the new bound 14 * 11 // 15 = 10 fits, and 11 already failed.
+        (4, 14, 20, 64, False, [20, 11, 10]),
+        # 10 + b GiB, OOM above 40 GiB, max_batch 256 (10 probes at most), from 1 (11 GiB): the one-point bound
+        # is 3, the upper estimate 1 + 29 * 4 // 11 = 11, so 12 is probed and fits at 22 GiB. The line through
+        # 1 and 12 predicts 12 + 18 * 11 // 11 = 30, but before any failure the window forces 257 - 128 = 129,
+        # then 65 and 33 (each time hi - reach), all OOM. With the leftover (30, 65) too wide for the probe after
+        # next, 30 is kept as the claim; the window caps it at lo + reach = 12 + 16 = 28 (fits at 38 GiB), then
+        # 30 fits at exactly 40 GiB and 31 fails.
+        (10, 40, 1, 256, True, [1, 12, 129, 65, 33, 28, 30, 31]),
+    ],
+)
+def test_search_probe_order_traced_by_hand(
+    fixed: int, budget: int, start: int, max_batch: int, oom: bool, calls: list[int]
+) -> None:
+    seen: list[int] = []
+    try_batch = linear(fixed * GIB, GIB, capacity=budget * GIB if oom else None, calls=seen)
+    result = search_batch_size(try_batch, budget * GIB, max_batch=max_batch, start=start)
+    assert result.batch_size == (budget - fixed)
+    assert seen == calls
+    assert all(type(probe.batch_size) is int for probe in result.probes)
+
+
+def test_search_probe_order_when_memory_reads_zero() -> None:
+    # A step that reports 0 bytes (nothing measurable) up to 10, OOM above; max_batch 64, traced by hand.
+    # No model from a zero reading: bisect 33 (OOM), 17 (OOM), 9 (fits). Two zero readings show no growth, so
+    # the claim is "just under the failure", 16, which fails; misses downwards double the step: 15 clamped by
+    # the window to 13, then 11, then 7 clamped up to 10, which fits (8 probes, the bound for 64).
+    calls: list[int] = []
+
+    def try_batch(batch_size: int) -> int:
+        calls.append(batch_size)
+        if batch_size > 10:
+            raise OutOfMemory("simulated")
+        return 0
+
+    result = search_batch_size(try_batch, GIB, max_batch=64)
+    assert result.batch_size == 10
+    assert calls == [1, 33, 17, 9, 16, 13, 11, 10]

@@ -243,3 +243,104 @@ def test_tracker_refuses_bad_input() -> None:
     tracker = BudgetTracker(parse_train_budget("steps=1"), steps_per_epoch=1)
     with pytest.raises(ValueError, match="negative"):
         tracker.update(-1, 0, 0.0, None)
+
+
+# --- mutation-testing additions (see docs/mutation.md)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"kind": "steps", "steps": 0}, "steps must be a whole number >= 1, got 0"),
+        ({"kind": "steps", "steps": 2.5}, "steps must be a whole number >= 1, got 2.5"),
+        ({"kind": "steps", "steps": True}, "steps must be a whole number >= 1, got True"),
+        ({"kind": "epochs", "epochs": 2, "eval_every": 0}, "eval_every must be a whole number >= 1, got 0"),
+        ({"kind": "energy", "energy_j": -1.0}, "energy_j must be a finite number > 0, got -1.0"),
+        ({"kind": "time", "time_s": 0.0}, "time_s must be a finite number > 0, got 0.0"),
+        ({"kind": "steps", "steps": 1, "samples": 2}, "a steps budget cannot also set samples (patience"),
+        (
+            {"kind": "steps", "steps": 1, "samples": 2, "patience": 3},
+            "a steps budget cannot also set samples, patience (patience and eval_every go with epochs)",
+        ),
+    ],
+)
+def test_direct_construction_refuses_bad_fields_with_exact_words(fields: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        TrainBudget(**fields)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(f"invalid training budget: {problem}")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "it is empty"),
+        ("steps=1=2", "steps must be a whole number >= 1, got '1=2'"),
+        ("=5", "'=5' is not key=value"),
+        ("max_steps=5", "it needs exactly one of steps, samples, epochs, time, energy (found none)"),
+    ],
+)
+def test_parse_error_messages_are_exact(text: str, problem: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_train_budget(text)
+    assert str(caught.value).startswith(f"bad training budget {text!r}: {problem}; accepted forms: ")
+
+
+def test_planned_steps_validates_its_arguments() -> None:
+    budget = parse_train_budget("samples=10")
+    assert planned_steps(budget, steps_per_epoch=1, batch_size=1) == 10
+    for steps_per_epoch, batch_size in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError) as caught:
+            planned_steps(budget, steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+        assert str(caught.value) == (
+            f"steps_per_epoch and batch_size must be >= 1, got {steps_per_epoch}, {batch_size}"
+        )
+
+
+def test_max_steps_caps_only_when_smaller() -> None:
+    assert planned_steps(parse_train_budget("steps=5,max_steps=20"), steps_per_epoch=10, batch_size=8) == 5
+
+
+def test_a_new_tracker_starts_from_nothing() -> None:
+    tracker = BudgetTracker(parse_train_budget("epochs=1,patience=1"), steps_per_epoch=10)
+    assert (tracker.step, tracker.samples, tracker.elapsed_s, tracker.energy_j) == (0, 0, 0.0, None)
+    assert (tracker.best_score, tracker.evals, tracker.evals_since_best) == (None, 0, 0)
+    assert tracker.should_stop() is None
+
+
+def test_zero_progress_is_accepted_and_each_negative_value_refused() -> None:
+    tracker = BudgetTracker(parse_train_budget("energy=1kJ"), steps_per_epoch=10)
+    tracker.update(0, 0, 0.0, 0.0)
+    assert (tracker.step, tracker.samples, tracker.elapsed_s, tracker.energy_j) == (0, 0, 0.0, 0.0)
+    tracker.update(1, 1, 0.5, 0.5)  # below one of anything is still progress
+    for bad in ((-1, 0, 0.0, 0.0), (0, -1, 0.0, 0.0), (0, 0, -0.5, 0.0), (0, 0, 0.0, -0.5)):
+        with pytest.raises(ValueError, match="progress cannot be negative"):
+            tracker.update(*bad)
+
+
+def test_missing_energy_reading_message_is_exact() -> None:
+    tracker = BudgetTracker(parse_train_budget("energy=1kJ"), steps_per_epoch=10)
+    with pytest.raises(ValueError) as caught:
+        tracker.update(1, 4, 1.0, None)
+    assert str(caught.value) == (
+        "training budget 'energy=1000J' needs energy readings but got none; "
+        "check requires_energy_meter() before training"
+    )
+
+
+def test_eval_every_one_evaluates_from_the_first_step() -> None:
+    tracker = BudgetTracker(parse_train_budget("epochs=1,eval_every=1"), steps_per_epoch=10)
+    assert [step for step in range(4) if tracker.wants_eval(step)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "stopped_at"),
+    [
+        ("samples=32", "samples", 8),  # 4 samples a step: exactly 32 after step 8
+        ("energy=60J", "energy", 6),  # 10 J a step: exactly 60 J after step 6
+        ("time=4s", "time", 4),
+    ],
+)
+def test_reaching_the_limit_exactly_stops(text: str, reason: str, stopped_at: int) -> None:
+    tracker = BudgetTracker(parse_train_budget(text), steps_per_epoch=10)
+    assert run(tracker, 1000) == reason
+    assert tracker.step == stopped_at

@@ -328,3 +328,46 @@ def test_a_repeated_reference_changes_nothing(
     assert score_predictions(metric, predictions, doubled) == score_predictions(
         metric, predictions, references
     )
+
+
+# --- mutation-testing additions (see docs/mutation.md)
+
+
+def test_unknown_metric_message_is_exact() -> None:
+    with pytest.raises(ValueError) as raised:
+        score_predictions("bleu", {"q": "a"}, {"q": ["a"]})
+    assert str(raised.value) == "unknown metric 'bleu'; accepted metrics: 'rouge', 'f1', 'exact_match'"
+
+
+@pytest.mark.parametrize("reference", ["XXXX", "xxxx", "None"])
+def test_a_missing_prediction_is_the_empty_string_not_a_placeholder(reference: str) -> None:
+    # "" never matches a reference with tokens, whatever a placeholder would have matched.
+    assert score_predictions("exact_match", {}, {"q": [reference]})["score"] == 0.0
+    assert score_predictions("f1", {}, {"q": [reference]})["score"] == 0.0
+
+
+def test_registered_metric_is_scored_like_the_built_ins_and_can_be_removed() -> None:
+    from pytest_longeff.metrics import register_metric, unregister_metric
+
+    def same_length(prediction: str, reference: str) -> float:
+        return 1.0 if len(prediction) == len(reference) else 0.0
+
+    with pytest.raises(ValueError) as builtin:
+        register_metric("f1", same_length)
+    assert str(builtin.value) == "metric 'f1' is built in and cannot be replaced"
+    try:
+        register_metric("same_length", lambda prediction, reference: 0.0)
+        register_metric("same_length", same_length)  # a second registration replaces the first
+        assert METRICS["same_length"] == MetricSpec("same_length")
+        # "abc" vs ["xy", "xyz"]: best 1; "a" vs ["bb"]: 0; missing vs ["c"]: "" has length 0, so 0.
+        references = {"q1": ["xy", "xyz"], "q2": ["bb"], "q3": ["c"]}
+        result = score_predictions("same_length", {"q1": "abc", "q2": "a"}, references)
+        assert result == pytest.approx({"same_length": 100 / 3, "score": 100 / 3})
+    finally:
+        unregister_metric("same_length")
+    assert "same_length" not in METRICS
+    with pytest.raises(ValueError, match="unknown metric 'same_length'"):
+        score_predictions("same_length", {"q": "a"}, {"q": ["a"]})
+    unregister_metric("f1")  # built-ins stay
+    unregister_metric("never registered")
+    assert list(METRICS) == ["rouge", "f1", "exact_match"]

@@ -110,3 +110,72 @@ def test_constant_sequence_has_no_spread(value: float, n: int) -> None:
 def test_summary_is_permutation_invariant(values: list[float], seed: int, data: st.DataObject) -> None:
     shuffled = data.draw(st.permutations(values))
     assert summarize(values, seed=seed, resamples=FAST) == summarize(shuffled, seed=seed, resamples=FAST)
+
+
+# --- mutation-testing additions (see docs/mutation.md)
+
+
+def _bootstrap_ci_by_numpy(values: list[float], seed: int, resamples: int) -> tuple[float, float]:
+    """A second implementation of the documented interval: same draws, numpy's median and percentiles."""
+    np = pytest.importorskip("numpy")
+    ordered = sorted(values)
+    rng = random.Random(seed)
+    medians = [float(np.median(rng.choices(ordered, k=len(ordered)))) for _ in range(resamples)]
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@pytest.mark.parametrize(
+    ("values", "seed", "resamples"),
+    [
+        ([1.0, 2.0, 4.0, 8.0], 3, 50),
+        ([5.0, 1.0, 9.0, 2.0, 7.0, 3.0], 0, 1),
+        # Spread out, so that the resampled medians near both tails differ from their neighbours.
+        ([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0], 0, 40),
+    ],
+)
+def test_bootstrap_interval_matches_an_independent_implementation(
+    values: list[float], seed: int, resamples: int
+) -> None:
+    summary = summarize(values, seed=seed, resamples=resamples)
+    assert summary is not None
+    low, high = _bootstrap_ci_by_numpy(values, seed, resamples)
+    assert (summary.ci95_low, summary.ci95_high) == pytest.approx((low, high))
+    assert summary.ci_method == f"percentile bootstrap of the median ({resamples} resamples, seed {seed})"
+
+
+def test_default_seed_is_zero() -> None:
+    values = [1.0, 2.0, 4.0, 8.0, 16.0]
+    summary = summarize(values, resamples=40)
+    assert summary is not None and summary.ci_method.endswith("seed 0)")
+    assert (summary.ci95_low, summary.ci95_high) == pytest.approx(_bootstrap_ci_by_numpy(values, 0, 40))
+
+
+def test_resamples_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError) as caught:
+        summarize([1.0, 2.0], resamples=0)
+    assert str(caught.value) == "resamples must be at least 1, got 0"
+    assert summarize([1.0, 2.0], resamples=1) is not None
+
+
+def test_error_messages_are_exact() -> None:
+    with pytest.raises(ValueError) as empty:
+        percentile([], 50)
+    assert str(empty.value) == "percentile of an empty sequence"
+    with pytest.raises(ValueError) as nan:
+        summarize([math.nan])
+    assert str(nan.value) == "cannot summarise values containing NaN"
+
+
+@pytest.mark.parametrize(
+    ("values", "method"),
+    [
+        ([3.0, 3.0, 3.0], "constant values"),
+        ([1.0, 1.0, 2.0], "percentile bootstrap of the median (20 resamples, seed 0)"),
+        ([1.0, 2.0, 2.0], "percentile bootstrap of the median (20 resamples, seed 0)"),
+        ([1.0, 2.0, 2.0, 2.0], "percentile bootstrap of the median (20 resamples, seed 0)"),
+    ],
+)
+def test_only_an_all_equal_sequence_skips_the_bootstrap(values: list[float], method: str) -> None:
+    summary = summarize(values, resamples=20)
+    assert summary is not None and summary.ci_method == method

@@ -152,3 +152,30 @@ def test_parse_duration_scales_by_unit(value: float, unit: str) -> None:
     text = f"{value:.6f}{unit}"
     expected = float(text[: -len(unit)]) * {"s": 1, "m": 60, "h": 3600, "ms": 0.001}[unit]
     assert parse_duration(text) == pytest.approx(expected)
+
+
+# --- mutation-testing additions (see docs/mutation.md)
+
+
+def test_thirty_digit_numbers_are_the_largest_accepted() -> None:
+    # Decimal("1e30").adjusted() == 30 == _MAX_DIGITS: still accepted; one more digit is refused as too large.
+    assert parse_size("1e30") == 10**30
+    with pytest.raises(ValueError, match=r"got '1e31' \(too large\)"):
+        parse_size("1e31")
+    with pytest.raises(ValueError, match=r"\(too large\)"):
+        parse_duration("1" + "0" * 31 + "s")
+
+
+def test_lowercase_mega_message_says_milli_is_not_accepted() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_energy("5mWh")
+    assert str(caught.value) == (
+        "expected an energy like 20kJ, 500J, 1.2MJ, 0.5kWh or 10Wh; units J, kJ, MJ, Wh, kWh, got '5mWh' "
+        "(write MJ or MWh with a capital M for mega; milli units are not accepted)"
+    )
+
+
+def test_parse_size_is_exact_for_every_accepted_number() -> None:
+    """Guards the multiplication in Decimal's default 28-digit context, which rounded 29-30 digit numbers."""
+    assert parse_size("9" * 30) == 10**30 - 1
+    assert parse_size("1" * 29 + "KB") == int("1" * 29) * 1000
