@@ -39,6 +39,14 @@ def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pyteste
         assert r["batch_size"] >= 1 and r["batch_search"]["source"] in ("searched", "cached")
         assert r["train"]["steps"] == 2 and r["train"]["stopped_by"] == "steps"
         assert r["train"]["samples_per_s"] > 0 and r["inference"]["samples"] == 2 * r["inference"]["passes"] == 6
+        # Latency and throughput come from the same batch timings by different arithmetic: with an odd number of
+        # batches, the median throughput is batch size / the median batch time, i.e. 1 / the median latency.
+        inf = r["inference"]
+        if inf["latency_s"]["stats"]["n"] % 2 == 1:
+            assert inf["samples_per_s_stats"]["median"] == pytest.approx(1 / inf["latency_s"]["stats"]["median"])
+        assert inf["latency_s"]["p50"] == inf["latency_s"]["stats"]["median"] <= inf["latency_s"]["p90"]
+        assert r["train"]["within_memory_budget"] is (r["batch_search"]["peak_memory_bytes"] <=
+                                                      doc["settings"]["memory_budget_bytes"])
         # No meter on this machine: unmeasured energy is null with a reason, never 0.
         for part in ("train", "inference"):
             if not r[part]["energy_valid"]:
