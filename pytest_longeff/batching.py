@@ -108,9 +108,33 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     return w.peak_memory_bytes + resident
 
 
-def _cached(cache: BatchCache | None, key: str) -> BatchChoice | None:
+class _Releaser:
+    """Frees memory between probes: a young-generation collection after a probe that fitted, a full one after a
+    probe that raised (its traceback may have held tensors in reference cycles)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.raised = False
+
+    def probe(self, run: Callable[[], int]) -> int:
+        try:
+            return run()
+        except BaseException:
+            self.raised = True
+            raise
+
+    def release(self) -> None:
+        release_memory(self.device, full=self.raised)
+        self.raised = False
+
+
+def _cached(cache: BatchCache | None, key: str, flops: dict[int, int]) -> BatchChoice | None:
+    """A batch size found by an earlier run (and the FLOPs its probe counted, so no step is spent counting)."""
     hit = cache.get(key) if cache is not None else None
     if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] >= 0:
+        counted = hit.get("flops")
+        if isinstance(counted, dict):
+            flops.update({int(b): int(n) for b, n in counted.items() if str(b).isdigit() and isinstance(n, int)})
         return BatchChoice(hit["batch_size"], "cached", 0, hit.get("peak_memory_bytes"),
                            {"searched_probes": hit.get("probes")})
     return None
@@ -124,19 +148,20 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
     if s.batch_size is not None:
         return BatchChoice(s.batch_size, "fixed", 0, None)
     key = batch_cache_key(session, cell, built)
-    hit = None if s.batch_reset else _cached(cache, key)
+    hit = None if s.batch_reset else _cached(cache, key, flops)
     if hit is not None:
         return hit
     # The same model at the same length under another task needs about the same memory: start there.
     neighbour = session.found_batches.get((cell.family, cell.size, cell.seq_len))
     start = min(max(neighbour or 1, 1), s.max_batch)
-    found = search_batch_size(lambda b: probe_batch(built, train, b, session.device, flops, precision),
-                              s.memory_budget_bytes,
-                              max_batch=s.max_batch, start=start, release=lambda: release_memory(session.device))
+    releaser = _Releaser(session.device)
+    found = search_batch_size(lambda b: releaser.probe(lambda: probe_batch(built, train, b, session.device, flops,
+                                                                          precision)),
+                              s.memory_budget_bytes, max_batch=s.max_batch, start=start, release=releaser.release)
     session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
     details = {k: v for k, v in found.to_dict().items() if k not in ("batch_size", "probes", "peak_memory_bytes")}
     if cache is not None:
         cache.set(key, {"batch_size": found.batch_size, "probes": len(found.probes),
-                        "peak_memory_bytes": found.peak_memory_bytes})
+                        "peak_memory_bytes": found.peak_memory_bytes, "flops": {str(b): n for b, n in flops.items()}})
     return BatchChoice(found.batch_size, "searched", len(found.probes), found.peak_memory_bytes,
                        {**details, "start": start})
