@@ -6,89 +6,22 @@ cell in flight.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_longeff.record import lookup
 
-SCHEMA_VERSION = 1
+# Reading, writing and validating the file live in reportio; re-exported here for existing imports.
+from pytest_longeff.reportio import SCHEMA_VERSION as SCHEMA_VERSION  # noqa: PLC0414 (explicit re-export)
+from pytest_longeff.reportio import JsonReport as JsonReport  # noqa: PLC0414 (explicit re-export)
+from pytest_longeff.reportio import ReportError as ReportError  # noqa: PLC0414 (explicit re-export)
+from pytest_longeff.reportio import atomic_write_text as atomic_write_text  # noqa: PLC0414 (explicit re-export)
+from pytest_longeff.reportio import jsonable as _jsonable  # noqa: F401
+from pytest_longeff.reportio import load_report as load_report  # noqa: PLC0414 (explicit re-export)
+
 STATUSES = ("passed", "failed", "skipped", "error")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    # NaN and infinities are not JSON: an unmeasurable figure is null, never a made-up number.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-class JsonReport:
-    """The JSON report of one session, rewritten atomically after every record."""
-
-    def __init__(self, path: Path, header: dict[str, Any]) -> None:
-        self.path = path
-        self.header = header
-        self.records: list[dict[str, Any]] = []
-        self.session: dict[str, Any] = {}
-        self.started = time.perf_counter()
-
-    @property
-    def predictions_dir(self) -> Path:
-        return self.path.parent / "predictions"
-
-    def add(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Add one finished record (writing its predictions, if any) and rewrite the report."""
-        record = dict(record)
-        predictions = record.pop("_predictions", None)
-        if predictions is not None:
-            pred_path = self.predictions_dir / f"{record['id']}.json"
-            atomic_write_text(pred_path, json.dumps(predictions, indent=1, ensure_ascii=False) + "\n")
-            record["predictions_path"] = os.path.relpath(pred_path)
-        else:
-            record.setdefault("predictions_path", None)
-        record = _jsonable(record)
-        self.records = [r for r in self.records if r.get("id") != record["id"]] + [record]
-        self.write()
-        return record
-
-    def write(self) -> None:
-        doc = {"schema_version": SCHEMA_VERSION, **self.header, "session": self.session, "records": self.records}
-        atomic_write_text(self.path, json.dumps(_jsonable(doc), indent=1) + "\n")
-
-
-def load_report(path: Path) -> dict[str, Any]:
-    """Read a JSON report (e.g. a baseline), refusing other schema versions with a clear message."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable longeff JSON report ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else '?'} "
-                         f"is not {SCHEMA_VERSION}")
-    return doc
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,7 +39,7 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
-def _energy(record: dict[str, Any], part: str, key: str) -> str:
+def _energy(record: Mapping[str, Any], part: str, key: str) -> str:
     if not lookup(record, part, "energy_valid"):
         return NA
     value = lookup(record, part, key)
@@ -120,28 +53,92 @@ def _mib(value: Any) -> str:
     return NA if value is None else f"{value / 2**20:.0f}"
 
 
+def _batch(r: Mapping[str, Any]) -> str:
+    batch, source = r.get("batch_size"), lookup(r, "batch_search", "source")
+    return NA if batch is None else f"{batch} ({source})" if source else str(batch)
+
+
+def _machine(r: Mapping[str, Any]) -> str:
+    from pytest_longeff.pareto import machine_label
+
+    return machine_label(r) or NA
+
+
+@dataclass(frozen=True)
+class Column:
+    """A matrix column: its header, a shorter header for narrow terminals, and whether a narrow terminal keeps it
+    (``keep`` 0) or in which order it gives it up (1 first)."""
+
+    header: str
+    short: str
+    drop_order: int
+    cell: Callable[[Mapping[str, Any]], str]
+
+
+MATRIX_COLUMNS: tuple[Column, ...] = (
+    Column("cell", "cell", 0, lambda r: str(r.get("id", "?"))),
+    Column("status", "status", 0, lambda r: str(r.get("status", "?"))),
+    Column("score", "score", 0, lambda r: _fmt(lookup(r, "accuracy", "score"), ".1f")),
+    Column("batch", "batch", 4, _batch),
+    Column("train samp/s (median)", "trn s/s", 0,
+           lambda r: _fmt(lookup(r, "train", "samples_per_s_stats", "median") or lookup(r, "train", "samples_per_s"))),
+    Column("train J", "trn J", 0, lambda r: _energy(r, "train", "energy_j")),
+    Column("infer samp/s", "inf s/s", 3, lambda r: _fmt(lookup(r, "inference", "samples_per_s"))),
+    Column("p50 s/sample", "p50 s", 2, lambda r: _fmt(lookup(r, "inference", "latency_s", "p50"))),
+    Column("infer J/sample", "inf J/s", 0, lambda r: _energy(r, "inference", "j_per_sample")),
+    Column("train peak MiB", "peak MiB", 0, lambda r: _mib(lookup(r, "train", "peak_memory_bytes"))),
+    Column("attention", "attn", 1, lambda r: _fmt(r.get("attention")).split(" ")[0]),
+)
+MACHINE_COLUMN = Column("machine", "machine", 0, _machine)
+"""Shown only for reports merged from several machines (see :func:`pareto.machine_label`)."""
+
+
+def _columns(records: Sequence[Mapping[str, Any]]) -> list[Column]:
+    from pytest_longeff.pareto import merged
+
+    return [*MATRIX_COLUMNS[:2], MACHINE_COLUMN, *MATRIX_COLUMNS[2:]] if merged(records) else list(MATRIX_COLUMNS)
+
+
 def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The accuracy-efficiency matrix: one row per cell, ``n/a`` where a figure was not measured."""
-    headers = ["cell", "status", "score", "batch", "train samp/s (median)", "train J", "infer samp/s", "p50 s/sample",
-               "infer J/sample", "train peak MiB", "attention"]
-    rows: list[list[str]] = []
-    for r in records:
-        batch = r.get("batch_size")
-        source = lookup(r, "batch_search", "source")
-        rows.append([
-            r.get("id", "?"),
-            r.get("status", "?"),
-            _fmt(lookup(r, "accuracy", "score"), ".1f"),
-            NA if batch is None else f"{batch} ({source})" if source else str(batch),
-            _fmt(lookup(r, "train", "samples_per_s_stats", "median") or lookup(r, "train", "samples_per_s")),
-            _energy(r, "train", "energy_j"),
-            _fmt(lookup(r, "inference", "samples_per_s")),
-            _fmt(lookup(r, "inference", "latency_s", "p50")),
-            _energy(r, "inference", "j_per_sample"),
-            _mib(lookup(r, "train", "peak_memory_bytes")),
-            _fmt(r.get("attention")).split(" ")[0],
-        ])
-    return headers, rows
+    columns = _columns(records)
+    return [c.header for c in columns], [[c.cell(r) for c in columns] for r in records]
+
+
+def _table(columns: Sequence[Column], records: Sequence[Mapping[str, Any]], short: bool) -> str:
+    from tabulate import tabulate
+
+    headers = [c.short if short else c.header for c in columns]
+    rows = [[c.cell(r) for c in columns] for r in records]
+    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+def _width(table: str) -> int:
+    return max((len(line) for line in table.splitlines()), default=0)
+
+
+def render_matrix(records: Sequence[dict[str, Any]], width: int | None = None, verbose: bool = False) -> str:
+    """The matrix for the terminal. With ``width`` (the terminal's columns) and not ``verbose``, columns are given
+    up in their drop order, then headers shortened, until the table fits; the most important columns (cell,
+    status, score, train samples/s, train J, inference J/sample, peak memory) always stay, and a last line names
+    what was left out (every column is in the JSON, CSV and Markdown reports). ``width=None`` shows everything."""
+    columns = _columns(records)
+    table = _table(columns, records, short=False)
+    if verbose or width is None or _width(table) <= width:
+        return table
+    shown, short = list(columns), False
+    for drop in sorted({c.drop_order for c in columns if c.drop_order}):
+        shown = [c for c in shown if c.drop_order != drop]
+        table = _table(shown, records, short=False)
+        if _width(table) <= width:
+            break
+    else:
+        short = True
+        table = _table(shown, records, short=True)
+    hidden = [c.header for c in columns if c not in shown]
+    note = f"({len(hidden)} column(s) left out at width {width}: {', '.join(hidden)}; -v shows them; " \
+           "all are in the .csv/.md reports)"
+    return f"{table}\n{note}" if hidden or short else table
 
 
 def is_cell(record: Mapping[str, Any]) -> bool:
@@ -158,13 +155,6 @@ def render_windows(records: Sequence[dict[str, Any]]) -> str:
              _fmt(w.get("energy_j")) + (f" ({w.get('energy_method')})" if w.get("energy_j") is not None else ""),
              _fmt(w.get("energy_net_j")), _mib(w.get("peak_memory_bytes"))]
             for r in records for name, w in (r.get("windows") or {}).items()]
-    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
-
-
-def render_matrix(records: Sequence[dict[str, Any]]) -> str:
-    from tabulate import tabulate
-
-    headers, rows = matrix_rows(records)
     return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
 
 
@@ -191,6 +181,10 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     mem = sorted({str(lookup(r, "train", "memory_method")) for r in measured})
     if mem:
         notes.append(f"memory: {', '.join(mem)} (peak per window)")
+    machines = sorted({_machine(r) for r in records} - {NA})
+    if len(machines) > 1:
+        notes.append(f"machine: records merged from {len(machines)} machine(s) ({', '.join(machines)}); compare "
+                     "costs only within one machine")
     budget = settings.get("train_budget", {})
     spec = budget.get("spec") if isinstance(budget, dict) else None
     notes.append(f"training budget: {spec}; memory budget: {settings.get('memory_budget_bytes', 0) / 2**30:.2f} "
@@ -219,15 +213,17 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def render_csv(records: Sequence[dict[str, Any]]) -> str:
-    """One row per cell with raw numbers; an unmeasured figure is an empty field, never 0."""
+    """One row per cell with raw numbers; an unmeasured figure is an empty field, never 0. The last column names
+    the machine of a record merged from several machines (empty otherwise)."""
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([name for name, _ in CSV_COLUMNS])
+    writer.writerow([name for name, _ in CSV_COLUMNS] + ["machine"])
     for r in records:
-        writer.writerow(["" if (v := lookup(r, *path)) is None else v for _, path in CSV_COLUMNS])
+        row: list[Any] = ["" if (v := lookup(r, *path)) is None else v for _, path in CSV_COLUMNS]
+        writer.writerow([*row, "" if _machine(r) == NA else _machine(r)])
     return buf.getvalue()
 
 

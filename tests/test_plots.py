@@ -1,0 +1,105 @@
+"""Figures from saved reports: every variant renders, every axis states unit and method, the CLI entry point."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_variants import gated, matrix, merged, single_cell, skipped_and_failed, small, with_energy
+
+pytest.importorskip("matplotlib", reason="plots need the 'plots' extra (matplotlib)")
+
+from pytest_longeff import plots
+
+VARIANTS: dict[str, Callable[[], dict[str, Any]]] = {"missing_energy": small, "single_cell": single_cell, "skipped_and_failed": skipped_and_failed,
+            "merged_machines": merged, "gated": lambda: gated(small()),
+            "partial_energy": lambda: with_energy(matrix(16), every=3)}
+
+
+def _texts(fig: Any) -> list[str]:
+    return [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_renders_with_units_methods_and_profile(variant: str) -> None:
+    doc = VARIANTS[variant]()
+    names = plots.figure_names(doc)
+    assert {"batch-size", "tradeoff-inference-gov_report", "tradeoff-train-gov_report",
+            "length-gov_report"} <= set(names)
+    assert ("gate-changes" in names) == (variant == "gated")
+    built = []
+    for name, fig in plots.figures(doc):
+        built.append(name)
+        svg = io.StringIO()
+        plots._save(fig, name, svg, "svg")  # drawing, not only building, must work for every variant
+        assert svg.getvalue().rstrip().endswith("</svg>")
+        assert "profile tiny" in fig.get_suptitle(), name
+        for ax in (a for a in fig.axes if a.get_visible()):
+            for label in (ax.get_xlabel(), ax.get_ylabel()):
+                if name == "gate-changes" and label == "":
+                    continue  # the bars' axis is the cell ids
+                assert "(" in label and ";" in label, (name, label)  # "(unit); method"
+        if name.startswith("tradeoff"):
+            assert "tiny profile: accuracy measures the pipeline, not the study's models" in fig.get_suptitle()
+    assert built == names
+
+
+def test_energy_axis_where_measured_time_where_not() -> None:
+    figs = dict(plots.figures(small()))
+    xlabel = figs["tradeoff-inference-gov_report"].axes[0].get_xlabel().replace("\n", " ")
+    assert "energy not measured: wall time instead" in xlabel and "(s)" in xlabel
+    figs = dict(plots.figures(with_energy(small())))
+    for name, unit in (("tradeoff-inference-gov_report", "(J/sample)"), ("tradeoff-train-gov_report", "(J)")):
+        label = figs[name].axes[0].get_xlabel().replace("\n", " ")
+        assert unit in label and "rapl meter" in label and "not measured" not in label
+
+
+def test_pareto_front_and_length_labels_are_drawn() -> None:
+    doc = with_energy(matrix(8))
+    fig = dict(plots.figures(doc))["tradeoff-inference-gov_report"]
+    texts = _texts(fig)
+    assert {"1024", "2048"} <= set(texts)
+    assert "Pareto front" in texts  # the legend entry of the drawn front
+
+
+def test_merged_points_name_their_machine() -> None:
+    fig = dict(plots.figures(merged()))["tradeoff-train-qasper"]
+    assert {"2048 @m1", "2048 @m2"} <= set(_texts(fig))
+
+
+def test_render_all_writes_png_and_svg(tmp_path: Path) -> None:
+    paths = plots.render_all(gated(single_cell()), tmp_path / "out")
+    names = {p.name for p in paths}
+    assert names == {f"{n}.{ext}" for n in ("tradeoff-inference-gov_report", "tradeoff-train-gov_report",
+                                            "length-gov_report", "batch-size", "gate-changes")
+                     for ext in ("png", "svg")}
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
+
+
+def test_main_writes_beside_the_report_and_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    report = tmp_path / "longeff.json"
+    report.write_text(json.dumps(single_cell()))
+    assert plots.main([str(report), "-o", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "batch-size.png").is_file()
+    assert str(tmp_path / "figs" / "batch-size.png") in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{")
+    assert plots.main([str(tmp_path / "bad.json")]) == 2
+    assert "bad.json: not a readable" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    assert plots.main([str(report)]) == 2
+    assert "pip install pytest-longeff[plots]" in capsys.readouterr().err
+
+
+def test_plugin_import_does_not_import_matplotlib() -> None:
+    code = ("import sys, pytest_longeff.plugin, pytest_longeff.plots, pytest_longeff.html_report, "
+            "pytest_longeff.pareto, pytest_longeff.report; print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
