@@ -7,17 +7,32 @@ tolerance *and*, where both sides carry a 95 % confidence interval, the current 
 tolerated value: a gate must tell a regression from noise.
 
 The plugin parses the option once (:meth:`Gate.load`) and enforces the verdict after each test body ran, so the gate
-holds for every benchmark that uses the fixtures, also under ``python -O``.
+holds for every benchmark that uses the fixtures, also under ``python -O``. Over the whole run,
+:class:`pytest_longeff.gate_run.GateRun` (registered on the controller) applies the false-discovery-rate correction and the suite rule of
+:mod:`pytest_longeff.gate_suite` once all records are in, and fails the session pytest-cov style. Regressions listed
+in ``--longeff-acknowledged`` (:mod:`pytest_longeff.acknowledge`) are reported ``acknowledged``, not failed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_longeff.acknowledge import Ack, acknowledged, load_acknowledged
+from pytest_longeff.gate_suite import (
+    Pair,
+    RunVerdict,
+    fdr_verdicts,
+    log_se,
+    p_beyond,
+    suite_verdicts,
+    threshold,
+    worse_log_ratio,
+)
 from pytest_longeff.machine import mismatch
 from pytest_longeff.record import GATED, Figure, lookup
 from pytest_longeff.windows import window_figure
@@ -81,7 +96,7 @@ class Check:
     """The comparison of one metric of one record with its baseline."""
 
     metric: str
-    status: str  # "passed" | "failed" | "within_noise" | "unmeasured" | "not_gated"
+    status: str  # "passed" | "failed" | "within_noise" | "unmeasured" | "not_gated" | "acknowledged"
     baseline: float | None
     current: float | None
     change: float | None  # relative, signed: (current - baseline) / baseline
@@ -89,9 +104,12 @@ class Check:
     note: str
 
     def fails(self) -> bool:
+        """Whether this check fails its test (acknowledged regressions do not)."""
         return self.status == "failed"
 
     def message(self) -> str:
+        """Baseline, current, change and tolerance in one line."""
+
         def fmt(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.4g}"
 
@@ -100,6 +118,7 @@ class Check:
                 f"tolerance {self.tolerance:.0%} for the worse ({self.status}; {self.note})")
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as the record's ``gate.checks`` item."""
         return {"metric": self.metric, "status": self.status, "baseline": self.baseline, "current": self.current,
                 "change": self.change, "tolerance": self.tolerance, "note": self.note}
 
@@ -204,27 +223,46 @@ def settings_mismatch(baseline_settings: Mapping[str, Any], current_settings: Ma
     return "; ".join(diffs) or None
 
 
-def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current: Mapping[str, Any],
-                current_machine: Mapping[str, Any], baseline_path: str,
-                current_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``gate`` section of a record: every check, or why the record could not be compared."""
-    out: dict[str, Any] = {"baseline": baseline_path, "checks": [], "refused": None}
-    machines = mismatch(baseline_doc.get("machine") or {}, current_machine)
-    if machines is not None:
-        out["refused"] = f"the baseline comes from another machine or software stack ({machines})"
-        return out
+def refusal(baseline_doc: Mapping[str, Any], current_machine: Mapping[str, Any] | None,
+            current_settings: Mapping[str, Any] | None) -> str | None:
+    """Why the baseline cannot be compared with this run (other machine or software, other settings), or None."""
+    if current_machine is not None:
+        machines = mismatch(baseline_doc.get("machine") or {}, current_machine)
+        if machines is not None:
+            return f"the baseline comes from another machine or software stack ({machines})"
     if current_settings is not None:
         differ = settings_mismatch(baseline_doc.get("settings") or {}, current_settings)
         if differ is not None:
-            out["refused"] = f"the baseline was measured under other settings ({differ})"
-            return out
+            return f"the baseline was measured under other settings ({differ})"
+    return None
+
+
+def acknowledge(checks: Sequence[Check], cell_id: str, acks: Sequence[Ack]) -> list[Check]:
+    """``checks`` with every failure that an entry of ``acks`` covers turned ``acknowledged`` (reason in the note)."""
+    out = []
+    for c in checks:
+        ack = acknowledged(acks, cell_id, c.metric) if c.fails() else None
+        out.append(c if ack is None else dataclasses.replace(c, status="acknowledged",
+                                                             note=f"{c.note}; acknowledged: {ack.reason}"))
+    return out
+
+
+def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current: Mapping[str, Any],
+                current_machine: Mapping[str, Any], baseline_path: str,
+                current_settings: Mapping[str, Any] | None = None, acks: Sequence[Ack] = ()) -> dict[str, Any]:
+    """The ``gate`` section of a record: every check, or why the record could not be compared."""
+    out: dict[str, Any] = {"baseline": baseline_path, "checks": [], "refused": None}
+    out["refused"] = refusal(baseline_doc, current_machine, current_settings)
+    if out["refused"] is not None:
+        return out
     base = baseline_record(baseline_doc, str(current.get("id")))
     if base is None or base.get("status") != "passed":
         out["note"] = "no passed record of this id in the baseline: nothing to compare"
         return out
     checks = [check(rule, base, current) for rule in rules if rule.applies(current)]
     memory = batch_regression(base, current)
-    out["checks"] = [c.to_dict() for c in ([memory] if memory is not None else []) + checks]
+    judged = acknowledge(([memory] if memory is not None else []) + checks, str(current.get("id")), acks)
+    out["checks"] = [c.to_dict() for c in judged]
     return out
 
 
@@ -242,28 +280,88 @@ def baseline_record(baseline_doc: Mapping[str, Any], record_id: str) -> Mapping[
     return next((r for r in baseline_doc.get("records", []) if r.get("id") == record_id), None)
 
 
+# -- the whole run -------------------------------------------------------------------------------------------------
+def pair(rule: Rule, base: Mapping[str, Any], current: Mapping[str, Any], c: Check) -> Pair | None:
+    """The FDR evidence of one measured check: its excess over the tolerance, standard error and p-value."""
+    fig = rule.metric
+    if c.baseline is None or c.current is None or c.status not in ("passed", "failed", "within_noise"):
+        return None
+    worse = worse_log_ratio(fig, c.baseline, c.current)
+    excess = None if worse is None else worse - threshold(fig, rule.tolerance)
+    ses = [log_se(_interval(r, fig)) for r in (base, current)]
+    se = math.hypot(ses[0], ses[1]) if ses[0] is not None and ses[1] is not None else None
+    p = (0.0 if c.fails() else 1.0) if excess is None else p_beyond(excess, se)
+    return Pair(str(current.get("id")), c.metric, c.baseline, c.current, excess, se, p, rule.tolerance, c.status)
+
+
+def lost_cells(baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Cells that passed in the baseline and are now skipped or errored (a regression hiding as a skip)."""
+    return [str(r.get("id")) for r in records if r.get("status") in ("skipped", "error")
+            and (b := baseline_record(baseline_doc, str(r.get("id")))) is not None and b.get("status") == "passed"]
+
+
+def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+              acks: Sequence[Ack] = (), current_machine: Mapping[str, Any] | None = None,
+              current_settings: Mapping[str, Any] | None = None) -> RunVerdict:
+    """The gate over a run's records once all are in: FDR over every gated (cell, metric) pair and the suite rule per
+    metric (machine and settings are checked when given; the per-cell gate already checked them in pytest)."""
+    why = refusal(baseline_doc, current_machine, current_settings)
+    if why is not None:
+        return RunVerdict(refused=why)
+    latest = {str(r.get("id")): r for r in records}  # a resumed or re-run cell counts once: its last record
+    pairs: list[Pair] = []
+    for rec in latest.values():
+        base = baseline_record(baseline_doc, str(rec.get("id")))
+        if base is None or base.get("status") != "passed" or rec.get("status") not in ("passed", "failed"):
+            continue
+        found = (pair(rule, base, rec, check(rule, base, rec)) for rule in rules if rule.applies(rec))
+        pairs.extend(p for p in found if p is not None)
+    lost = lost_cells(baseline_doc, list(latest.values()))
+    missing = [str(b.get("id")) for b in baseline_doc.get("records", [])
+               if b.get("status") == "passed" and str(b.get("id")) not in latest]
+    notes = [f"passed in the baseline, now skipped or errored: {', '.join(lost)}"] if lost else []
+    if missing:
+        notes.append(f"{len(missing)} cells of the baseline were not run (e.g. {missing[0]})")
+    figures = {r.metric.name: r.metric for r in rules}
+    return RunVerdict(fdr_verdicts(pairs, acks), suite_verdicts(pairs, figures, acks), notes=tuple(notes),
+                      lost=tuple(lost))
+
+
 @dataclass(frozen=True)
 class Gate:
-    """A baseline and the rules, loaded once per session from the settings."""
+    """A baseline, the rules and the acknowledged regressions, loaded once per session from the settings."""
 
     rules: tuple[Rule, ...]
     baseline: Mapping[str, Any]
     baseline_path: str
     settings: Mapping[str, Any]
+    acks: tuple[Ack, ...] = ()
 
     @classmethod
     def load(cls, baseline_path: str, fail_on: str, settings: Mapping[str, Any], cwd: Path) -> Gate:
-        """Read the baseline report and parse ``fail_on``; ValueError says which is wrong and why."""
+        """Read the baseline report, parse ``fail_on`` and read ``settings["acknowledged"]`` (if set); ValueError
+        says which is wrong and why."""
         from pytest_longeff.report import load_report
 
         path = Path(baseline_path)
         doc = load_report(path if path.is_absolute() else cwd / path)
-        return cls(parse_fail_on(fail_on), doc, baseline_path, settings)
+        ack_path = settings.get("acknowledged")
+        acks = load_acknowledged(cwd / str(ack_path)) if ack_path else ()
+        return cls(parse_fail_on(fail_on), doc, baseline_path, settings, acks)
 
     def judge(self, record: Mapping[str, Any], machine: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The record's gate section and the messages that must fail its test."""
-        section = gate_record(self.rules, self.baseline, record, machine, self.baseline_path, self.settings)
+        section = gate_record(self.rules, self.baseline, record, machine, self.baseline_path, self.settings,
+                              self.acks)
         return section, gate_failures(section)
+
+    def judge_run(self, records: Sequence[Mapping[str, Any]]) -> RunVerdict:
+        """The run-level verdict over ``records`` (a refusal any record's gate section reports stands for the run)."""
+        refused = next((g["refused"] for r in records if isinstance(g := r.get("gate"), Mapping) and g.get("refused")),
+                       None)
+        if refused is not None:
+            return RunVerdict(refused=str(refused))
+        return judge_run(self.rules, self.baseline, records, self.acks)
 
     def baseline_batch(self, record_id: str) -> int | None:
         """The batch size the baseline's passed record ran at, so efficiency is compared at the same batch."""

@@ -166,3 +166,46 @@ def test_cpu_threads_decide_whether_a_serial_baseline_fits_a_parallel_run() -> N
     assert "cpu_threads 2 vs 1" in gate_record(rules, base, _rec(), {**machine, "cpu_threads": 1},
                                                "b.json")["refused"]
     assert gate_record(rules, base, _rec(), dict(machine), "b.json")["refused"] is None
+
+
+# -- acknowledged regressions -----------------------------------------------------------------------------------------
+def test_an_acknowledged_regression_is_reported_with_its_reason_not_failed() -> None:
+    import datetime as dt
+
+    from pytest_longeff.acknowledge import Ack
+
+    base = {"machine": {}, "settings": {}, "records": [_rec(10.0)]}
+    rules = parse_fail_on("train_samples_per_s:10%")
+    ack = Ack("led-base-*", "train_samples_per_s", "slower kernel, accepted in #12")
+    gate = gate_record(rules, base, _rec(5.0), {}, "b.json", None, [ack])
+    (c,) = gate["checks"]
+    assert c["status"] == "acknowledged" and "slower kernel, accepted in #12" in c["note"]
+    assert gate_failures(gate) == []
+    expired = Ack("*", "train_samples_per_s", "old", until=dt.date(2000, 1, 1))
+    assert gate_failures(gate_record(rules, base, _rec(5.0), {}, "b.json", None, [expired]))
+
+
+def test_acknowledged_files_in_toml_and_json(tmp_path: object) -> None:
+    import datetime as dt
+    from pathlib import Path
+
+    from pytest_longeff.acknowledge import load_acknowledged
+
+    d = Path(str(tmp_path))
+    (d / "a.toml").write_text('[[acknowledged]]\ncell = "led-*"\nmetric = "train_samples_per_s"\n'
+                              'reason = "accepted"\nuntil = 2030-01-31\n')
+    (ack,) = load_acknowledged(d / "a.toml")
+    assert (ack.cell, ack.metric, ack.reason, ack.until) == ("led-*", "train_samples_per_s", "accepted",
+                                                             dt.date(2030, 1, 31))
+    (d / "a.json").write_text('[{"metric": "score", "reason": "new tokenizer", "until": "2030-01-31"}]')
+    (ack,) = load_acknowledged(d / "a.json")
+    assert ack.cell == "*" and ack.until == dt.date(2030, 1, 31)
+    needs_reason = "entry 1: an acknowledged regression needs a reason"
+    for text, message in (('{"acknowledged": [{"metric": "score"}]}', needs_reason),
+                          ('[{"metric": "speed", "reason": "x"}]', "unknown metric 'speed'"),
+                          ('[{"metric": "score", "reason": "x", "until": "soon"}]', "'until' must be a date"),
+                          ('[{"metric": "score", "reason": "x", "who": "me"}]', "unknown keys who"),
+                          ('{"acknowledged": 3}', "expected a list"), ("{", "acknowledged file")):
+        (d / "bad.json").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_acknowledged(d / "bad.json")

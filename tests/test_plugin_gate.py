@@ -88,3 +88,51 @@ def test_a_cell_that_passed_in_the_baseline_and_is_skipped_now_fails(bench: pyte
         result.stdout.str()
     (record,) = json.loads((bench.path / "reports" / "longeff.json").read_text())["records"]
     assert record["status"] == "error" and "it passed there" in record["reason"]
+
+
+# -- the run-level gate (FDR, suite rule) and acknowledged regressions ------------------------------------------------
+# Registers the run-level gate as the plugin will (on the controller, when a baseline is given) until plugin.py does.
+GATE_RUN_CONFTEST = """
+from pytest_longeff.gate_run import GateRun
+
+def pytest_sessionstart(session):
+    from pytest_longeff.plugin import GATE_KEY
+    pm, gate = session.config.pluginmanager, session.config.stash.get(GATE_KEY, None)
+    if gate is not None and pm.get_plugin(GateRun.NAME) is None:
+        pm.register(GateRun(gate, session.config), GateRun.NAME)
+"""
+
+
+def _faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
+    stats = doc["records"][0]["train"]["samples_per_s_stats"]
+    stats["median"] *= 100
+    stats["ci95"] = [v * 100 for v in stats["ci95"]]
+
+
+def test_the_run_level_gate_fails_the_session_and_acknowledgements_pass_it(pytester: pytest.Pytester,
+                                                                          baseline: Path) -> None:
+    pytester.makeconftest(GATE_RUN_CONFTEST)
+    edited = _edit(baseline, _faster_baseline)
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%")
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*longeff gate over the run: FAILED*",
+                                 "*suite train_samples_per_s: failed, geometric mean change -9*",
+                                 "*regression led-base-256-qasper train_samples_per_s*"])
+    (pytester.path / "ack.toml").write_text('[[acknowledged]]\ncell = "led-*"\nmetric = "train_samples_per_s"\n'
+                                            'reason = "accepted on purpose"\n\n[[acknowledged]]\ncell = "suite"\n'
+                                            'metric = "train_samples_per_s"\nreason = "same change"\n')
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
+                                "--longeff-acknowledged=ack.toml")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*longeff gate over the run: passed*",
+                                 "*acknowledged led-base-256-qasper train_samples_per_s*accepted on purpose*"])
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert record["gate"]["checks"][0]["status"] == "acknowledged"
+
+
+def test_an_acknowledged_file_without_a_reason_is_a_usage_error(pytester: pytest.Pytester, baseline: Path) -> None:
+    (pytester.path / "ack.json").write_text('[{"metric": "score"}]')
+    result = pytester.runpytest("--collect-only", f"--longeff-baseline={baseline}", "--longeff-acknowledged=ack.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "needs a reason" in result.stderr.str()
