@@ -8,6 +8,7 @@ attention settings after training, so every phase starts from what the cell prom
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +63,12 @@ class Prepared:
 
 
 def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None,
-             baseline_batch: int | None = None) -> None:
+             baseline_batch: int | None = None,
+             on_step: Callable[[int, int | None, float], None] | None = None) -> None:
     """Run one cell, filing each section in ``record`` as its phase finishes. With ``baseline_batch`` (the batch a
     baseline ran at) the cell trains at that batch when it still fits, so efficiency is compared like with like;
-    the search's own answer is recorded either way."""
+    the search's own answer is recorded either way. ``on_step`` follows training's progress (see
+    :class:`pytest_longeff.train.TrainPlan`)."""
     check_ready(session, cell)
     precision = Precision(session.settings.precision, session.device)
     with precision.matmul():  # TF32 on or off for this cell only
@@ -74,7 +77,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: Bat
         if record.batch.batch_size == 0:
             raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
                            "GiB even at batch size 1 (raise --longeff-memory-budget)")
-        record.train = train_phase(session, p, record.batch)
+        record.train = train_phase(session, p, record.batch, on_step)
         record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
         record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
         record.predictions = predictions
@@ -133,7 +136,8 @@ def _with_weights(peak: int | None, device: str, weights: int) -> int | None:
     return peak if peak is None or device.startswith("cuda") else peak + weights
 
 
-def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice) -> TrainWindow:
+def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
+                on_step: Callable[[int, int | None, float], None] | None = None) -> TrainWindow:
     """Fine-tune under the training budget inside the ``train`` window."""
     s = session.settings
     # Every cell draws the same random numbers (dropout, shuffling) whatever ran before it.
@@ -142,7 +146,7 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice) -> Tra
     energy_so_far = EnergySoFar(meter) if meter is not None and requires_energy_meter(s.train_budget) else None
     study = (lambda: p.study_score(batch.batch_size)) if s.early_stop_metric == "study" else None
     plan = TrainPlan(batch.batch_size, batch.accumulation, s.train_budget, session.device, session.profile.seed,
-                     s.lr, energy_so_far or (lambda: None), p.precision, study)
+                     s.lr, energy_so_far or (lambda: None), p.precision, study, on_step)
     with window("train", session.device, meter) as w:
         result = fine_tune(p.built, p.train, p.validation, plan)
     session.stats.measured_s += w.time_s

@@ -29,6 +29,7 @@ from typing import Any
 from pytest_longeff.acknowledge import Ack, load_acknowledged
 from pytest_longeff.gate import DEFAULT_FAIL_ON, Rule, gate_record, parse_fail_on, refusal
 from pytest_longeff.gate_suite import RunVerdict
+from pytest_longeff.settings import argparse_text
 
 EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
 HEADERS = ["cell", "metric", "baseline", "current", "change", "tolerance", "per-cell", "q (FDR)", "run"]
@@ -108,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("base", type=Path, help="the baseline JSON report")
     p.add_argument("new", type=Path, help="the JSON report to gate")
     p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, metavar="SPEC",
-                   help=f"metrics and tolerated change for the worse (default {DEFAULT_FAIL_ON})")
+                   help=argparse_text(f"metrics and tolerated change for the worse (default {DEFAULT_FAIL_ON})"))
     p.add_argument("--acknowledged", type=Path, metavar="FILE", help="accepted regressions (TOML or JSON)")
     p.add_argument("--markdown", type=Path, metavar="OUT.md", help="also write the tables as Markdown")
     return p

@@ -8,9 +8,12 @@ After the test body, the plugin gates the record against a baseline; the reporti
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import warnings
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,12 +33,15 @@ from pytest_longeff.outcome import (
     final_record,
     is_final,
 )
-from pytest_longeff.reporting import RECORD_ATTR, Role, cell_of, make_role
+from pytest_longeff.reporting import CARRIED_INPUT, RECORD_ATTR, Role, cell_of, is_worker, make_role
 from pytest_longeff.settings import Settings, add_options, resolve
 
 if TYPE_CHECKING:
     from pytest_longeff.models import Family
+    from pytest_longeff.progress import Progress
+    from pytest_longeff.resume import ResumePlan
     from pytest_longeff.session import LongeffSession
+    from pytest_longeff.shard import Selection
     from pytest_longeff.tasks import TaskSpec
     from pytest_longeff.windows import WindowRecorder
 
@@ -45,7 +51,11 @@ ROLE_KEY = pytest.StashKey[Role]()
 GATE_KEY = pytest.StashKey[Gate]()
 SESSION_KEY = pytest.StashKey["LongeffSession | None"]()
 SESSION_ERROR_KEY = pytest.StashKey[str]()
-CONFIG_KEYS: tuple[pytest.StashKey[Any], ...] = (SETTINGS_KEY, EXTENSIONS_KEY, ROLE_KEY, GATE_KEY, SESSION_KEY, SESSION_ERROR_KEY)
+SELECTION_KEY = pytest.StashKey["Selection"]()
+CARRIED_KEY = pytest.StashKey[tuple[frozenset[str], str]]()  # ids of cells carried over, and the skip reason
+PROGRESS_KEY = pytest.StashKey["Progress | None"]()
+CONFIG_KEYS: tuple[pytest.StashKey[Any], ...] = (SETTINGS_KEY, EXTENSIONS_KEY, ROLE_KEY, GATE_KEY, SESSION_KEY,
+                                                 SESSION_ERROR_KEY, SELECTION_KEY, CARRIED_KEY, PROGRESS_KEY)
 CELL_FIXTURE = "longeff_cell"
 ROLE_NAME = "longeff-role"
 
@@ -81,18 +91,84 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-longeff: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     if settings.baseline:
-        try:
-            config.stash[GATE_KEY] = Gate.load(settings.baseline, settings.fail_on or "", settings.to_dict(),
-                                               config.invocation_params.dir)
-        except ValueError as exc:
-            raise pytest.UsageError(f"--longeff-baseline: {exc}") from None
-    role = config.stash[ROLE_KEY] = make_role(config, settings)
+        _load_gate(config, settings)
+    selection = _selection(config, settings)
+    plan = _resume_plan(config, settings, selection)
+    role = config.stash[ROLE_KEY] = make_role(config, settings, selection, plan)
     config.pluginmanager.register(role, ROLE_NAME)
+
+
+def _load_gate(config: pytest.Config, settings: Settings) -> None:
+    """The baseline, the rules and the acknowledged changes; on the controller also the run-level gate (FDR over
+    every gated pair, the suite rule), which fails the session once all records are in."""
+    from pytest_longeff.gate_run import GateRun
+
+    try:
+        gate = config.stash[GATE_KEY] = Gate.load(settings.baseline or "", settings.fail_on or "",
+                                                  settings.to_dict(), config.invocation_params.dir)
+    except ValueError as exc:
+        about_ack = bool(settings.acknowledged) and str(settings.acknowledged) in str(exc)
+        raise pytest.UsageError(f"{'--longeff-acknowledged' if about_ack else '--longeff-baseline'}: {exc}") from None
+    if not is_worker(config):
+        config.pluginmanager.register(GateRun(gate, config), GateRun.NAME)
+
+
+def _selection(config: pytest.Config, settings: Settings) -> Selection | None:
+    """This run's shard of the matrix (``--longeff-shard``), or None for the whole matrix."""
+    if not settings.shard:
+        return None
+    from pytest_longeff.shard import ShardError, select
+
+    durations = Path(settings.durations) if settings.durations else None
+    if durations is not None and not durations.is_absolute():
+        durations = config.invocation_params.dir / durations
+    cells = build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)
+    try:
+        selection = select(settings.shard, os.environ, cells, durations, settings.durations)
+    except ValueError as exc:
+        option = "--longeff-shard" if isinstance(exc, ShardError) else "--longeff-durations"
+        raise pytest.UsageError(f"{option}: {exc}") from None
+    config.stash[SELECTION_KEY] = selection
+    return selection
+
+
+def _resume_plan(config: pytest.Config, settings: Settings, selection: Selection | None) -> ResumePlan | None:
+    """What ``--longeff-resume`` carries over: read once, here, before the run writes its report. An xdist worker
+    gets the carried ids from the controller instead (the file may be the one the controller rewrites)."""
+    if is_worker(config):
+        raw = getattr(config, "workerinput", {}).get(CARRIED_INPUT)
+        if raw:
+            ids, reason = json.loads(raw)
+            config.stash[CARRIED_KEY] = (frozenset(ids), reason)
+        return None
+    if not settings.resume:
+        return None
+    from pytest_longeff.machine import light_facts
+    from pytest_longeff.reporting import header_settings, header_software
+    from pytest_longeff.resume import load_plan
+
+    cells = {c.id for c in build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)}
+    if selection is not None:
+        cells &= selection.cells
+    light = light_facts(settings.device)
+    try:
+        plan = load_plan(settings.resume, config.invocation_params.dir, header_settings(settings, selection),
+                         header_software(light), light, cells)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[CARRIED_KEY] = (plan.ids, plan.reason)
+    return plan
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if (role := config.stash.get(ROLE_KEY, None)) is not None:
         config.pluginmanager.unregister(role, ROLE_NAME)
+    from pytest_longeff.gate_run import RUN_VERDICT_KEY, GateRun
+
+    if (gate_run := config.pluginmanager.get_plugin(GateRun.NAME)) is not None:
+        config.pluginmanager.unregister(gate_run, GateRun.NAME)
+    if RUN_VERDICT_KEY in config.stash:
+        del config.stash[RUN_VERDICT_KEY]
     if (ext := config.stash.get(EXTENSIONS_KEY, None)) is not None:
         release(ext)
     for key in CONFIG_KEYS:
@@ -109,7 +185,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(CELL_FIXTURE, [pytest.param(c, id=c.id) for c in cells], scope="function")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selection = config.stash.get(SELECTION_KEY, None)
+    if selection is not None:
+        # Other shards' tests are deselected, as `-k` would: they show in the summary's "deselected" count.
+        keep = [selection.keeps(c.id if (c := cell_of(i)) is not None else None, i.nodeid) for i in items]
+        if not all(keep):
+            config.hook.pytest_deselected(items=[i for i, k in zip(items, keep) if not k])
+            items[:] = [i for i, k in zip(items, keep) if k]
+    carried, reason = config.stash.get(CARRIED_KEY, (frozenset(), ""))
+    for item in items:
+        if (cell := cell_of(item)) is not None and cell.id in carried:
+            # Skipped before any fixture runs: no session is started for cells that are all carried over.
+            item.add_marker(pytest.mark.skip(reason=reason))
     # Cells sharing a model run together (stable sort keeps the matrix order otherwise), so each model is built
     # once and the cache stays small, whatever order other plugins left.
     def key(item: pytest.Item) -> tuple[int, tuple[str, str]]:
@@ -178,16 +266,20 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     request.node.stash[CELL_RECORD_KEY] = record
     session = _started(config, longeff_session, c.id)
     gate = config.stash.get(GATE_KEY, None)
+    progress = _progress(config, c.id)
     t0 = time.perf_counter()
     skip_reason = failure = None
     try:
-        run_cell(session, c, record, batch_cache(config), gate.baseline_batch(c.id) if gate is not None else None)
+        run_cell(session, c, record, batch_cache(config), gate.baseline_batch(c.id) if gate is not None else None,
+                 **progress)
     except CellSkip as exc:
         skip_reason = str(exc)
     except (LongeffError, FileNotFoundError) as exc:
         failure = f"{c.id}: {exc}"
     finally:
         record.cell_wall_s = time.perf_counter() - t0
+        for on_step in progress.values():
+            on_step.finish()
     # Raised outside the except blocks: what the user must fix, said once and plainly, with no chained traceback.
     if skip_reason is not None:
         failure = gate.skip_regression(c.id, skip_reason) if gate is not None else None
@@ -196,6 +288,20 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     if failure is not None:
         pytest.fail(failure, pytrace=False)
     return record.to_dict()
+
+
+def _progress(config: pytest.Config, label: str) -> dict[str, Progress]:
+    """``on_step=`` for ``run_cell``, started for this cell, when the terminal wants progress
+    (:mod:`pytest_longeff.progress`); else nothing."""
+    from pytest_longeff.progress import Progress
+
+    if PROGRESS_KEY not in config.stash:
+        config.stash[PROGRESS_KEY] = Progress.for_config(config)
+    progress = config.stash[PROGRESS_KEY]
+    if progress is None:
+        return {}
+    progress.start(label)
+    return {"on_step": progress}
 
 
 @pytest.fixture

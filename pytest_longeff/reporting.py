@@ -14,6 +14,7 @@ silent in a suite without benchmark records: no "longeff:" lines, no report file
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,10 +25,13 @@ import pytest
 from pytest_longeff.matrix import Cell
 
 if TYPE_CHECKING:
-    from pytest_longeff.report import JsonReport
+    from pytest_longeff.reportio import JsonReport
+    from pytest_longeff.resume import ResumePlan
     from pytest_longeff.settings import Settings
+    from pytest_longeff.shard import Selection
 
 WORKEROUTPUT_KEY = "longeff_session"
+CARRIED_INPUT = "longeff_carried"  # workerinput key: [ids carried over by --longeff-resume, skip reason]
 RECORD_ATTR = "longeff_record"  # the attribute a test report carries its record on (also across xdist)
 
 
@@ -102,7 +106,8 @@ class Worker(Role):
 class Controller(Role):
     """The process that owns the reports (serial run or xdist controller)."""
 
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, selection: Selection | None = None,
+                 plan: ResumePlan | None = None) -> None:
         super().__init__(config, settings)
         from pytest_longeff.machine import light_facts
 
@@ -114,6 +119,18 @@ class Controller(Role):
         self.warnings: list[str] = []
         self.totals: dict[str, float] = {}
         self.sessions = 0
+        self.selection, self.plan = selection, plan
+        self.written: list[str] = []  # files besides the JSON, CSV and Markdown (plots, HTML, CI outputs)
+        if plan is not None and plan.records:
+            report = self._json()  # read before this run's first write, which may replace the resumed file
+            report.carry([dict(r) for r in plan.records])
+            report.session["resumed_from"] = plan.summary()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Tell each xdist worker which cells are carried over (it must not read the file this process rewrites)."""
+        if self.plan is not None:
+            node.workerinput[CARRIED_INPUT] = json.dumps([sorted(self.plan.ids), self.plan.reason])
 
     # -- session facts and counters (own session, or a worker's) ----------------------------------------------------
     def session_started(self, session: SessionLike) -> None:
@@ -155,14 +172,14 @@ class Controller(Role):
 
     def _json(self) -> JsonReport:
         if self.report is None:
-            from pytest_longeff import __version__
-            from pytest_longeff.report import JsonReport
+            from pytest_longeff.reportio import JsonReport
 
             path = Path(self.settings.json_path)
             if not path.is_absolute():
                 path = self.config.invocation_params.dir / path
-            header = {"machine": self.facts, "software": {"pytest_longeff": __version__, "pytest": pytest.__version__},
-                      "settings": self.settings.to_dict()}
+            header = {"machine": self.facts, "software": header_software(self.facts),
+                      "settings": header_settings(self.settings, self.selection),
+                      "shard": self.selection.header() if self.selection is not None else None}
             self.report = JsonReport(path, header)
         return self.report
 
@@ -184,17 +201,40 @@ class Controller(Role):
 
         cells = [r for r in self.report.records if is_cell(r)]
         self.report.session["findings"] = [f.to_dict() for f in findings(cells)]
-        self.report.write()
+        from pytest_longeff.gate_run import RUN_VERDICT_KEY
+        from pytest_longeff.pareto import front
+
+        if (verdict := self.config.stash.get(RUN_VERDICT_KEY, None)) is not None:
+            self.report.session["gate"] = verdict.to_dict()
+        if cells:
+            self.report.session["pareto"] = front(self.report.document())
+        self.report.session.setdefault("wall_s", time.perf_counter() - self.started)
+        self.report.write()  # first: whatever the renderers below do, the JSON is safe
         if cells:
             atomic_write_text(self.report.path.with_suffix(".csv"), render_csv(cells))
             atomic_write_text(self.report.path.with_suffix(".md"),
                               render_markdown(cells, self.report.header["settings"]))
+        from pytest_longeff.reportio import render_extras
+
+        cwd, s = self.config.invocation_params.dir, self.settings
+        draw = s.plots != "none"
+        self.written = render_extras(self.report.document(), self.report.path,
+                                     plots_dir=cwd / s.plots if s.plots and draw else None,
+                                     html_path=cwd / s.html if s.html else None, settings=s, root=cwd,
+                                     draw_plots=draw)
 
     # -- terminal ---------------------------------------------------------------------------------------------------
     def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
         # Said only when benchmark cells were collected: unrelated suites in the same environment stay quiet.
         cells = sum(cell_of(i) is not None for i in items)
-        return settings_lines(self.settings, f"{cells} cell{'s' if cells != 1 else ''} collected") if cells else []
+        if not cells:
+            return []
+        lines = settings_lines(self.settings, f"{cells} cell{'s' if cells != 1 else ''} collected")
+        if self.selection is not None:
+            lines.append(self.selection.line(cells))
+        if self.plan is not None:
+            lines.append(f"longeff: resume from {self.plan.path}: {self.plan.note}")
+        return lines
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.report is None or not self.report.records:
@@ -210,7 +250,8 @@ class Controller(Role):
                 tr.write_line(line)
         if cells:
             tr.section("longeff: accuracy-efficiency matrix")
-            for line in matrix_lines(cells, self.report.header["settings"]):
+            for line in matrix_lines(cells, self.report.header["settings"], tr.config.get_terminal_writer().fullwidth,
+                                     tr.config.get_verbosity() > 0):
                 tr.write_line(line)
         if windows:
             from pytest_longeff.report import render_windows
@@ -223,7 +264,16 @@ class Controller(Role):
             tr.write_line(f"  warning: {warning}", yellow=True)
         for line in gate_lines(records, self.settings):
             tr.write_line(line)
-        tr.write_line(f"  reports: {self.report.path}" + (" (also .csv and .md beside it)" if cells else ""))
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            from pytest_longeff.ci_output import error_annotations
+
+            for line in error_annotations(self.report.document()):
+                tr.write_line(line)
+        also = [".csv and .md beside it"] if cells else []
+        from pytest_longeff.reportio import compact_paths
+
+        also += compact_paths(self.written)
+        tr.write_line(f"  reports: {self.report.path}" + (f" (also {', '.join(also)})" if also else ""))
 
 
 def settings_lines(s: Settings, what: str) -> list[str]:
@@ -236,13 +286,15 @@ def settings_lines(s: Settings, what: str) -> list[str]:
     ]
 
 
-def matrix_lines(cells: list[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
-    """The matrix, how each figure was obtained, and what the cells say about the seed study's findings."""
+def matrix_lines(cells: list[dict[str, Any]], settings: dict[str, Any], width: int | None = None,
+                 verbose: bool = False) -> list[str]:
+    """The matrix (the most important columns on a narrow terminal, all with ``-v``), how each figure was obtained,
+    and what the cells say about the seed study's findings."""
     from pytest_longeff.findings import findings
     from pytest_longeff.report import method_notes, render_matrix
 
-    lines = [render_matrix(cells), *(f"  {note}" for note in method_notes(cells, settings))]
-    decided = [f for f in findings(cells) if f.verdict != "cannot tell"]
+    lines = [render_matrix(cells, width, verbose), *(f"  {note}" for note in method_notes(cells, settings))]
+    decided = [f for f in findings(cells) if f.decided]
     if not decided:
         return [*lines, "  the seed study's findings: these cells cannot tell (details in the JSON's session)"]
     return [*lines, "  the seed study's findings on this matrix:",
@@ -263,6 +315,21 @@ def gate_lines(records: list[dict[str, Any]], s: Settings) -> list[str]:
             ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
 
 
-def make_role(config: pytest.Config, settings: Settings) -> Role:
+def header_software(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The report header's ``software``: versions and the package's code digest (what resume and merge compare)."""
+    from pytest_longeff import __version__
+    from pytest_longeff.reportio import code_digest
+
+    return {"pytest_longeff": __version__, "code_digest": code_digest(), "pytest": pytest.__version__,
+            "torch": facts.get("torch"), "transformers": facts.get("transformers"), "python": facts.get("python")}
+
+
+def header_settings(settings: Settings, selection: Selection | None) -> dict[str, Any]:
+    """The report header's ``settings``, with the shard resolved to ``K/N`` (``auto`` says nothing afterwards)."""
+    return {**settings.to_dict(), "shard": selection.shard.spec if selection is not None else settings.shard}
+
+
+def make_role(config: pytest.Config, settings: Settings, selection: Selection | None = None,
+              plan: ResumePlan | None = None) -> Role:
     """The role of this process: a worker under xdist, the controller otherwise."""
-    return Worker(config, settings) if is_worker(config) else Controller(config, settings)
+    return Worker(config, settings) if is_worker(config) else Controller(config, settings, selection, plan)

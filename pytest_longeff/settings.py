@@ -213,7 +213,8 @@ OPTIONS: tuple[Option, ...] = (
            "PATH"),
     Option("benchmark-json", str, "write github-action-benchmark files (customSmallerIsBetter / "
            "customBiggerIsBetter) into DIR", "DIR"),
-    Option("plots", str, "where the figures go (default: beside the JSON report; needs the plots extra)", "DIR"),
+    Option("plots", str, "where the figures go (default: plots/ beside the JSON report; needs the plots extra); "
+           "none draws no figures", "DIR"),
     Option("html", str, "the self-contained HTML report page (default: the JSON report's path with .html)",
            "PATH"),
     Option("baseline", str, "an earlier JSON report to gate regressions against (same machine)", "PATH"),

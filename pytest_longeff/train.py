@@ -168,6 +168,8 @@ class TrainPlan:
     precision: Precision = FP32
     study_score: Callable[[], float] | None = None
     """Early stopping on the study's metric (higher is better) instead of the validation loss, when given."""
+    on_step: Callable[[int, int | None, float], None] | None = None
+    """Called after every optimiser step with (steps done, planned steps or None, seconds since training began)."""
 
 
 class _Batches:
@@ -203,8 +205,8 @@ def fine_tune(built: BuiltModel, train: TokenizedSplit, validation: TokenizedSpl
     opt = make_optimizer(model, plan.lr)
     samples_per_step = plan.batch_size * plan.accumulation
     steps_per_epoch = max(1, len(train.ids) // samples_per_step)
-    schedule = _schedule(opt, planned_steps(plan.budget, steps_per_epoch=steps_per_epoch,
-                                            batch_size=samples_per_step))
+    planned = planned_steps(plan.budget, steps_per_epoch=steps_per_epoch, batch_size=samples_per_step)
+    schedule = _schedule(opt, planned)
     tracker = BudgetTracker(plan.budget, steps_per_epoch)
     batches = _Batches(len(train.ids), plan.batch_size, plan.seed)
     scaler = plan.precision.scaler()
@@ -227,6 +229,8 @@ def fine_tune(built: BuiltModel, train: TokenizedSplit, validation: TokenizedSpl
         result.samples += samples_per_step
         result.losses.append(loss_sum / plan.accumulation)
         tracker.update(result.steps, result.samples, time.perf_counter() - t_start, plan.energy_so_far())
+        if plan.on_step is not None:
+            plan.on_step(result.steps, planned, time.perf_counter() - t_start)
         if tracker.wants_eval(result.steps):
             best_state = _evaluate(built, validation, plan, tracker, result) or best_state
     result.stopped_by = reason

@@ -27,6 +27,8 @@ def test_cell(longeff_record):
 
 @pytest.fixture
 def bench(pytester: pytest.Pytester, heavy_modules: None) -> pytest.Pytester:
-    """A pytester directory holding a benchmark module shaped like ``benchmarks/test_cells.py``."""
+    """A pytester directory holding a benchmark module shaped like ``benchmarks/test_cells.py``. Figures are off
+    (about 4 s a run); the tests of figures and the page ask for them with ``--longeff-plots DIR``."""
     pytester.makepyfile(test_bench=BENCH)
+    pytester.makeini("[pytest]\nlongeff_plots = none\n")
     return pytester

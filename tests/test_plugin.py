@@ -24,10 +24,16 @@ def _report(pytester: pytest.Pytester, name: str = "reports/longeff.json") -> di
 
 
 def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pytester) -> None:
-    result = bench.runpytest("--longeff-tasks=qasper,gov_report", "--junitxml=junit.xml", *FAST)
+    result = bench.runpytest("--longeff-tasks=qasper,gov_report", "--junitxml=junit.xml", "--longeff-plots=figs",
+                             *FAST)
     result.assert_outcomes(passed=4)
     doc = _report(bench)
-    assert doc["schema_version"] == 1
+    # The run ends with its figures, the page and the Pareto fronts (the plots extra is installed for the tests).
+    assert sorted(p.name for p in (bench.path / "figs").glob("tradeoff-inference-*.svg")) == [
+        "tradeoff-inference-gov_report.svg", "tradeoff-inference-qasper.svg"]
+    assert "<svg" in (bench.path / "reports" / "longeff.html").read_text()
+    assert {f["task"] for f in doc["session"]["pareto"]["fronts"]} == {"gov_report", "qasper"}
+    assert doc["schema_version"] == 2
     assert {"machine", "software", "settings", "session"} <= doc.keys()
     assert doc["session"]["model_builds"] == 2  # one per (family, size), reset for every cell
     ids = sorted(r["id"] for r in doc["records"])

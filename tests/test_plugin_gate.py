@@ -91,16 +91,6 @@ def test_a_cell_that_passed_in_the_baseline_and_is_skipped_now_fails(bench: pyte
 
 
 # -- the run-level gate (FDR, suite rule) and acknowledged regressions ------------------------------------------------
-# Registers the run-level gate as the plugin will (on the controller, when a baseline is given) until plugin.py does.
-GATE_RUN_CONFTEST = """
-from pytest_longeff.gate_run import GateRun
-
-def pytest_sessionstart(session):
-    from pytest_longeff.plugin import GATE_KEY
-    pm, gate = session.config.pluginmanager, session.config.stash.get(GATE_KEY, None)
-    if gate is not None and pm.get_plugin(GateRun.NAME) is None:
-        pm.register(GateRun(gate, session.config), GateRun.NAME)
-"""
 
 
 def _faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
@@ -111,7 +101,6 @@ def _faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
 
 def test_the_run_level_gate_fails_the_session_and_acknowledgements_pass_it(pytester: pytest.Pytester,
                                                                           baseline: Path) -> None:
-    pytester.makeconftest(GATE_RUN_CONFTEST)
     edited = _edit(baseline, _faster_baseline)
     result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%")
     result.assert_outcomes(failed=1)
