@@ -4,11 +4,16 @@
     .venv/bin/python benchmarks/gate_replay.py --quick --runs 4         # 2 cells per run, 12 pairs: minutes on a CPU
     .venv/bin/python benchmarks/gate_replay.py reports/a.json reports/b.json reports/c.json ...   # existing reports
     .venv/bin/python benchmarks/gate_replay.py --quick --runs 4 --keep replay/ --fail-on "train_samples_per_s:30%"
+    .venv/bin/python benchmarks/gate_replay.py --harness --runs 4 --keep replay/   # with the machine-speed reference
 
 Every ordered pair (base, new) of the runs is gated as ``pytest-longeff compare`` gates it (per-cell checks, FDR,
 suite rule) at ``--fail-on`` (default: the plugin's default). Any failure of an unchanged pair is a false alarm.
 Then each new report's throughput figures (medians, quartiles, means and intervals) are scaled down by 5, 10 and
 20 % (latencies up accordingly) and the share of pairs the gate fails is the detection rate. Not a timed test.
+
+``--harness`` runs the cells in-process instead of through pytest (one fresh process per run, as pytest would be),
+measuring the machine-speed reference (:mod:`pytest_longeff.calibrate`) before and after each cell into its record's
+``reference``; the replay is then done twice, drift-corrected and with the references removed (uncorrected).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from pytest_longeff.report import load_report
 QUICK = ["--longeff-families=led,bigbird", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
          "--longeff-eval-samples=2", "--longeff-batch-size=2", "--longeff-train-budget=steps=6"]
 COMMON = ["--longeff-device=cpu", "--longeff-energy=none", "--longeff-idle-s=0", "-p", "no:randomly", "-q"]
+HARNESS = {"families": "led,bigbird", "sizes": "base", "lengths": "256,512", "tasks": "qasper", "eval-samples": "2",
+           "batch-size": "2", "train-budget": "steps=4", "device": "cpu", "energy": "none", "idle-s": "0"}
 SLOWDOWNS = (0.05, 0.10, 0.20)
 RATE_STATS = (("train", "samples_per_s_stats"), ("inference", "samples_per_s_stats"))
 
@@ -46,6 +53,79 @@ def generate(runs: int, quick: bool, out: Path) -> list[Path]:
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
         paths.append(path)
     return paths
+
+
+class _Options:
+    """Just enough of ``pytest.Config`` for :func:`pytest_longeff.settings.resolve`: parsed option values."""
+
+    def __init__(self, given: Mapping[str, str]) -> None:
+        from pytest_longeff.settings import OPTIONS
+
+        self.values = {opt.dest: (True if opt.parse is None else opt.parse(given[opt.name]))
+                       for opt in OPTIONS if opt.name in given}
+
+    def getoption(self, dest: str) -> Any:
+        return self.values.get(dest)
+
+    def getini(self, dest: str) -> Any:
+        return None
+
+
+def harness_run(path: Path, given: Mapping[str, str], cache: Path) -> None:
+    """One run of the cells in this process, each between two reference readings; a report-shaped JSON at
+    ``path`` (machine facts, settings, records with ``reference``)."""
+    import json
+
+    from pytest_longeff.calibrate import CellReference
+    from pytest_longeff.cell import run_cell
+    from pytest_longeff.matrix import build_matrix
+    from pytest_longeff.models import BUILTIN_FAMILIES
+    from pytest_longeff.record import CellRecord, Identity
+    from pytest_longeff.session import LongeffSession
+    from pytest_longeff.settings import resolve
+    from pytest_longeff.tasks import BUILTIN_TASKS
+
+    families, tasks = {f.name: f for f in BUILTIN_FAMILIES}, {t.name: t for t in BUILTIN_TASKS}
+    s = resolve(_Options(given), tuple(families), tuple(tasks))  # type: ignore[arg-type]
+    session = LongeffSession(s, cache, families, tasks)
+    records = []
+    try:
+        for c in build_matrix(s.families, s.sizes, s.lengths, s.tasks):
+            record = CellRecord(Identity(c.id, c.family, c.size, c.seq_len, c.task, s.profile, session.device))
+            before = session.reference()
+            run_cell(session, c, record, None)
+            after = session.reference()
+            record.status = "passed"
+            rec = record.to_dict()
+            rec.pop("_predictions", None)
+            rec["reference"] = CellReference.from_readings(before, after).to_dict()
+            records.append(rec)
+        doc = {"harness": "benchmarks/gate_replay.py", "machine": session.facts(), "settings": s.to_dict(),
+               "records": records}
+    finally:
+        session.close()
+    path.write_text(json.dumps(doc, default=str), encoding="utf-8")
+
+
+def generate_harness(runs: int, out: Path, given: Mapping[str, str]) -> list[Path]:
+    """``runs`` harness runs, each in a fresh process (as each pytest run is); the reports' paths."""
+    paths = []
+    for i in range(runs):
+        path = out / f"harness-{i}.json"
+        cmd = [sys.executable, __file__, "--one-run", str(path), "--cache", str(out / "cache"),
+               *(f"--set={k}={v}" for k, v in given.items())]
+        print(f"harness run {i + 1}/{runs}", flush=True)
+        subprocess.run(cmd, check=False)
+        paths.append(path)
+    return paths
+
+
+def without_reference(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` whose records carry no machine-speed reference (the gate then compares uncorrected)."""
+    out = copy.deepcopy(dict(doc))
+    for rec in out.get("records", []):
+        rec.pop("reference", None)
+    return out
 
 
 def _scale_stats(stats: Any, factor: float) -> None:
@@ -86,29 +166,82 @@ def replay(docs: Sequence[Mapping[str, Any]], fail_on: str) -> dict[str, tuple[i
     return counts
 
 
+def run_speeds(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per run, the geometric mean over cells of its train and inference throughput and of its reference, relative
+    to the first run: how far whole runs drift, and whether the reference drifts with them."""
+    import math
+
+    paths = {"train": ("train", "samples_per_s_stats", "median"),
+             "inference": ("inference", "samples_per_s_stats", "median"), "reference": ("reference", "ops_per_s")}
+
+    def geo(doc: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
+        from pytest_longeff.record import lookup
+
+        vals = [v for r in doc.get("records", []) if isinstance(v := lookup(r, *path), (int, float)) and v > 0]
+        return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else None
+
+    first = {k: geo(docs[0], p) for k, p in paths.items()}
+    lines = []
+    for i, doc in enumerate(docs):
+        parts = []
+        for k, p in paths.items():
+            v, f = geo(doc, p), first[k]
+            parts.append(f"{k} {'n/a' if v is None or f is None else f'{v / f:.3f}'}")
+        lines.append(f"  run {i}: " + ", ".join(parts) + " (x run 0)")
+    return lines
+
+
+def _print_replay(docs: Sequence[Mapping[str, Any]], fail_on: str, label: str) -> None:
+    print(f"  {label}:")
+    for case, (failed, total) in replay(docs, fail_on).items():
+        what = "false alarms" if case == "unchanged" else "detected"
+        print(f"    {case:>14}: {failed}/{total} pairs failed ({what}: {failed / total:.0%})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate or read the reports, replay the gate, print the rates."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("reports", nargs="*", type=Path, help="existing reports of unchanged code (else generated)")
     p.add_argument("--runs", type=int, default=5, help="runs to generate (ordered pairs: runs x (runs - 1))")
     p.add_argument("--quick", action="store_true", help="2 tiny cells per run instead of the default matrix")
+    p.add_argument("--harness", action="store_true", help="run the cells in-process with the machine-speed reference")
+    p.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                   help=f"a longeff option for --harness runs (default {HARNESS})")
+    p.add_argument("--one-run", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--keep", type=Path, help="keep the generated reports in this folder (to replay them again)")
     p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, help=f"the gate's rules (default {DEFAULT_FAIL_ON})")
     args = p.parse_args(argv)
+    given = {**HARNESS, **dict(item.split("=", 1) for item in args.set)}
+    if args.one_run is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        harness_run(args.one_run, given, args.cache)
+        return 0
     with tempfile.TemporaryDirectory(prefix="longeff-replay-") as tmp:
-        if args.keep is not None:
-            args.keep.mkdir(parents=True, exist_ok=True)
-        paths = args.reports or generate(args.runs, args.quick, args.keep or Path(tmp))
-        docs = [load_report(path) for path in paths if path.exists()]
+        out = args.keep or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = args.reports or (generate_harness(args.runs, out, given) if args.harness
+                                 else generate(args.runs, args.quick, out))
+        docs = [_load(path) for path in paths if path.exists()]
     if len(docs) < 2:
         print("need at least 2 reports", file=sys.stderr)
         return 2
     cells = sum(r.get("status") == "passed" for r in docs[0].get("records", []))
     print(f"{len(docs)} reports, {cells} passed cells each, fail-on {args.fail_on}")
-    for label, (failed, total) in replay(docs, args.fail_on).items():
-        what = "false alarms" if label == "unchanged" else "detected"
-        print(f"  {label:>14}: {failed}/{total} pairs failed ({what}: {failed / total:.0%})")
+    print("\n".join(run_speeds(docs)))
+    if any("reference" in r for d in docs for r in d.get("records", [])):
+        _print_replay(docs, args.fail_on, "drift-corrected by the machine-speed reference")
+        docs = [without_reference(d) for d in docs]
+    _print_replay(docs, args.fail_on, "uncorrected")
     return 0
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """A report: the harness's own (no schema header) as plain JSON, others validated by ``load_report``."""
+    import json
+
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return doc if "harness" in doc else load_report(path)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ tolerance *and*, where both sides carry a 95 % confidence interval, the current 
 tolerated value: a gate must tell a regression from noise.
 
 The plugin parses the option once (:meth:`Gate.load`) and enforces the verdict after each test body ran, so the gate
-holds for every benchmark that uses the fixtures, also under ``python -O``. Over the whole run,
-:class:`pytest_longeff.gate_run.GateRun` (registered on the controller) applies the false-discovery-rate correction and the suite rule of
-:mod:`pytest_longeff.gate_suite` once all records are in, and fails the session pytest-cov style. Regressions listed
-in ``--longeff-acknowledged`` (:mod:`pytest_longeff.acknowledge`) are reported ``acknowledged``, not failed.
+holds for every benchmark that uses the fixtures, also under ``python -O``. Over the whole run, ``gate_run.GateRun``
+applies the FDR correction and the suite rule of :mod:`pytest_longeff.gate_suite` once all records are in, and fails
+the session pytest-cov style. Regressions in ``--longeff-acknowledged`` are reported ``acknowledged``, not failed.
+Time-based figures of records that both carry a machine-speed reference are compared drift-corrected
+(:func:`pytest_longeff.gate_suite.drift`); energy and memory never are.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from typing import Any
 
 from pytest_longeff.acknowledge import Ack, acknowledged, load_acknowledged
 from pytest_longeff.gate_suite import (
+    Z95,
     Pair,
     RunVerdict,
+    drift,
     fdr_verdicts,
     log_se,
     p_beyond,
@@ -155,7 +158,9 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
 
     With intervals on both sides, a regression needs the intervals themselves to be apart by more than the
     tolerance (current best case worse than the baseline's worst case, scaled); otherwise the point values are
-    compared."""
+    compared. Time-based figures of two records that both carry a machine-speed reference are compared
+    drift-corrected (:func:`pytest_longeff.gate_suite.drift`): the current value and interval are scaled by the
+    reference's factor, which the note states."""
     m = rule.metric
     base, cur = m.value(baseline), m.value(current)
     if m.energy_part is not None:
@@ -175,6 +180,19 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     if base is None or cur is None:
         return Check(m.name, "unmeasured", base, cur, None, rule.tolerance,
                      "not measured on one side: nothing to compare")
+    d = drift(m, baseline, current)
+    base_ci, cur_ci = _interval(baseline, m), _interval(current, m)
+    if d is not None:  # the reference's own uncertainty widens the corrected interval
+        cur, w = cur * d.factor, math.exp(Z95 * (d.se or 0.0))
+        cur_ci = None if cur_ci is None else (cur_ci[0] * d.factor / w, cur_ci[1] * d.factor * w)
+    c = _compare(rule, base, cur, base_ci, cur_ci)
+    return c if d is None else dataclasses.replace(c, note=f"{c.note}; {d.note()}")
+
+
+def _compare(rule: Rule, base: float, cur: float, base_ci: tuple[float, float] | None,
+             cur_ci: tuple[float, float] | None) -> Check:
+    """The verdict on two measured values (and their intervals, when both have one)."""
+    m = rule.metric
     if base == 0:
         worse = cur < 0 if m.higher_is_better else cur > 0
         return Check(m.name, "failed" if worse else "passed", base, cur, None, rule.tolerance,
@@ -183,7 +201,6 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     worse_by = -change if m.higher_is_better else change
     if worse_by <= rule.tolerance:
         return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
-    base_ci, cur_ci = _interval(baseline, m), _interval(current, m)
     if base_ci is None or cur_ci is None:
         return Check(m.name, "failed", base, cur, change, rule.tolerance,
                      f"compared as single values (no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides)")
@@ -290,8 +307,12 @@ def pair(rule: Rule, base: Mapping[str, Any], current: Mapping[str, Any], c: Che
     excess = None if worse is None else worse - threshold(fig, rule.tolerance)
     ses = [log_se(_interval(r, fig)) for r in (base, current)]
     se = math.hypot(ses[0], ses[1]) if ses[0] is not None and ses[1] is not None else None
+    d = drift(fig, base, current)  # c.current is already corrected; the reference's own noise adds to the SE
+    if d is not None and se is not None:
+        se = math.hypot(se, d.se or 0.0)
     p = (0.0 if c.fails() else 1.0) if excess is None else p_beyond(excess, se)
-    return Pair(str(current.get("id")), c.metric, c.baseline, c.current, excess, se, p, rule.tolerance, c.status)
+    return Pair(str(current.get("id")), c.metric, c.baseline, c.current, excess, se, p, rule.tolerance, c.status,
+                None if d is None else d.factor)
 
 
 def lost_cells(baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -9,6 +9,11 @@ many cells, borderline changes are judged together once every record is in:
   1. Benjamini-Hochberg at ``FDR_Q`` over all gated pairs of the run decides which are regressions.
 * **Suite**: per metric, the geometric mean of current/baseline over all cells; it fails when worse than the
   tolerance and, with a standard error from the cells' intervals and their spread, significantly so (``SUITE_ALPHA``).
+* **Drift**: where both records carry a machine-speed reference (``record["reference"]``, measured around the cell by
+  :mod:`pytest_longeff.calibrate`), time-based figures (throughput, latency, window times) are compared as if both runs
+  had the baseline's machine speed (:func:`drift`): the per-cell check, the FDR p-values (the reference's own
+  uncertainty added to the standard error) and the suite's geometric mean all see the corrected value. Energy and
+  memory are never corrected.
 
 Pure Python (``math.erf``): importing the gate must not import numpy, scipy or torch.
 """
@@ -26,6 +31,61 @@ from pytest_longeff.record import Figure
 FDR_Q = 0.05  # expected share of false alarms among the regressions the run reports
 SUITE_ALPHA = 0.05  # one-sided level of the suite rule
 Z95 = 1.959963984540054  # the normal quantile a 95 % interval spans on each side
+
+
+def time_based(fig: Figure) -> bool:
+    """Whether a figure scales with machine speed: throughput (``samples/s``) and times (``s``). Energy is not
+    (a slower shared machine draws power for longer, but at another level: energy per unit of work does not scale
+    like time) and neither is memory."""
+    return fig.unit in ("samples/s", "s")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The machine-speed correction of one time-based figure of one cell."""
+
+    speed: float
+    """The current run's machine speed relative to the baseline's: reference ops/s current / baseline."""
+    factor: float
+    """What the current value (and its interval) is multiplied by: ``1 / speed`` for higher-is-better figures
+    (a slower machine lowered the throughput), ``speed`` for lower-is-better ones (it raised the latency)."""
+    se: float | None
+    """Standard error of ``ln speed`` from both references' intervals; None without intervals on both sides."""
+
+    def note(self) -> str:
+        """How the current value was corrected, for the check's note."""
+        return (f"drift-corrected by the machine-speed reference: x{self.factor:.3g} (machine at {self.speed:.3g} "
+                "of the baseline's reference speed)")
+
+
+def _reference(record: Mapping[str, Any]) -> tuple[float, tuple[float, float] | None, str] | None:
+    """A record's reference: ops/s, its 95 % interval (from >= 3 samples) and method; None without a usable one."""
+    ref = record.get("reference")
+    if not isinstance(ref, Mapping):
+        return None
+    ops, stats = ref.get("ops_per_s"), ref.get("stats")
+    if not isinstance(ops, (int, float)) or isinstance(ops, bool) or not math.isfinite(ops) or ops <= 0:
+        return None
+    ci, n = (stats.get("ci95"), stats.get("n")) if isinstance(stats, Mapping) else (None, None)
+    interval = None
+    if (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci)
+            and isinstance(n, int) and n >= 3):
+        interval = (float(ci[0]), float(ci[1]))
+    return float(ops), interval, str(ref.get("method"))
+
+
+def drift(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Drift | None:
+    """The correction of ``fig`` between two records, or None: not time-based, a side without a reference, or the
+    references measured another workload (other ``method``)."""
+    if not time_based(fig):
+        return None
+    base, cur = _reference(baseline), _reference(current)
+    if base is None or cur is None or base[2] != cur[2]:
+        return None
+    speed = cur[0] / base[0]
+    ses = [log_se(base[1]), log_se(cur[1])]
+    se = math.hypot(ses[0], ses[1]) if ses[0] is not None and ses[1] is not None else None
+    return Drift(speed, 1 / speed if fig.higher_is_better else speed, se)
 
 
 def normal_cdf(x: float) -> float:
@@ -87,6 +147,7 @@ class Pair:
     p: float
     tolerance: float
     check_status: str  # the per-cell verdict (passed, failed, within_noise, acknowledged)
+    drift: float | None = None  # the machine-speed factor ``current`` was corrected by (None: uncorrected)
 
 
 @dataclass(frozen=True)
@@ -99,11 +160,12 @@ class PairVerdict:
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as an item of the report's ``session.gate.fdr``."""
         p = self.pair
         return {"cell": p.cell, "metric": p.metric, "baseline": p.baseline, "current": p.current,
                 "change": p.current / p.baseline - 1 if p.baseline else None, "tolerance": p.tolerance,
                 "p": p.p, "q": self.q, "method": "single values" if p.se is None else "log-normal, CI as SE",
-                "check": p.check_status, "verdict": self.verdict, "reason": self.reason}
+                "check": p.check_status, "verdict": self.verdict, "reason": self.reason, "drift_factor": p.drift}
 
 
 @dataclass(frozen=True)
@@ -117,11 +179,13 @@ class SuiteVerdict:
     p: float | None
     verdict: str  # passed | failed | acknowledged | no data
     reason: str | None = None
+    corrected: int = 0  # cells whose ratio was drift-corrected by the machine-speed reference
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as a value of the report's ``session.gate.suite``."""
         return {"metric": self.metric, "cells": self.cells, "geomean_ratio": self.ratio,
                 "change": None if self.ratio is None else self.ratio - 1, "tolerance": self.tolerance, "p": self.p,
-                "verdict": self.verdict, "reason": self.reason}
+                "verdict": self.verdict, "reason": self.reason, "drift_corrected_cells": self.corrected}
 
 
 @dataclass(frozen=True)
@@ -137,10 +201,12 @@ class RunVerdict:
 
     @property
     def regressions(self) -> list[PairVerdict]:
+        """The FDR discoveries not acknowledged."""
         return [v for v in self.fdr if v.verdict == "regression"]
 
     @property
     def suite_failures(self) -> list[SuiteVerdict]:
+        """The metrics whose suite rule failed."""
         return [s for s in self.suite if s.verdict == "failed"]
 
     def fails(self) -> bool:
@@ -148,6 +214,7 @@ class RunVerdict:
         return self.refused is not None or bool(self.regressions) or bool(self.suite_failures) or bool(self.lost)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as the report's ``session.gate``."""
         return {"refused": self.refused, "failed": self.fails(), "fdr_q": self.q_level,
                 "suite_alpha": SUITE_ALPHA, "suite": {s.metric: s.to_dict() for s in self.suite},
                 "fdr": [v.to_dict() for v in self.fdr], "lost": list(self.lost), "notes": list(self.notes)}
@@ -156,7 +223,7 @@ class RunVerdict:
 def fdr_verdicts(pairs: Sequence[Pair], acks: Sequence[Ack], q: float = FDR_Q) -> tuple[PairVerdict, ...]:
     """Benjamini-Hochberg over ``pairs``; a discovery that an entry of ``acks`` covers is ``acknowledged``."""
     out = []
-    for pair, adjusted in zip(pairs, benjamini_hochberg([p.p for p in pairs])):
+    for pair, adjusted in zip(pairs, benjamini_hochberg([p.p for p in pairs]), strict=True):
         if adjusted > q:
             out.append(PairVerdict(pair, adjusted, "ok"))
             continue
@@ -179,14 +246,16 @@ def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequenc
     within = math.sqrt(math.fsum((p.se or 0.0) ** 2 for p in usable)) / k
     spread = math.sqrt(math.fsum((w - mean) ** 2 for w in worse) / (k - 1) / k) if k > 1 else 0.0
     p = p_beyond(mean - t, max(within, spread))
+    corrected = sum(q.drift is not None for q in usable)
     if mean <= t or p > SUITE_ALPHA:
-        return SuiteVerdict(metric, k, ratio, tolerance, p, "passed")
+        return SuiteVerdict(metric, k, ratio, tolerance, p, "passed", corrected=corrected)
     ack = acknowledged(acks, SUITE_ID, metric)
     return SuiteVerdict(metric, k, ratio, tolerance, p, "acknowledged" if ack else "failed",
-                        ack.reason if ack else None)
+                        ack.reason if ack else None, corrected)
 
 
-def suite_verdicts(pairs: Sequence[Pair], figures: Mapping[str, Figure], acks: Sequence[Ack]) -> tuple[SuiteVerdict, ...]:
+def suite_verdicts(pairs: Sequence[Pair], figures: Mapping[str, Figure],
+                   acks: Sequence[Ack]) -> tuple[SuiteVerdict, ...]:
     """The suite rule for every metric in ``figures`` (in its order)."""
     return tuple(suite_verdict(name, fig, [p for p in pairs if p.metric == name], acks)
                  for name, fig in figures.items())
@@ -202,8 +271,9 @@ def terminal_lines(verdict: RunVerdict, limit: int = 20) -> list[str]:
     for s in verdict.suite:
         change = "n/a" if s.ratio is None else f"{s.ratio - 1:+.1%}"
         why = f" ({s.reason})" if s.reason else ""
-        lines.append(f"  suite {s.metric}: {s.verdict}, geometric mean change {change} over {s.cells} cells, "
-                     f"tolerance {s.tolerance:.0%}{why}")
+        fixed = f", drift-corrected in {s.corrected}" if s.corrected else ""
+        lines.append(f"  suite {s.metric}: {s.verdict}, geometric mean change {change} over {s.cells} cells"
+                     f"{fixed}, tolerance {s.tolerance:.0%}{why}")
     flagged = [v for v in verdict.fdr if v.verdict != "ok"]
     for v in flagged[:limit]:
         d = v.to_dict()

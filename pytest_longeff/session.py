@@ -24,6 +24,7 @@ from pytest_longeff.prepare import Inputs
 from pytest_longeff.profiles import PROFILES, Profile
 
 if TYPE_CHECKING:
+    from pytest_longeff.calibrate import ReferenceReading
     from pytest_longeff.models import Family
     from pytest_longeff.settings import Settings
     from pytest_longeff.tasks import TaskSpec
@@ -146,6 +147,13 @@ class LongeffSession:
                 self.device, self.meter.describe() if self.meter is not None else None,
                 self.idle.to_dict() if self.idle is not None else None)
         return self._facts
+
+    def reference(self) -> ReferenceReading:
+        """The machine-speed reference measured now on this session's device (:mod:`pytest_longeff.calibrate`):
+        call it right before a cell's training window and right after its inference window."""
+        from pytest_longeff.calibrate import reference
+
+        return reference(self.device)
 
     def describe(self) -> list[str]:
         """Machine facts for the terminal: what ran where, and which meter measured it."""

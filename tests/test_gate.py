@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -209,3 +211,101 @@ def test_acknowledged_files_in_toml_and_json(tmp_path: object) -> None:
         (d / "bad.json").write_text(text)
         with pytest.raises(ValueError, match=message):
             load_acknowledged(d / "bad.json")
+
+
+# -- drift correction by the machine-speed reference ----------------------------------------------------------------
+REF_METHOD = "reference block v1"
+
+
+def _timed(tput: float, ref: float | None, latency: float | None = None, energy: float | None = None,
+           method: str = REF_METHOD) -> dict[str, object]:
+    """A record with train throughput (+-2 % CI), optional latency (+-2 %), energy and machine-speed reference."""
+    out: dict[str, object] = {
+        "id": "led-base-1024-qasper", "status": "passed", "batch_size": 2,
+        "train": {"samples_per_s_stats": {"median": tput, "ci95": [tput * 0.98, tput * 1.02], "n": 5},
+                  "energy_j": energy, "energy_method": "rapl"}}
+    if latency is not None:
+        out["inference"] = {"latency_s": {"stats": {"median": latency, "ci95": [latency * 0.98, latency * 1.02],
+                                                    "n": 5}}}
+    if ref is not None:
+        out["reference"] = {"ops_per_s": ref, "method": method,
+                            "stats": {"n": 14, "median": ref, "ci95": [ref * 0.99, ref * 1.01]}}
+    return out
+
+
+TPUT_RULE = Rule(METRICS["train_samples_per_s"], 0.1)
+LAT_RULE = Rule(METRICS["inference_latency_p50_s"], 0.1)
+
+
+def test_a_common_mode_slowdown_seen_by_the_reference_passes() -> None:
+    # The machine runs 15 % slower now: the cell's throughput and the reference both dropped 15 %.
+    base, cur = _timed(10.0, ref=100.0), _timed(8.5, ref=85.0)
+    c = check(TPUT_RULE, base, cur)
+    assert c.status == "passed"
+    assert c.current == pytest.approx(10.0)  # 8.5 x 100 / 85
+    assert c.change == pytest.approx(0.0, abs=1e-12)
+    assert "drift-corrected by the machine-speed reference: x1.18 (machine at 0.85" in c.note
+    # Without the reference the same figures are a regression (-15 %, intervals apart).
+    assert check(TPUT_RULE, base, _timed(8.5, ref=None)).fails()
+
+
+def test_a_slowdown_of_the_cell_alone_fails() -> None:
+    # Same machine speed (reference unchanged), the cell 20 % slower: a real regression.
+    c = check(TPUT_RULE, _timed(10.0, ref=100.0), _timed(8.0, ref=100.0))
+    assert c.fails() and c.current == pytest.approx(8.0) and c.change == pytest.approx(-0.2)
+    # A 20 % slower cell on a 15 % slower machine: corrected 6.8 x 100/85 = 8.0, still -20 %.
+    c = check(TPUT_RULE, _timed(10.0, ref=100.0), _timed(6.8, ref=85.0))
+    assert c.fails() and c.current == pytest.approx(8.0) and c.change == pytest.approx(-0.2)
+
+
+def test_a_faster_machine_does_not_hide_a_regression() -> None:
+    # The machine is 25 % faster now and the cell only 5 % faster: corrected 10.5 / 1.25 = 8.4, -16 %.
+    c = check(TPUT_RULE, _timed(10.0, ref=100.0), _timed(10.5, ref=125.0))
+    assert c.fails() and c.current == pytest.approx(8.4)
+
+
+def test_latency_is_corrected_the_other_way() -> None:
+    # A 15 % slower machine raises latency by 1/0.85: the correction multiplies it by 0.85 (lower is better).
+    c = check(LAT_RULE, _timed(10.0, 100.0, latency=0.1), _timed(8.5, 85.0, latency=0.1 / 0.85))
+    assert c.status == "passed" and c.current == pytest.approx(0.1) and "x0.85 " in c.note
+    # On a 20 % faster machine an unchanged latency is 25 % worse than the machine allows: 0.1 x 1.2 = 0.12.
+    c = check(LAT_RULE, _timed(10.0, 100.0, latency=0.1), _timed(10.0, 120.0, latency=0.1))
+    assert c.fails() and c.current == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize(("base_ref", "cur_ref", "method"), [(100.0, None, REF_METHOD), (None, 85.0, REF_METHOD),
+                                                            (100.0, 85.0, "reference block v0")])
+def test_no_correction_without_a_reference_on_both_sides(base_ref: float | None, cur_ref: float | None,
+                                                         method: str) -> None:
+    c = check(TPUT_RULE, _timed(10.0, ref=base_ref), _timed(8.5, ref=cur_ref, method=method))
+    assert c.fails() and c.current == pytest.approx(8.5) and "drift" not in c.note
+
+
+def test_energy_and_memory_are_never_drift_corrected() -> None:
+    energy = Rule(METRICS["train_energy_j"], 0.1)
+    c = check(energy, _timed(10.0, 100.0, energy=100.0), _timed(8.5, 85.0, energy=115.0))
+    assert c.fails() and c.current == pytest.approx(115.0) and "drift" not in c.note
+
+
+def test_the_run_level_gate_is_drift_corrected_too() -> None:
+    from pytest_longeff.gate import judge_run
+
+    cells = [f"c{i}" for i in range(6)]
+    base = {"machine": {}, "settings": {},
+            "records": [{**_timed(10.0 + i, 100.0), "id": cell} for i, cell in enumerate(cells)]}
+    # The whole run 15 % slower, reference included: no regression, the suite ratio is 1.
+    slow = [{**_timed(0.85 * (10.0 + i), 85.0), "id": cell} for i, cell in enumerate(cells)]
+    verdict = judge_run([TPUT_RULE], base, slow)
+    assert not verdict.fails()
+    assert verdict.suite[0].ratio == pytest.approx(1.0) and verdict.suite[0].corrected == 6
+    pair = verdict.fdr[0].pair
+    assert pair.drift == pytest.approx(1 / 0.85) and verdict.fdr[0].to_dict()["drift_factor"] == pair.drift
+    # The reference's own noise widens the standard error: hypot of four +-1 %/+-2 % intervals.
+    se = math.hypot(*[math.log(1.02 / 0.98) / 3.919927969080108] * 2, *[math.log(1.01 / 0.99) / 3.919927969080108] * 2)
+    assert pair.se == pytest.approx(se)
+    # Without references the same run fails, per cell and by the suite rule.
+    bare = judge_run([TPUT_RULE], base, [{k: v for k, v in r.items() if k != "reference"} for r in slow])
+    assert bare.fails() and bare.suite[0].ratio == pytest.approx(0.85) and bare.suite[0].corrected == 0
+    # A 20 % slowdown of the cells alone (reference unchanged) fails the run.
+    assert judge_run([TPUT_RULE], base, [{**_timed(0.8 * (10.0 + i), 100.0), "id": c}
+                                         for i, c in enumerate(cells)]).fails()

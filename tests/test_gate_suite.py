@@ -54,7 +54,7 @@ def test_benjamini_hochberg_matches_the_textbook_example() -> None:
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
 def test_adjusted_values_are_bounded_and_keep_the_order(p: list[float]) -> None:
     q = benjamini_hochberg(p)
-    assert all(pi <= qi + 1e-12 and qi <= 1 for pi, qi in zip(p, q))
+    assert all(pi <= qi + 1e-12 and qi <= 1 for pi, qi in zip(p, q, strict=True))
     order = sorted(range(len(p)), key=lambda i: p[i])
     assert all(q[a] <= q[b] + 1e-12 for a, b in itertools.pairwise(order))
 
