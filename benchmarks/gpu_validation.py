@@ -78,7 +78,8 @@ def _cell_row(r: dict[str, Any], budget: int, need_energy: bool) -> tuple[list[s
           and bool(train.get("within_memory_budget")) and energy_ok)
     gib = 2**30
     energy = ("n/a (not measured)" if train.get("energy_j") is None else
-              f"{train['energy_j']:.1f} J ± {train.get('energy_uncertainty_j') or 0:.1f} J ({train.get('energy_method')})")
+              (f"{train['energy_j']:.1f} J ± {train.get('energy_uncertainty_j') or 0:.1f} J "
+               f"({train.get('energy_method')})"))
     return [str(r.get("id")), str(r.get("status")), str(r.get("batch_size")),
             "n/a" if probe is None else f"{probe / gib:.2f}", "n/a" if peak is None else f"{peak / gib:.2f}",
             f"{budget / gib:.2f}",
@@ -138,9 +139,9 @@ def environment() -> list[str]:
 
     import pytest_longeff
 
-    lines = [f"- date: {dt.date.today().isoformat()}", f"- python {platform.python_version()}, torch "
+    lines = [f"- date: {dt.date.today().isoformat()}", (f"- python {platform.python_version()}, torch "
              f"{torch.__version__} (CUDA {torch.version.cuda}), transformers {transformers.__version__}, "
-             f"pytest-longeff {pytest_longeff.__version__}"]
+             f"pytest-longeff {pytest_longeff.__version__}")]
     for i in range(torch.cuda.device_count()):
         lines.append(f"- GPU {i}: {torch.cuda.get_device_name(i)}")
     try:

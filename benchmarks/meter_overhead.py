@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     medians_pct = (metered / bare - 1.0) * 100.0
     # Each run i pairs a bare and a metered run made back to back, so their ratio cancels slow drift in the
     # machine's speed; the median over pairs also ignores a single run hit by a stall.
-    paired_pct = statistics.median((m / b - 1.0) * 100.0 for m, b in zip(metered_s, bare_s))
+    paired_pct = statistics.median((m / b - 1.0) * 100.0 for m, b in zip(metered_s, bare_s, strict=True))
     noise_pct = statistics.median(abs(t / bare - 1.0) * 100.0 for t in bare_s)
     print(f"runs         {args.runs} each; samples per metered run: {sampling.samples}")
     print(f"without      median {bare:.4f} s  ({', '.join(f'{t:.3f}' for t in bare_s)})")

@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_longeff.batch_search import doubling_bisect
+from pytest_longeff.batch_search import doubling_bisect  # noqa: E402 - importable only once ROOT is on sys.path
 
 
 def _line(log: list[dict[str, Any]]) -> tuple[float, float] | None:

@@ -1,4 +1,4 @@
-"""Measuring your own work with ``longeff_window``: greedy generation alone, no matrix cell.
+r"""Measuring your own work with ``longeff_window``: greedy generation alone, no matrix cell.
 
 Each test builds nothing through the matrix: a tiny LED from a config (random weights, eager attention) generates
 greedily from random token ids, and ``longeff_window.measure`` times it with the session's device
@@ -7,7 +7,8 @@ in the JSON report under the test's node id (section ``windows``), in JUnit, and
 ``window_generate_time_s`` etc.::
 
     pytest benchmarks/test_generation_window.py --longeff-json base.json
-    pytest benchmarks/test_generation_window.py --longeff-baseline base.json --longeff-fail-on window_generate_time_s:20%
+    pytest benchmarks/test_generation_window.py --longeff-baseline base.json \
+        --longeff-fail-on window_generate_time_s:20%
 """
 
 from __future__ import annotations

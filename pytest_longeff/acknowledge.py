@@ -47,6 +47,7 @@ class Ack:
         return metric == self.metric and fnmatch.fnmatchcase(cell_id, self.cell)
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as a table for the report (``until`` as an ISO date, or None)."""
         return {"cell": self.cell, "metric": self.metric, "reason": self.reason,
                 "until": None if self.until is None else self.until.isoformat()}
 
@@ -86,7 +87,7 @@ def _date(value: Any, where: str) -> dt.date | None:
 
 def _entry(raw: Any, where: str, known_metric: Any) -> Ack:
     if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: expected a table with cell, metric, reason (and optional until)")  # noqa: TRY004
+        raise ValueError(f"{where}: expected a table with cell, metric, reason (and optional until)")
     unknown = set(raw) - {"cell", "metric", "reason", "until"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {', '.join(sorted(unknown))} (accepted: cell, metric, reason, until)")
@@ -114,5 +115,5 @@ def load_acknowledged(path: Path) -> tuple[Ack, ...]:
         raise ValueError(f"acknowledged file {path}: {exc}") from None
     entries = doc.get("acknowledged") if isinstance(doc, Mapping) else doc
     if not isinstance(entries, list):
-        raise ValueError(f"acknowledged file {path}: expected a list of entries under 'acknowledged'")  # noqa: TRY004
+        raise ValueError(f"acknowledged file {path}: expected a list of entries under 'acknowledged'")
     return tuple(_entry(raw, f"acknowledged file {path}, entry {n}", known) for n, raw in enumerate(entries, 1))

@@ -81,6 +81,7 @@ class Probe:
     """Peak memory of the step in bytes, as measured by ``try_batch``; ``None`` when it ran out of memory."""
 
     def to_dict(self) -> dict[str, object]:
+        """The probe as a JSON-ready dict."""
         return {"batch_size": self.batch_size, "fits": self.fits, "peak_memory_bytes": self.peak_memory_bytes}
 
 

@@ -20,6 +20,7 @@ from pytest_longeff.errors import CellSkip, CellUnavailable, NoCheckpoint
 from pytest_longeff.infer import decode_outputs, generate, teacher_forced_texts
 from pytest_longeff.measure import window
 from pytest_longeff.metrics import score_predictions
+from pytest_longeff.precision import Precision
 from pytest_longeff.record import (
     Accuracy,
     BatchChoice,
@@ -29,7 +30,6 @@ from pytest_longeff.record import (
     ModelFacts,
     TrainWindow,
 )
-from pytest_longeff.precision import Precision
 from pytest_longeff.stats import percentile, summarize
 from pytest_longeff.study import study_scores
 from pytest_longeff.train import EnergySoFar, TrainPlan, fine_tune, optimizer_settings, step_flops, weight_bytes
@@ -77,8 +77,13 @@ def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: Bat
         if record.batch.batch_size == 0:
             raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
                            "GiB even at batch size 1 (raise --longeff-memory-budget)")
+        before = session.reference() if session.settings.speed_reference else None
         record.train = train_phase(session, p, record.batch, on_step)
         record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
+        if before is not None:
+            from pytest_longeff.calibrate import CellReference
+
+            record.reference = CellReference.from_readings(before, session.reference())
         record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
         record.predictions = predictions
 
@@ -156,7 +161,7 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
     p.built.family.prepare(p.built.model, p.cell.seq_len)
     return TrainWindow(
         steps=result.steps, samples=result.samples, time_s=w.time_s, eval_time_s=result.eval_time_s,
-        throughput=summarize([n / t for n, t in zip(result.step_samples[warm:], step_times) if t > 0]),
+        throughput=summarize([n / t for n, t in zip(result.step_samples[warm:], step_times, strict=True) if t > 0]),
         warmup_steps_excluded=warm, input_tokens_per_step=p.cell.seq_len * batch.batch_size * batch.accumulation,
         losses=result.losses, evaluations=result.evals, best_step=result.best_step,
         peak_memory_bytes=_with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model)),
@@ -179,10 +184,10 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
         inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision)
     session.stats.measured_s += w.time_s
     decode_outputs(inf, p.validation, p.tokenizer)
-    per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes)]
+    per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True)]
     section = InferenceWindow(
         samples=sum(inf.batch_sizes), passes=inf.passes, time_s=w.time_s,
-        throughput=summarize([n / t for t, n in zip(inf.batch_latencies_s, inf.batch_sizes) if t > 0]),
+        throughput=summarize([n / t for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True) if t > 0]),
         latency=summarize(per_sample),
         latency_p50_s=percentile(per_sample, 50) if per_sample else None,
         latency_p90_s=percentile(per_sample, 90) if per_sample else None,

@@ -172,7 +172,8 @@ def benchmark_entry(record: Mapping[str, Any], fig: Figure) -> dict[str, Any] | 
     extra = f"method {fig.method}"
     if fig.energy_part is not None:
         section = record.get(fig.energy_part) or {}
-        if not section.get("energy_valid") or section.get("energy_coarse") or section.get("energy_method") == "estimate":
+        if (not section.get("energy_valid") or section.get("energy_coarse")
+                or section.get("energy_method") == "estimate"):
             return None
         extra += f" ({section.get('energy_method')})"
     entry: dict[str, Any] = {"name": f"{record.get('id')} {fig.name}", "unit": fig.unit, "value": value}

@@ -1,6 +1,6 @@
-"""``pytest-longeff compare BASE.json NEW.json``: the regression gate outside pytest, on two saved reports.
+r"""``pytest-longeff compare BASE.json NEW.json``: the regression gate outside pytest, on two saved reports.
 
-    pytest-longeff compare baseline.json reports/longeff.json --fail-on "train_samples_per_s:10%" \\
+    pytest-longeff compare baseline.json reports/longeff.json --fail-on "train_samples_per_s:10%" \
         [--acknowledged acknowledged.toml] [--markdown gate.md]
 
 Prints a table of changes per (cell, metric) with the per-cell verdict (as the pytest gate gives it) and the

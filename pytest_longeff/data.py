@@ -226,7 +226,7 @@ def _document(rng: random.Random, facts: Sequence[list[str]], lex: _Lexicon, spe
         else:
             sentence = _filler_sentence(rng, lex)
         if speakers:
-            sentence = [rng.choice(lex.speakers), ":"] + sentence
+            sentence = [rng.choice(lex.speakers), ":", *sentence]
         words.extend(sentence)
     return " ".join(words)
 
@@ -254,7 +254,7 @@ def _example(task: str, rng: random.Random, lex: _Lexicon) -> list[tuple[str, st
         return [(f"{query}\n\n{doc}", answer), (f"{query}\n\n{doc}", f"{entities[i]} is {answer}")]
     if task in ("quality", "contract_nli"):
         i = rng.randrange(FACTS_PER_DOC)
-        options = [facts[i][2]] + rng.sample([a for a in lex.attributes if a != facts[i][2]], 3)
+        options = [facts[i][2], *rng.sample([a for a in lex.attributes if a != facts[i][2]], 3)]
         rng.shuffle(options)
         letters = "abcd"
         query = f"what is {entities[i]} ? " + " ".join(f"( {letters[j]} ) {o}" for j, o in enumerate(options))

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-
 if TYPE_CHECKING:
     from pytest_longeff.models import Family
     from pytest_longeff.tasks import TaskSpec

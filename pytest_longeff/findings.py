@@ -119,6 +119,7 @@ class Tally:
 
     @property
     def total(self) -> int:
+        """Number of comparisons counted, ties included."""
         return self.support + self.against + self.split + self.ties
 
     def verdict(self) -> str:
@@ -130,6 +131,7 @@ class Tally:
         return "holds" if self.support else "does not hold"
 
     def words(self) -> str:
+        """The counts in words, for the report."""
         return (f"{self.total} compared: {self.support} for, {self.against} against, {self.split} with figures "
                 f"disagreeing, {self.ties} within noise")
 

@@ -32,12 +32,14 @@ class GateRun:
         self.records: dict[str, Mapping[str, Any]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collect the record each test report carries, keyed by cell id."""
         record = getattr(report, "longeff_record", None)  # reporting.RECORD_ATTR, without importing the roles
         if isinstance(record, Mapping):
             self.records[str(record.get("id"))] = record
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """Judge the collected records after the loop (not on xdist workers); a failing verdict fails the session."""
         result = yield
         if self.records and not hasattr(self.config, "workerinput"):
             verdict = self.config.stash[RUN_VERDICT_KEY] = self.gate.judge_run(list(self.records.values()))
@@ -46,6 +48,7 @@ class GateRun:
         return result
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Write the run-level gate verdict to the terminal summary, its first line red when it fails."""
         verdict = self.config.stash.get(RUN_VERDICT_KEY, None)
         if verdict is None:
             return

@@ -59,7 +59,7 @@ def matrix_section(cells: Sequence[dict[str, Any]]) -> tuple[str, str]:
 
     headers, rows = matrix_rows(cells)
     body = []
-    for r, row in zip(cells, rows):
+    for r, row in zip(cells, rows, strict=True):
         data = " ".join(f'data-{name}="{esc(r.get(key))}"' for name, key in FILTERS)
         body.append(f'<tr {data} class="status-{esc(r.get("status"))}">' +
                     "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")

@@ -58,7 +58,7 @@ def decode_outputs(result: InferResult, split: TokenizedSplit, tokenizer: Any) -
     for index, out in result.outputs:
         # New tokens: everything after the decoder-start token that is not padding (an end token counts).
         result.generated_tokens += int((out[:, 1:] != tokenizer.pad_token_id).sum())
-        for i, text in zip(index, tokenizer.batch_decode(out, skip_special_tokens=True)):
+        for i, text in zip(index, tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
             result.predictions[split.ids[i]] = text.strip()
     result.outputs = []
 

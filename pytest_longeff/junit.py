@@ -48,7 +48,7 @@ def properties(record: Mapping[str, Any]) -> list[tuple[str, float | int | str]]
 
 
 def junit_family(config: pytest.Config) -> str | None:
-    """pytest's ``junit_family`` ini value, or None when the junitxml plugin is not loaded."""
+    """Pytest's ``junit_family`` ini value, or None when the junitxml plugin is not loaded."""
     try:
         family = config.getini("junit_family")
     except ValueError:

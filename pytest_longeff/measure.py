@@ -135,6 +135,7 @@ class MemoryProbe:
         self._hwm_reset = False
 
     def start(self) -> None:
+        """Begin the window: reset the peak counter (CUDA) or the high-water mark and note the resident set (CPU)."""
         if self.device.startswith("cuda"):
             import torch
 

@@ -23,8 +23,8 @@ from pytest_longeff.record import FIGURES_BY_NAME, Figure
 COSTS: tuple[str, ...] = ("inference_j_per_sample", "inference_latency_p50_s", "train_energy_j", "train_time_s")
 """The costs a front is computed for: energy, and wall time for where energy was not measured."""
 SCORE: Figure = FIGURES_BY_NAME["score"]
-OBJECTIVE = "higher score, lower cost; a cell is on the front when no cell has a higher-or-equal score at a " \
-            "lower-or-equal cost with one of them strictly better (ties stay on the front)"
+OBJECTIVE = ("higher score, lower cost; a cell is on the front when no cell has a higher-or-equal score at a "
+             "lower-or-equal cost with one of them strictly better (ties stay on the front)")
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ import io
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_longeff.pareto import cells as _cells
 from pytest_longeff.pareto import machine_label, merged, one_front
-from pytest_longeff.record import FIGURES_BY_NAME, Figure, lookup
+from pytest_longeff.plot_metrics import Metric, cost_metric, metric
+from pytest_longeff.record import FIGURES_BY_NAME, lookup
 
 FORMATS = ("png", "svg")
 INSTALL_HINT = "pip install pytest-longeff[plots]"
@@ -37,66 +37,6 @@ DPI = 100
 
 class MissingMatplotlib(RuntimeError):
     """matplotlib (the ``plots`` extra) is not installed."""
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A plotted quantity: words, unit and method for its axis, and how to read it (and its 95 % CI) from a
-    record."""
-
-    label: str
-    unit: str
-    method: str
-    value: Callable[[Mapping[str, Any]], float | None]
-    ci: Callable[[Mapping[str, Any]], tuple[float, float] | None] = lambda r: None
-    figure: str = ""
-    """The :data:`record.FIGURES` name this metric reads, if any (Pareto fronts are computed over those)."""
-
-    def axis(self, note: str = "") -> str:
-        """The axis label: words, unit, method (and a note), wrapped."""
-        return textwrap.fill(f"{self.label} ({self.unit}){note}; {self.method}", 62)
-
-
-def _ci(fig: Figure) -> Callable[[Mapping[str, Any]], tuple[float, float] | None]:
-    def read(record: Mapping[str, Any]) -> tuple[float, float] | None:
-        ci = lookup(record, *fig.ci_path) if fig.ci_path else None
-        if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-            return float(ci[0]), float(ci[1])
-        return None
-    return read
-
-
-def metric(name: str, label: str, records: Sequence[Mapping[str, Any]] = ()) -> Metric:
-    """The :data:`record.FIGURES` figure ``name`` as a metric; energy figures name the meter that measured them."""
-    fig = FIGURES_BY_NAME[name]
-    method = fig.method
-    if fig.energy_part is not None:
-        meters = sorted({str(lookup(r, fig.energy_part, "energy_method")) for r in records
-                         if fig.value(r) is not None})
-        method = f"{'/'.join(meters) or 'no'} meter: {method}"
-    return Metric(label, fig.unit, method, fig.value, _ci(fig), name)
-
-
-def _per_sample(name: str, label: str, unit: str, invert: Callable[[float], float],
-                records: Sequence[Mapping[str, Any]]) -> Metric:
-    base = metric(name, label, records)
-    return Metric(label, unit, f"inverse of {name}: {base.method}", lambda r: (v := base.value(r)) and invert(v))
-
-
-def cost_metric(window: str, records: Sequence[Mapping[str, Any]], per_sample: bool = False) -> tuple[Metric, bool]:
-    """The cost axis for a window: energy where any record measured it, else wall time (second item True)."""
-    if window == "inference":
-        energy = metric("inference_j_per_sample", "inference energy per sample", records)
-        time = metric("inference_latency_p50_s", "inference time per sample (p50 latency)", records)
-    elif per_sample:
-        energy = _per_sample("train_samples_per_kj", "training energy per sample", "J/sample",
-                             lambda v: 1000 / v, records)
-        time = _per_sample("train_samples_per_s", "training time per sample", "s/sample", lambda v: 1 / v, records)
-    else:
-        energy = metric("train_energy_j", "training energy (whole window)", records)
-        time = metric("train_time_s", "training time (whole window)", records)
-    measured = any(energy.value(r) is not None for r in records)
-    return (energy, False) if measured else (time, True)
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------
@@ -152,11 +92,12 @@ def _legend(ax: Any, records: Sequence[Mapping[str, Any]], extra: Sequence[Any] 
 def _whiskers(ax: Any, xs: Sequence[float], ys: Sequence[float], cis: Sequence[tuple[float, float] | None],
               colour: str, axis: str) -> None:
     """95 % CI whiskers, in one call, for the points that have an interval."""
-    pts = [(x, y, ci) for x, y, ci in zip(xs, ys, cis) if ci is not None]
+    pts = [(x, y, ci) for x, y, ci in zip(xs, ys, cis, strict=True) if ci is not None]
     if not pts:
         return
     v = [p[0] if axis == "x" else p[1] for p in pts]
-    err = [[max(a - ci[0], 0.0) for a, (_, _, ci) in zip(v, pts)], [max(ci[1] - a, 0.0) for a, (_, _, ci) in zip(v, pts)]]
+    err = [[max(a - ci[0], 0.0) for a, (_, _, ci) in zip(v, pts, strict=True)],
+           [max(ci[1] - a, 0.0) for a, (_, _, ci) in zip(v, pts, strict=True)]]
     ax.errorbar([p[0] for p in pts], [p[1] for p in pts], fmt="none", ecolor=colour, capsize=2, lw=0.8,
                 **{f"{axis}err": err})
 
@@ -195,7 +136,7 @@ def tradeoff(records: Sequence[Mapping[str, Any]], task: str, window: str, profi
         xs, ys = [cost.value(r) or 0.0 for r in rs], [score.value(r) or 0.0 for r in rs]
         ax.plot(xs, ys, ls="", marker=_marker(size), color=_colour(family), ms=6)
         _whiskers(ax, xs, ys, [cost.ci(r) for r in rs], _colour(family), "x")
-        for r, x, y in zip(rs, xs, ys):
+        for r, x, y in zip(rs, xs, ys, strict=True):
             where = f" @{machine_label(r)}" if len(machines) > 1 else ""
             ax.annotate(f"{r.get('seq_len')}{where}", (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
     fronts = []
@@ -226,7 +167,7 @@ def length_curves(records: Sequence[Mapping[str, Any]], task: str, profile: str)
               metric("inference_samples_per_s", "inference throughput", records),
               cost_metric("train", records, per_sample=True), cost_metric("inference", records)]
     fig, axes = _new_figure(12.0, 9.0, ncols=2, nrows=2, left=1.2, bottom=0.9, gap=1.5)
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=True):
         m, fallback = panel if isinstance(panel, tuple) else (panel, False)
         _curves(ax, records, m)
         ax.set_xlabel(LENGTH_AXIS, fontsize=7)
@@ -243,7 +184,7 @@ def _curves(ax: Any, records: Sequence[Mapping[str, Any]], m: Metric) -> None:
         if m.value(r) is not None:
             groups.setdefault((str(r.get("family")), str(r.get("size")), machine_label(r) if several else None),
                               []).append(r)
-    for i, ((family, size, machine), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+    for (family, size, machine), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         rs = sorted(rs, key=lambda r: int(r.get("seq_len") or 0))
         xs, ys = [int(r.get("seq_len") or 0) for r in rs], [m.value(r) or 0.0 for r in rs]
         ax.plot(xs, ys, color=_colour(family), marker=_marker(size), ms=5, ls="-" if size == "base" else "--",
@@ -260,7 +201,7 @@ def batch_sizes(records: Sequence[Mapping[str, Any]], budget_bytes: Any, profile
     nrows = -(-len(tasks) // ncols)
     fig, axes = _new_figure(4.2 * ncols + 1.5, 3.8 * nrows + 0.6, ncols, nrows, gap=1.4)
     batch = metric("batch_size", "chosen training batch")
-    for ax, task in zip(axes, tasks):
+    for ax, task in zip(axes, tasks, strict=False):
         rs = [r for r in records if r.get("task") == task]
         _curves(ax, rs, batch)
         misses = [r for r in rs if batch.value(r) is None]
@@ -291,7 +232,7 @@ def gate_changes(records: Sequence[Mapping[str, Any]], profile: str) -> Any | No
         return None
     height = 2.4 + 0.16 * max(len(v) for v in checks.values())
     fig, axes = _new_figure(4.6 * len(checks) + 2.2, height, ncols=len(checks), left=2.2, bottom=1.4, gap=2.4)
-    for ax, (name, rows) in zip(axes, sorted(checks.items())):
+    for ax, (name, rows) in zip(axes, sorted(checks.items()), strict=True):
         ax.barh([cell for cell, _ in rows], [100 * float(c["change"]) for _, c in rows],
                 color=[STATUS_COLOURS.get(str(c.get("status")), "grey") for _, c in rows])
         fig_def = FIGURES_BY_NAME.get(name)

@@ -62,20 +62,24 @@ ROLE_NAME = "longeff-role"
 
 # -- registration -------------------------------------------------------------------------------------------------
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register pytest-longeff's own hook specifications."""
     pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the ``--longeff-*`` options and their ini settings."""
     add_options(parser)
 
 
 def pytest_longeff_families() -> list[Family]:
+    """Contribute the built-in model families."""
     from pytest_longeff.models import BUILTIN_FAMILIES
 
     return list(BUILTIN_FAMILIES)
 
 
 def pytest_longeff_tasks() -> list[TaskSpec]:
+    """Contribute the built-in tasks."""
     from pytest_longeff.tasks import BUILTIN_TASKS
 
     return list(BUILTIN_TASKS)
@@ -83,6 +87,7 @@ def pytest_longeff_tasks() -> list[TaskSpec]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """Resolve the settings, load the gate, shard and resume plan, and register this process's role."""
     ext = config.stash[EXTENSIONS_KEY] = gather(config)
     settings = resolve(config, tuple(ext.families), tuple(ext.tasks))
     try:
@@ -161,6 +166,7 @@ def _resume_plan(config: pytest.Config, settings: Settings, selection: Selection
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Unregister the role and the run gate, release extensions and clear this plugin's stash keys."""
     if (role := config.stash.get(ROLE_KEY, None)) is not None:
         config.pluginmanager.unregister(role, ROLE_NAME)
     from pytest_longeff.gate_run import RUN_VERDICT_KEY, GateRun
@@ -178,6 +184,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # -- collection -----------------------------------------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize tests that use the cell fixture over the settings' matrix of cells."""
     if CELL_FIXTURE not in metafunc.fixturenames:
         return
     s = metafunc.config.stash[SETTINGS_KEY]
@@ -186,13 +193,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect other shards' tests, skip cells carried over by ``--longeff-resume``, group cells by model."""
     selection = config.stash.get(SELECTION_KEY, None)
     if selection is not None:
         # Other shards' tests are deselected, as `-k` would: they show in the summary's "deselected" count.
         keep = [selection.keeps(c.id if (c := cell_of(i)) is not None else None, i.nodeid) for i in items]
         if not all(keep):
-            config.hook.pytest_deselected(items=[i for i, k in zip(items, keep) if not k])
-            items[:] = [i for i, k in zip(items, keep) if k]
+            config.hook.pytest_deselected(items=[i for i, k in zip(items, keep, strict=True) if not k])
+            items[:] = [i for i, k in zip(items, keep, strict=True) if k]
     carried, reason = config.stash.get(CARRIED_KEY, (frozenset(), ""))
     for item in items:
         if (cell := cell_of(item)) is not None and cell.id in carried:
@@ -345,6 +353,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Attach the test's record to its final report (and, per testcase, to JUnit properties)."""
     report: pytest.TestReport = yield
     record = final_record(item, report, call) if is_final(report) else None
     if record is not None:

@@ -22,6 +22,7 @@ class Precision:
 
     @property
     def description(self) -> str:
+        """What this precision means on this device, in words for the report."""
         return {"fp32": "fp32 weights and matrix multiplies",
                 "tf32": "fp32 weights, TF32 matrix multiplies (torch float32_matmul_precision 'high'; CUDA "
                         "matmul and cuDNN allow_tf32)",

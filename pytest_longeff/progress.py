@@ -1,6 +1,6 @@
-"""Progress of a long cell on the terminal: step, budget, elapsed and estimated remaining time.
+r"""Progress of a long cell on the terminal: step, budget, elapsed and estimated remaining time.
 
-Written only through pytest's terminal reporter. On a TTY one line is rewritten in place (``\\r``) at most
+Written only through pytest's terminal reporter. On a TTY one line is rewritten in place (``\r``) at most
 ``1 / min_interval_s`` times a second and erased when the cell ends; elsewhere (CI logs) a full line is written every
 ``line_interval_s`` seconds, and only under ``-v``. Nothing at all under ``-q``, or without a terminal reporter
 (xdist workers, ``-p no:terminal``).
@@ -21,11 +21,14 @@ import pytest
 class TerminalLike(Protocol):
     """The part of pytest's ``TerminalReporter`` progress uses."""
 
-    def write(self, content: str, *, flush: bool = False) -> None: ...
+    def write(self, content: str, *, flush: bool = False) -> None:
+        """Write ``content`` without a newline."""
 
-    def write_line(self, line: str) -> None: ...
+    def write_line(self, line: str) -> None:
+        """Write ``line`` and end it with a newline."""
 
-    def ensure_newline(self) -> None: ...
+    def ensure_newline(self) -> None:
+        """Start a new line unless already at the start of one."""
 
 
 def _duration(seconds: float) -> str:
@@ -75,6 +78,7 @@ class Progress:
         self.label, self._last = label, self.clock()
 
     def __call__(self, step: int, planned: int | None, elapsed_s: float) -> None:
+        """Show training progress at ``step``, at most once per interval (rewritten in place on a TTY)."""
         now = self.clock()
         if self._last is not None and now - self._last < self.interval_s:
             return

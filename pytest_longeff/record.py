@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pytest_longeff.calibrate import CellReference
     from pytest_longeff.energy import EnergyReading, IdleBaseline
     from pytest_longeff.stats import Summary
 
@@ -44,6 +45,7 @@ class Energy:
 
     @classmethod
     def from_reading(cls, reading: EnergyReading | None, idle: IdleBaseline | None) -> Energy:
+        """Energy from a meter reading, with the net figure computed against the idle baseline."""
         from pytest_longeff.energy import net_energy_j
 
         return cls(reading, net_energy_j(reading, idle) if reading is not None else None)
@@ -54,6 +56,7 @@ class Energy:
         return self.reading.energy_j if self.reading is not None else None
 
     def to_dict(self) -> dict[str, Any]:
+        """The energy fields of a record (a placeholder set when there was no meter)."""
         if self.reading is None:
             return {"energy_j": None, "energy_method": "none", "energy_valid": False,
                     "energy_note": "no energy meter", "energy_net_j": None}
@@ -77,6 +80,7 @@ class Efficiency:
 
     @classmethod
     def from_energy(cls, energy_j: float | None, samples: int, tokens: int) -> Efficiency:
+        """Efficiency figures from the energy spent, or all None when energy is unknown or not positive."""
         if energy_j is None or energy_j <= 0:
             return cls(None, None, None)
         return cls(samples / (energy_j / 1000), tokens / energy_j, energy_j / samples if samples else None)
@@ -118,6 +122,7 @@ class ModelFacts:
     validation_examples: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The model facts as record fields."""
         return {"params": self.params, "model": self.label, "model_config": self.config,
                 "model_build": {"built_now": self.built_now, "build_s": self.build_s},
                 "memory_budget_bytes": self.memory_budget_bytes, "train_budget": self.train_budget,
@@ -143,6 +148,7 @@ class BatchChoice:
         return None if self.peak_memory_bytes is None else self.peak_memory_bytes <= budget_bytes
 
     def to_dict(self) -> dict[str, Any]:
+        """The batch choice as record fields (batch size, search details, accumulation)."""
         search = {"source": self.source, **self.details, "probes": self.probes,
                   "peak_memory_bytes": self.peak_memory_bytes}
         if self.source == "searched":
@@ -180,9 +186,11 @@ class TrainWindow:
 
     @property
     def samples_per_s(self) -> float | None:
+        """Training samples per second, evaluation time excluded; None for an empty window."""
         return rate(self.samples, self.time_s - self.eval_time_s)
 
     def to_dict(self) -> dict[str, Any]:
+        """The training window as record fields, efficiency figures included."""
         eff = Efficiency.from_energy(self.energy.joules, self.samples, self.input_tokens_per_step * self.steps)
         return {
             "steps": self.steps, "samples": self.samples, "time_s": self.time_s, "eval_time_s": self.eval_time_s,
@@ -228,6 +236,7 @@ class InferenceWindow:
     energy: Energy
 
     def to_dict(self) -> dict[str, Any]:
+        """The inference window as record fields, latency and efficiency figures included."""
         eff = Efficiency.from_energy(self.energy.joules, self.samples, self.generated_tokens)
         return {
             "samples": self.samples, "passes": self.passes, "time_s": self.time_s,
@@ -254,6 +263,7 @@ class Accuracy:
     teacher_forced: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The accuracy scores as record fields (teacher-forced scores too, when measured)."""
         out: dict[str, Any] = {"accuracy": self.scores, "accuracy_method": self.method}
         if self.teacher_forced is not None:
             from pytest_longeff.study import METHOD
@@ -279,9 +289,13 @@ class CellRecord:
     predictions: dict[str, str] | None = None
     gate: dict[str, Any] | None = None
     cell_wall_s: float | None = None
+    reference: CellReference | None = None
+    """The machine-speed reference around the cell (``--longeff-speed-reference``), for the gate's drift
+    correction."""
 
     @property
     def id(self) -> str:
+        """The cell's id."""
         return self.identity.id
 
     def to_dict(self) -> dict[str, Any]:
@@ -307,6 +321,8 @@ class CellRecord:
             out["gate"] = self.gate
         if self.cell_wall_s is not None:
             out["cell_wall_s"] = self.cell_wall_s
+        if self.reference is not None:
+            out["reference"] = self.reference.to_dict()
         if self.predictions is not None:
             out["_predictions"] = self.predictions
         return out

@@ -14,12 +14,12 @@ from typing import Any
 from pytest_longeff.record import lookup
 
 # Reading, writing and validating the file live in reportio; re-exported here for existing imports.
-from pytest_longeff.reportio import SCHEMA_VERSION as SCHEMA_VERSION  # noqa: PLC0414 (explicit re-export)
-from pytest_longeff.reportio import JsonReport as JsonReport  # noqa: PLC0414 (explicit re-export)
-from pytest_longeff.reportio import ReportError as ReportError  # noqa: PLC0414 (explicit re-export)
-from pytest_longeff.reportio import atomic_write_text as atomic_write_text  # noqa: PLC0414 (explicit re-export)
+from pytest_longeff.reportio import SCHEMA_VERSION as SCHEMA_VERSION
+from pytest_longeff.reportio import JsonReport as JsonReport
+from pytest_longeff.reportio import ReportError as ReportError
+from pytest_longeff.reportio import atomic_write_text as atomic_write_text
 from pytest_longeff.reportio import jsonable as _jsonable  # noqa: F401
-from pytest_longeff.reportio import load_report as load_report  # noqa: PLC0414 (explicit re-export)
+from pytest_longeff.reportio import load_report as load_report
 
 STATUSES = ("passed", "failed", "skipped", "error")
 
@@ -136,8 +136,8 @@ def render_matrix(records: Sequence[dict[str, Any]], width: int | None = None, v
         short = True
         table = _table(shown, records, short=True)
     hidden = [c.header for c in columns if c not in shown]
-    note = f"({len(hidden)} column(s) left out at width {width}: {', '.join(hidden)}; -v shows them; " \
-           "all are in the .csv/.md reports)"
+    note = (f"({len(hidden)} column(s) left out at width {width}: {', '.join(hidden)}; -v shows them; "
+            "all are in the .csv/.md reports)")
     return f"{table}\n{note}" if hidden or short else table
 
 

@@ -40,11 +40,14 @@ class SessionLike(Protocol):
 
     warnings: list[str]
 
-    def facts(self) -> dict[str, Any]: ...
+    def facts(self) -> dict[str, Any]:
+        """Machine and software facts for the report."""
 
-    def describe(self) -> list[str]: ...
+    def describe(self) -> list[str]:
+        """Machine facts as lines for the terminal."""
 
-    def stats_dict(self) -> dict[str, float]: ...
+    def stats_dict(self) -> dict[str, float]:
+        """The session's counters."""
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -79,6 +82,7 @@ class Role:
 
     @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the markers into node ids
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Group each cell's tests by model for xdist's ``--dist loadgroup`` (only with xdist installed)."""
         if not config.pluginmanager.hasplugin("xdist"):
             return
         for item in items:
@@ -98,6 +102,7 @@ class Worker(Role):
     """An xdist worker: ships its session's facts and counters to the controller."""
 
     def session_finished(self, session: SessionLike) -> None:
+        """Hand the session's counters, facts and warnings to the controller through ``workeroutput``."""
         workeroutput: dict[str, Any] = getattr(self.config, "workeroutput")  # noqa: B009 (xdist's public channel)
         workeroutput[WORKEROUTPUT_KEY] = json.dumps({"stats": session.stats_dict(), "facts": session.facts(),
                                                      "lines": session.describe(), "warnings": session.warnings})
@@ -134,13 +139,16 @@ class Controller(Role):
 
     # -- session facts and counters (own session, or a worker's) ----------------------------------------------------
     def session_started(self, session: SessionLike) -> None:
+        """Take in the controller's own session facts, lines and warnings."""
         self._facts(session.facts(), session.describe(), session.warnings)
 
     def session_finished(self, session: SessionLike) -> None:
+        """Add the controller's own session counters."""
         self._stats(session.stats_dict())
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Take in the facts and counters a finished xdist worker shipped."""
         raw = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
         if raw:
             info = json.loads(raw)
@@ -185,6 +193,7 @@ class Controller(Role):
 
     # -- records ----------------------------------------------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Add the record a test report carries to the JSON report and the JUnit suite properties."""
         record = record_of(report)
         if record is None:
             return
@@ -194,6 +203,7 @@ class Controller(Role):
         add_suite_properties(self.config, written)
 
     def pytest_sessionfinish(self) -> None:
+        """Write the JSON report (with findings, gate verdict, Pareto front), then CSV, Markdown, plots and HTML."""
         if self.report is None or not self.report.records:
             return
         from pytest_longeff.findings import findings
@@ -225,6 +235,7 @@ class Controller(Role):
 
     # -- terminal ---------------------------------------------------------------------------------------------------
     def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+        """Describe the settings (and shard, resume) in the header when benchmark cells were collected."""
         # Said only when benchmark cells were collected: unrelated suites in the same environment stay quiet.
         cells = sum(cell_of(i) is not None for i in items)
         if not cells:
@@ -237,6 +248,7 @@ class Controller(Role):
         return lines
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Print the cell matrix, windows, session facts, warnings, gate lines and report paths."""
         if self.report is None or not self.report.records:
             return
         from pytest_longeff.report import is_cell

@@ -142,10 +142,12 @@ class Option:
 
     @property
     def flag(self) -> str:
+        """The command-line flag, ``--longeff-<name>``."""
         return f"--longeff-{self.name}"
 
     @property
     def dest(self) -> str:
+        """The attribute and ini name, ``longeff_<name>``."""
         return "longeff_" + self.name.replace("-", "_")
 
 
@@ -209,6 +211,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("resume", str, "a JSON report of an interrupted run: cells that passed there under the same settings, "
            "software, machine kind and code version are carried over, the rest run (may be --longeff-json's own "
            "file)", "REPORT"),
+    Option("speed-reference", None, "measure a machine-speed reference before and after each cell (about 0.35 s "
+           "a cell) so the gate can correct time figures for drift common to the whole machine"),
     Option("acknowledged", str, "a file of accepted changes (metric, cell, reason) the gate does not fail on",
            "PATH"),
     Option("benchmark-json", str, "write github-action-benchmark files (customSmallerIsBetter / "
@@ -261,6 +265,7 @@ class Settings:
     shard: str | None
     durations: str | None
     resume: str | None
+    speed_reference: bool
     acknowledged: str | None
     benchmark_json: str | None
     plots: str | None
@@ -269,6 +274,7 @@ class Settings:
     fail_on: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
         out = asdict(self)
         out["train_budget"] = self.train_budget.to_dict()
         return out
@@ -285,6 +291,7 @@ def argparse_text(text: str) -> str:
 
 
 def add_options(parser: pytest.Parser) -> None:
+    """Add every ``--longeff-*`` option and its ini setting to pytest's parser."""
     group = parser.getgroup(GROUP, GROUP_DESCRIPTION)
     for opt in OPTIONS:
         if opt.parse is None:
@@ -380,6 +387,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "repeats": v["repeats"] or profile.default_repeats,
         "warmup_steps": 1 if v["warmup-steps"] is None else v["warmup-steps"],
         "teacher_forced": bool(v["teacher-forced"]),
+        "speed_reference": bool(v["speed-reference"]),
         "precision": v["precision"] or profile.default_precision,
         "early_stop_metric": v["early-stop-metric"] or profile.default_early_stop_metric,
         "json_path": v["json"] or DEFAULT_JSON,

@@ -50,7 +50,7 @@ def cached_tokenizer(cache_dir: Path, key: str, texts: Iterable[str], vocab_size
     if path.is_file():
         try:
             return _wrap(Tokenizer.from_file(str(path)))
-        except Exception:  # a corrupt cache entry is rebuilt, never fatal
+        except Exception:  # noqa: BLE001 - tokenizers raises bare Exception; a corrupt cache entry is rebuilt
             path.unlink(missing_ok=True)
     wrapped = train_tokenizer(texts, vocab_size)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,7 @@ def optimizer_settings(lr: float, budget: TrainBudget, precision: str) -> dict[s
 
 
 def schedule_description(budget: TrainBudget) -> str:
+    """The learning-rate schedule a budget gets, in words."""
     if planned_steps(budget, steps_per_epoch=1, batch_size=1) is None:
         return f"constant after {OPEN_ENDED_WARMUP_STEPS} warm-up steps (budget of unknown length)"
     return f"linear decay with {WARMUP_SHARE:.0%} warm-up"
@@ -131,6 +132,7 @@ class EnergySoFar:
         self.invalid_reads = 0
 
     def __call__(self) -> float:
+        """Energy spent so far in joules, never less than the last valid reading."""
         reading = self.meter.read()
         if reading.valid and reading.energy_j is not None:
             self.total_j = max(self.total_j, reading.energy_j)

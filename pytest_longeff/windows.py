@@ -102,6 +102,7 @@ class WindowSummary:
 
     @property
     def time_stats(self) -> Summary | None:
+        """Summary of the repeats' times, or None without repeats."""
         from pytest_longeff.stats import summarize
 
         return summarize([s.time_s for s in self.samples])
@@ -124,6 +125,7 @@ class WindowSummary:
         return None if any(p is None for p in peaks) else max(p for p in peaks if p is not None)
 
     def to_dict(self) -> dict[str, Any]:
+        """The window summary as record fields."""
         readings = [s.energy.reading for s in self.samples]
         methods = sorted({r.method for r in readings if r is not None}) or ["none"]
         notes = sorted({str(r.note) for r in readings if r is not None and r.note and not r.valid})
@@ -162,6 +164,7 @@ class WindowRecorder:
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[WindowResult]:
+        """Measure one repeat of window ``name``; it counts only if the body finishes."""
         from pytest_longeff.measure import window
 
         check_name(name)

@@ -29,16 +29,25 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS_FILE = ROOT / "tests" / "equivalent_mutants.txt"
 
-# Module (under pytest_longeff/) -> the test files that check it. To cover another module, add one line.
+# Module (under pytest_longeff/, dotted for a subpackage: "energy.ticks") -> the test files that check it. To cover
+# another module, add one line.
 MODULES: dict[str, list[str]] = {
     "metrics": ["tests/test_metrics.py"],
     "stats": ["tests/test_stats.py"],
     "batch_search": ["tests/test_batch_search.py"],
     "budget": ["tests/test_budget.py"],
     "units": ["tests/test_units.py"],
+    "record": ["tests/test_record.py"],
+    "energy.arithmetic": ["tests/test_energy_arithmetic.py", "tests/test_energy_uncertainty.py"],
+    "energy.ticks": ["tests/test_energy_ticks.py", "tests/test_energy_uncertainty.py"],
+    # The gate (with its drift-correcting reference): tests/test_plugin_gate.py is left out, its pytester runs take
+    # minutes, too long to rerun for every mutant.
+    "gate": ["tests/test_gate.py"],
+    "gate_suite": ["tests/test_gate_suite.py"],
 }
 
 PACKAGE = "pytest_longeff"
+_WIDTH = max(14, *(len(m) + 2 for m in MODULES))
 _RESULT_LINE = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+): (?P<status>.+?)\s*$")
 
 
@@ -152,8 +161,24 @@ class ModuleResult:
         return [n for n, s in self.statuses.items() if s not in ("killed", "timeout") and n not in self.equivalents]
 
 
+def source_path(module: str) -> str:
+    """The file of a dotted module name under the package: ``energy.ticks`` -> ``pytest_longeff/energy/ticks.py``."""
+    return f"{PACKAGE}/{module.replace('.', '/')}.py"
+
+
+def module_name(argument: str) -> str:
+    """A module as given on the command line (``units``, ``energy.ticks``, ``energy/ticks.py``,
+    ``pytest_longeff/energy/ticks.py``, or a last component such as ``ticks`` when only one module ends so) as a
+    ``MODULES`` key; returned unchanged when it matches none, for the caller to report."""
+    name = argument.removesuffix(".py").replace("/", ".").strip(".").removeprefix(f"{PACKAGE}.")
+    if name in MODULES:
+        return name
+    tails = [m for m in MODULES if m.rsplit(".", 1)[-1] == name]
+    return tails[0] if len(tails) == 1 else name
+
+
 def run_module(copy: Path, module: str, jobs: int, equivalents: dict[str, Equivalent]) -> ModuleResult:
-    source = f"{PACKAGE}/{module}.py"
+    source = source_path(module)
     (copy / "setup.cfg").write_text(
         "[mutmut]\n"
         f"source_paths = {PACKAGE}\n"
@@ -192,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
     parser.add_argument("--fail-under", type=float, default=0.0, metavar="PCT", help="exit 1 below this score")
     args = parser.parse_args(argv)
-    modules = [m.removesuffix(".py").rsplit("/", 1)[-1] for m in args.modules] or list(MODULES)
+    modules = [module_name(m) for m in args.modules] or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)} (add one to MODULES)")
@@ -209,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_tree(copy)
         results = []
         for module in modules:
-            print(f"== {module}: mutating {PACKAGE}/{module}.py against {' '.join(MODULES[module])}", flush=True)
+            print(f"== {module}: mutating {source_path(module)} against {' '.join(MODULES[module])}", flush=True)
             results.append(run_module(copy, module, args.jobs, equivalents))
     finally:
         if args.keep:
@@ -219,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nmutmut {version}")
     header = (
-        f"{'module':<14}{'mutants':>8}{'killed':>8}{'survived':>9}{'timeout':>8}{'other':>6}{'equiv':>6}{'score':>8}"
+        f"{'module':<{_WIDTH}}" + f"{'mutants':>8}{'killed':>8}{'survived':>9}{'timeout':>8}{'other':>6}{'equiv':>6}"
     )
+    header += f"{'score':>8}"
     print(header)
     print("-" * len(header))
     totals = [0, 0, 0, 0, 0, 0]
@@ -230,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, v in enumerate((n, killed, survived, timeout, other, eq)):
             totals[i] += v
         score = 100.0 * killed / (n - eq) if n - eq else 100.0
-        print(f"{r.module:<14}{n:>8}{killed:>8}{survived:>9}{timeout:>8}{other:>6}{eq:>6}{score:>7.1f}%")
+        print(f"{r.module:<{_WIDTH}}{n:>8}{killed:>8}{survived:>9}{timeout:>8}{other:>6}{eq:>6}{score:>7.1f}%")
     n, killed, _, _, _, eq = totals
     overall = 100.0 * killed / (n - eq) if n - eq else 100.0
     print("-" * len(header))
     print(
-        f"{'overall':<14}{totals[0]:>8}{totals[1]:>8}{totals[2]:>9}{totals[3]:>8}{totals[4]:>6}{totals[5]:>6}"
+        f"{'overall':<{_WIDTH}}{totals[0]:>8}{totals[1]:>8}{totals[2]:>9}{totals[3]:>8}{totals[4]:>6}{totals[5]:>6}"
         f"{overall:>7.1f}%"
     )
     print("score = killed / (mutants - listed equivalents); 'other' = no tests, suspicious, segfault, ...")

@@ -57,3 +57,15 @@ def test_a_reading_past_its_time_budget_stops_after_the_minimum_repeats() -> Non
 def test_a_reading_needs_a_repeat() -> None:
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         reference("cpu", repeats=0)
+
+
+def test_cells_carry_the_reference_when_asked(bench: pytest.Pytester) -> None:
+    """--longeff-speed-reference measures the reference around each cell and files it in the record."""
+    result = bench.runpytest("--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256",
+                             "--longeff-tasks=qasper", "--longeff-train-budget=steps=2", "--longeff-eval-samples=2",
+                             "--longeff-idle-s=0", "--longeff-device=cpu", "--longeff-energy=none",
+                             "--longeff-speed-reference")
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads((bench.path / "reports" / "longeff.json").read_text())["records"]
+    reference = record["reference"]
+    assert reference["ops_per_s"] > 0 and reference["before_ops_per_s"] > 0 and reference["after_ops_per_s"] > 0

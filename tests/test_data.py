@@ -54,7 +54,7 @@ def test_malformed_rows_name_file_and_line(tmp_path: Path, line: str, message: s
 
 
 def test_missing_task_folder_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no folder for task 'qasper'.*--longeff-tasks"):
+    with pytest.raises(DataError, match=r"no folder for task 'qasper'.*--longeff-tasks"):
         load_task(tmp_path, "qasper")
 
 
@@ -108,7 +108,7 @@ def test_fetch_scrolls_prefers_a_local_mirror_and_explains_offline_failure(tmp_p
             zf.writestr(f"{split}.jsonl", json.dumps(ROWS[2]) + "\n")
     assert (fetch_scrolls("qmsum", tmp_path / "cache", mirror) / "train.jsonl").is_file()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataError, match="could not download SCROLLS gov_report.zip.*--longeff-data-dir"):
+    with pytest.raises(DataError, match=r"could not download SCROLLS gov_report\.zip.*--longeff-data-dir"):
         fetch_scrolls("gov_report", tmp_path / "cache", None)
 
 

@@ -30,7 +30,7 @@ TABLE: dict[str, list[Any]] = {
 
 @pytest.fixture(autouse=True)
 def _datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """datasets' cache under tmp_path, and the hub off, for every test here."""
+    """The datasets cache under tmp_path, and the hub off, for every test here."""
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # datasets read the variable at its import

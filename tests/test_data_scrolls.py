@@ -72,7 +72,8 @@ def test_offline_without_data_lists_every_try_and_the_fix(tmp_path: Path, monkey
     assert lines[0] == "SCROLLS task 'gov_report': no source has it; tried, in order:"
     assert lines[1].startswith("  1. --longeff-data-dir: ") and "has no gov_report/*.jsonl" in lines[1]
     assert lines[2].startswith("  2. an earlier download: none in ")
-    assert lines[3] == f"  3. the hub's parquet conversion ({SCROLLS_REPO}@{PARQUET_REVISION}): skipped: HF_HUB_OFFLINE is set"
+    assert lines[3] == (f"  3. the hub's parquet conversion ({SCROLLS_REPO}@{PARQUET_REVISION}): "
+                        "skipped: HF_HUB_OFFLINE is set")
     assert lines[4] == f"  4. the hub's zip ({SCROLLS_REPO}/gov_report.zip): skipped: HF_HUB_OFFLINE is set"
     assert lines[5].startswith("fix: HF_HUB_OFFLINE is set (unset it to download), or: pass --longeff-data-dir DIR")
 

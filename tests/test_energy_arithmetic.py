@@ -15,10 +15,13 @@ from pytest_longeff.energy import (
     IdleBaseline,
     NullMeter,
     integrate_power,
+    legacy_as_extracted,
+    legacy_bucket_means,
     legacy_energy,
     max_sample_gap,
     measure_idle,
     net_energy_j,
+    power_uncertainty_j,
 )
 
 # -- integrate_power -------------------------------------------------------------------------------------------
@@ -244,3 +247,146 @@ def test_net_energy_may_be_negative_rather_than_clamped() -> None:
     idle = IdleBaseline(power_w=12.0, time_s=5.0, method="nvml", valid=True, note=None)
     assert net_energy_j(reading, idle) == pytest.approx(-2.0)
     assert math.isfinite(net_energy_j(reading, idle) or math.nan)
+
+
+# -- exact values worked out by hand (each pins down one line of the arithmetic) -------------------------------
+
+
+def test_empty_trace_errors_name_the_function() -> None:
+    with pytest.raises(ValueError, match=r"^integrate_power needs at least one sample$"):
+        integrate_power([], 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"^power_uncertainty_j needs at least one sample$"):
+        power_uncertainty_j([], 0.0, 1.0)
+
+
+# Unsorted, with a step at 2 s (40 W then 5 W, in that order): by time (1, 10), (2, 40), (2, 5), (3, 20).
+STEP_TRACE = [(3.0, 20.0), (2.0, 40.0), (1.0, 10.0), (2.0, 5.0)]
+
+
+def test_power_uncertainty_by_hand() -> None:
+    # Window [0.5, 5]: 1 mW x 4.5 s = 0.0045 J; before the trace 0.5 s held at max(ceiling, 10 W); after it 2 s at
+    # max(ceiling, 20 W); segments 1-2 s: |40 - 10| x 1 / 2 = 15 J, 2-2 s: nothing, 2-3 s: |20 - 5| x 1 / 2 = 7.5 J.
+    assert power_uncertainty_j(STEP_TRACE, 0.5, 5.0, ceiling_w=100.0) == pytest.approx(
+        0.0045 + 100 * 0.5 + 100 * 2 + 15 + 7.5, rel=1e-12
+    )
+    assert power_uncertainty_j(STEP_TRACE, 0.5, 5.0) == pytest.approx(0.0045 + 10 * 0.5 + 20 * 2 + 22.5, rel=1e-12)
+    # A sensor averaging over 0.5 s adds 0.5 / 2 x (40 - 5) = 8.75 J.
+    assert power_uncertainty_j(STEP_TRACE, 0.5, 5.0, sensor_average_s=0.5) == pytest.approx(
+        0.0045 + 5 + 40 + 22.5 + 8.75, rel=1e-12
+    )
+    # Partly covered segments count |dP| x overlap: [1.5, 2.5] covers half of each -> 30 x 0.5 + 15 x 0.5.
+    assert power_uncertainty_j(STEP_TRACE, 1.5, 2.5) == pytest.approx(0.001 + 15 + 7.5, rel=1e-12)
+    # Below 1 W and without a ceiling the held power is the sample's own: [0, 3] around (1, 0.5 W), (2, 0.25 W).
+    low = [(1.0, 0.5), (2.0, 0.25)]
+    assert power_uncertainty_j(low, 0.0, 3.0) == pytest.approx(0.003 + 0.5 + 0.25 + 0.125, rel=1e-12)
+    # A window wholly after the trace: [4, 6] at max(ceiling 30 W, 20 W) for 2 s, plus 1 mW x 2 s.
+    assert power_uncertainty_j(STEP_TRACE, 4.0, 6.0, ceiling_w=30.0) == pytest.approx(0.002 + 60.0, rel=1e-12)
+
+
+# By time: (-1, 100), (10, 400), (10, 200), (20, 50). Polls at 0, 2, ... see 100 W up to 8 s, the later of the two
+# samples at 10 s (200 W) from 10 s on, and 50 W from 20 s on.
+LEGACY_TRACE = [(10.0, 400.0), (20.0, 50.0), (-1.0, 100.0), (10.0, 200.0)]
+
+
+def test_legacy_bucket_means_by_hand() -> None:
+    # [0, 40): polls 0..28 s (15) in the first bucket: 5 x 100 + 5 x 200 + 5 x 50; polls 30..38 s (5) at 50 W.
+    assert legacy_bucket_means(LEGACY_TRACE, 0.0, 40.0) == pytest.approx([(500 + 1000 + 250) / 15, 50.0], rel=1e-12)
+    # From 1 s: polls at 1, 3, ..., 29 s: 5 x 100 (1-9 s), 5 x 200 (11-19 s), 5 x 50 (21-29 s).
+    assert legacy_bucket_means(LEGACY_TRACE, 1.0, 30.0) == pytest.approx([1750 / 15], rel=1e-12)
+    assert legacy_bucket_means(LEGACY_TRACE, 5.0, 5.0) == []
+    assert legacy_bucket_means([], 0.0, 5.0) == []
+
+
+def test_legacy_as_extracted_keeps_evenly_spaced_rows() -> None:
+    assert legacy_as_extracted([]) is None
+    assert legacy_as_extracted([70.0]) == pytest.approx(0.07, rel=1e-12)
+    assert legacy_as_extracted([100.0, 200.0, 300.0], max_rows=3) == pytest.approx(0.6, rel=1e-12)
+    buckets = [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert legacy_as_extracted(buckets, max_rows=3) == pytest.approx((10 + 30 + 50) / 1000, rel=1e-12)  # rows 0, 2, 4
+    assert legacy_as_extracted(buckets, max_rows=2) == pytest.approx((10 + 50) / 1000, rel=1e-12)  # first and last
+    assert legacy_as_extracted(buckets, max_rows=1) == pytest.approx(10 / 1000, rel=1e-12)  # the first only
+    assert legacy_as_extracted([1.0] * 1000) == pytest.approx(500 / 1000, rel=1e-12)  # at most 500 rows by default
+
+
+def test_net_energy_needs_a_valid_reading_and_a_valid_idle_and_scales_with_time() -> None:
+    idle = IdleBaseline(power_w=40.0, time_s=5.0, method="nvml", valid=True, note=None)
+    assert net_energy_j(EnergyReading(100.0, 2.0, "nvml", True, None, 2, None, None), idle) == pytest.approx(20.0)
+    assert net_energy_j(EnergyReading(100.0, 2.0, "nvml", False, "shared", 2, None, None), idle) is None
+    reading = EnergyReading(100.0, 2.0, "nvml", True, None, 2, None, None)
+    assert net_energy_j(reading, IdleBaseline(40.0, 5.0, "nvml", False, "noisy")) is None
+
+
+class FakeMeter:
+    """Returns a set reading and set facts; records the window."""
+
+    method = "fake"
+
+    def __init__(self, reading: EnergyReading, facts: dict[str, object]) -> None:
+        self.reading, self.facts = reading, facts
+        self.calls: list[str] = []
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def read(self) -> EnergyReading:
+        return self.reading
+
+    def stop(self) -> EnergyReading:
+        self.calls.append("stop")
+        return self.reading
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def describe(self) -> dict[str, object]:
+        self.calls.append("describe")
+        return self.facts
+
+
+GPU_FACTS: dict[str, object] = {
+    "gpus": [{"pstate": 8, "sm_clock_mhz": 345.0, "mem_clock_mhz": 1593}, {"pstate": 2, "sm_clock_mhz": 99}, "junk"]
+}
+
+
+def _fake_reading(
+    energy_j: float | None, time_s: float, valid: bool = True, uncertainty_j: float | None = None
+) -> EnergyReading:
+    return EnergyReading(energy_j, time_s, "fake", valid, "a note", 3, None, None, uncertainty_j=uncertainty_j)
+
+
+def test_measure_idle_divides_the_reading_by_its_length() -> None:
+    slept: list[float] = []
+    meter = FakeMeter(_fake_reading(200.0, 10.0, uncertainty_j=5.0), GPU_FACTS)
+    idle = measure_idle(meter, 10.0, sleep=slept.append)
+    # 200 J / 10 s = 20 W, 5 J / 10 s = 0.5 W; the highest P-state of the GPUs; clocks of the first GPU.
+    assert idle == IdleBaseline(20.0, 10.0, "fake", True, "a note", uncertainty_w=0.5, pstate=8, sm_clock_mhz=345,
+                                mem_clock_mhz=1593)  # fmt: skip
+    assert slept == [10.0] and meter.calls == ["start", "stop", "describe"]
+    short = measure_idle(FakeMeter(_fake_reading(1.0, 0.5), {}), 0.5, sleep=slept.append)
+    assert short == IdleBaseline(2.0, 0.5, "fake", True, "a note")  # 1 J / 0.5 s, no uncertainty, no GPU facts
+
+
+@pytest.mark.parametrize(
+    ("energy_j", "time_s", "valid"), [(200.0, 10.0, False), (None, 10.0, True), (200.0, 0.0, True)]
+)
+def test_measure_idle_is_unmeasured_for_an_invalid_unmeasured_or_empty_reading(
+    energy_j: float | None, time_s: float, valid: bool
+) -> None:
+    meter = FakeMeter(_fake_reading(energy_j, time_s, valid, uncertainty_j=5.0), GPU_FACTS)
+    idle = measure_idle(meter, 1.0, sleep=lambda s: None)
+    assert idle == IdleBaseline(None, time_s, "fake", False, "idle baseline not measured: a note", pstate=8,
+                                sm_clock_mhz=345, mem_clock_mhz=1593)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({"gpus": ["junk", {"pstate": 5, "sm_clock_mhz": 1}]}, (5, None, None)),  # first entry not a GPU: no clocks
+        ({"gpus": []}, (None, None, None)),
+        ({"gpus": {"pstate": 5}}, (None, None, None)),  # not a list
+        ({"gpus": [{"pstate": "P8", "sm_clock_mhz": "fast", "mem_clock_mhz": 7}]}, (None, None, 7)),
+    ],
+)
+def test_idle_state_reads_only_well_formed_gpu_facts(facts: dict[str, object], expected: tuple[object, ...]) -> None:
+    idle = measure_idle(FakeMeter(_fake_reading(10.0, 1.0), facts), 1.0, sleep=lambda s: None)
+    assert (idle.pstate, idle.sm_clock_mhz, idle.mem_clock_mhz) == expected

@@ -19,7 +19,7 @@ MACHINE = {"device": "cpu", "cpu": "Xeon", "cpu_threads": 2, "torch": "2.13.0", 
 
 
 def _record(cell_id: str, status: str = "passed") -> dict[str, Any]:
-    return {"id": cell_id, "status": status, "reason": None, "family": "led", "size": (cell_id.split("-") + ["", ""])[1],
+    return {"id": cell_id, "status": status, "reason": None, "family": "led", "size": [*cell_id.split("-"), "", ""][1],
             "seq_len": 1024, "task": "qasper",
             "train": {"time_s": 1.5, "energy_j": None}, "accuracy": {"score": 12.0}, "cell_wall_s": 3.0}
 
@@ -48,7 +48,7 @@ def test_schema_rejects_old_foreign_and_malformed_reports(tmp_path: Path) -> Non
         with pytest.raises(ReportError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
             load_report(tmp_path / name)
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(ReportError, match="broken.json: not a readable"):
+    with pytest.raises(ReportError, match=r"broken\.json: not a readable"):
         load_report(tmp_path / "broken.json")
 
 

@@ -17,7 +17,8 @@ pytest.importorskip("matplotlib", reason="plots need the 'plots' extra (matplotl
 
 from pytest_longeff import plots
 
-VARIANTS: dict[str, Callable[[], dict[str, Any]]] = {"missing_energy": small, "single_cell": single_cell, "skipped_and_failed": skipped_and_failed,
+VARIANTS: dict[str, Callable[[], dict[str, Any]]] = {"missing_energy": small, "single_cell": single_cell,
+            "skipped_and_failed": skipped_and_failed,
             "merged_machines": merged, "gated": lambda: gated(small()),
             "partial_energy": lambda: with_energy(matrix(16), every=3)}
 

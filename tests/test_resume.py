@@ -20,7 +20,8 @@ TINY = ["--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=102
         "--longeff-tasks=gov_report,qasper,qmsum", "--longeff-train-budget=steps=2", "--longeff-eval-samples=2",
         "--longeff-repeats=1", "--longeff-idle-s=0", "--longeff-device=cpu", "--longeff-energy=none",
         "--longeff-batch-size=1", "-p", "no:randomly"]
-BENCH = "from pytest_longeff.checks import check_record\n\ndef test_cell(longeff_record):\n    check_record(longeff_record)\n"
+BENCH = ("from pytest_longeff.checks import check_record\n\n"
+         "def test_cell(longeff_record):\n    check_record(longeff_record)\n")
 # Figures are another module's work and take seconds: this test leaves them out.
 NO_FIGURES = "import pytest_longeff.reportio as r\nr._optional = lambda module: None\n"
 SOFTWARE = {"pytest_longeff": "0.1.0", "code_digest": "abc", "torch": "2", "transformers": "5"}

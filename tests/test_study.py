@@ -24,7 +24,7 @@ def _reference_compute_metrics(predictions: list[str], labels: list[str]) -> dic
     label, normalised, ROUGE-1/2/L F without stemming averaged over rows, x100, and their geometric mean."""
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for prediction, label in zip(predictions, labels):
+    for prediction, label in zip(predictions, labels, strict=True):
         scores = scorer.score(_normalise(label), _normalise(prediction))
         for key in totals:
             totals[key] += scores[key].fmeasure

@@ -10,8 +10,8 @@ import torch
 
 from pytest_longeff.budget import parse_train_budget, planned_steps
 from pytest_longeff.models import BuiltModel, LEDFamily, build_model
-from pytest_longeff.prepare import TokenizedSplit
 from pytest_longeff.precision import Precision
+from pytest_longeff.prepare import TokenizedSplit
 from pytest_longeff.train import (
     TrainPlan,
     fine_tune,
@@ -48,7 +48,7 @@ def test_accumulated_micro_batches_give_the_full_batch_gradient() -> None:
     n_params = sum(1 for p in model.parameters() if p.requires_grad)
     assert len(full) == len(accumulated) == n_params
     assert any(float(g.abs().sum()) > 0 for g in full)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, accumulated))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, accumulated, strict=True))
 
 
 def _bare_loop(built: BuiltModel, split: TokenizedSplit, steps: int, batch: int, lr: float, seed: int) -> list[float]:

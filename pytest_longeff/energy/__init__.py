@@ -11,9 +11,10 @@ fix it.
 
 Nothing heavy is imported at package load: ``pynvml`` is imported the first time an NVML meter is made.
 
-Layout: ``readings`` (value objects), ``ticks`` (update periods and the counters' error bound), ``base`` (the protocol and the counter-meter base class), ``arithmetic``
-(pure functions), ``sampler`` (the power-sampling thread), ``nvml_session``, ``nvml_checks`` (sharing, throttling, pstate) and ``nvml``, ``rapl``,
-``estimate``, ``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the table).
+Layout: ``readings`` (value objects), ``ticks`` (update periods and the counters' error bound), ``base`` (the
+protocol and the counter-meter base class), ``arithmetic`` (pure functions), ``sampler`` (the power-sampling
+thread), ``nvml_session``, ``nvml_checks`` (sharing, throttling, pstate) and ``nvml``, ``rapl``, ``estimate``,
+``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the table).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def power_uncertainty_j(
 
 
 def net_energy_j(reading: EnergyReading, idle: IdleBaseline | None) -> float | None:
-    """Gross energy minus idle power × window length, joules.
+    """Gross energy minus idle power x window length, joules.
 
     None when either side is unmeasured or invalid, or when they come from different meters (subtracting a
     RAPL idle power from an NVML energy would be meaningless). Not clamped at zero: a small negative value is

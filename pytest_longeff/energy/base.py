@@ -179,7 +179,7 @@ class CounterMeter(ABC):
             note = f"{self.read_error_prefix} at window end: {exc}"
             return invalid_reading(self.method, time_s, note, samples=1, seen=inspection)
         total = 0
-        for index, (start, end) in enumerate(zip(self._start_counts, end_counts)):
+        for index, (start, end) in enumerate(zip(self._start_counts, end_counts, strict=True)):
             delta = self._counter_delta(index, start, end, time_s)
             if isinstance(delta, str):
                 return invalid_reading(self.method, time_s, delta, samples=2, seen=inspection)

@@ -15,7 +15,7 @@ ESTIMATE_W_PER_BUSY_CORE = 10.0
 
 
 class EstimateMeter:
-    """Process CPU time × :data:`ESTIMATE_W_PER_BUSY_CORE`. An estimate, never a measurement; CPU only."""
+    """Process CPU time x :data:`ESTIMATE_W_PER_BUSY_CORE`. An estimate, never a measurement; CPU only."""
 
     method = "estimate"
 

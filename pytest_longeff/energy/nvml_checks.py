@@ -78,7 +78,7 @@ def inspect_gpus(
     reasons: list[str] = []
     problems: list[str] = []
     unchecked: list[str] = []
-    for index, handle in zip(indices, handles):
+    for index, handle in zip(indices, handles, strict=True):
         procs, why = _call(nvml, ["nvmlDeviceGetComputeRunningProcesses"], handle)
         if why is not None:
             unchecked.append(f"other processes ({why})")

@@ -71,7 +71,7 @@ class NvmlSession:
         if self.instant_power:
             assert self._instant_fields is not None
             total_mw = 0.0
-            for handle, field_id in zip(self.handles, self._instant_fields):
+            for handle, field_id in zip(self.handles, self._instant_fields, strict=True):
                 assert field_id is not None
                 value = read_field_mw(self.nvml, handle, field_id)
                 if value is None:
@@ -121,7 +121,7 @@ class NvmlSession:
             "mem_clock_mhz": getattr(nvml, "NVML_CLOCK_MEM", 2),
         }
         devices: list[dict[str, object]] = []
-        for index, handle in zip(self.indices, self.handles):
+        for index, handle in zip(self.indices, self.handles, strict=True):
             name = self._ask(nvml.nvmlDeviceGetName, handle)
             limit_mw = self._ask(nvml.nvmlDeviceGetPowerManagementLimit, handle)
             entry: dict[str, object] = {
