@@ -94,8 +94,10 @@ def _svgs(doc: Mapping[str, Any], plots_dir: Path | None) -> list[tuple[str, str
         return None
 
 
-def plots_section(doc: Mapping[str, Any], plots_dir: Path | None) -> str:
-    """Every plot inline, or a note that plots need the extra."""
+def plots_section(doc: Mapping[str, Any], plots_dir: Path | None, draw: bool = True) -> str:
+    """Every plot inline, or a note that plots need the extra (or were switched off)."""
+    if not draw:
+        return '<p class="note" id="plots-off">Figures were not drawn for this run (--longeff-plots none).</p>'
     svgs = _svgs(doc, plots_dir)
     if svgs is None:
         return f'<p class="warn" id="plots-missing">{PLOTS_MISSING}</p>'
@@ -178,7 +180,7 @@ def environment_section(doc: Mapping[str, Any]) -> str:
 
 
 # -- the page -------------------------------------------------------------------------------------------------------
-def render_html(doc: Mapping[str, Any], plots_dir: Path | None = None) -> str:
+def render_html(doc: Mapping[str, Any], plots_dir: Path | None = None, draw_plots: bool = True) -> str:
     """The page as one string (see :func:`write_html`)."""
     cells = _cells(doc)
     profile = lookup(doc, "settings", "profile") or "/".join(sorted({str(r.get("profile")) for r in cells}))
@@ -191,16 +193,17 @@ def render_html(doc: Mapping[str, Any], plots_dir: Path | None = None) -> str:
         title=esc(f"pytest-longeff: accuracy vs. efficiency ({len(cells)} cells, profile {profile})"),
         subtitle=esc(f"{lookup(doc, 'machine', 'device') or '?'}, {lookup(doc, 'machine', 'cpu') or '?'}; torch "
                      f"{lookup(doc, 'software', 'torch') or '?'}; schema {doc.get('schema_version')}"),
-        warning=warning, filters=filters, matrix=matrix, plots=plots_section(doc, plots_dir),
+        warning=warning, filters=filters, matrix=matrix, plots=plots_section(doc, plots_dir, draw_plots),
         pareto=pareto_section(doc), findings=findings_section(doc), gate=gate_section(cells),
         methods=methods_section(doc, cells), environment=environment_section(doc),
         css=_asset("report.css"), js=_asset("report.js"))
 
 
-def write_html(doc: dict[str, Any], path: Path, plots_dir: Path | None = None) -> Path:
+def write_html(doc: dict[str, Any], path: Path, plots_dir: Path | None = None, draw_plots: bool = True) -> Path:
     """Write the report page to ``path`` (atomically) and return it. With ``plots_dir`` (where
-    :func:`plots.render_all` wrote), its SVGs are inlined instead of rendering the plots again."""
+    :func:`plots.render_all` wrote), its SVGs are inlined instead of rendering the plots again; ``draw_plots=False``
+    leaves the figures out."""
     from pytest_longeff.report import atomic_write_text
 
-    atomic_write_text(path, render_html(doc, plots_dir))
+    atomic_write_text(path, render_html(doc, plots_dir, draw_plots))
     return path

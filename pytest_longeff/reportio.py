@@ -296,7 +296,7 @@ def render_extras(doc: dict[str, Any], json_path: Path, *, plots_dir: Path | Non
     if (html := _optional("html_report")) is not None:
         page = html_path or json_path.with_suffix(".html")
         written += _attempt("HTML report", html_path is not None,
-                            lambda: html.write_html(doc, page, out_dir if plotted else None))
+                            lambda: html.write_html(doc, page, out_dir if plotted else None, draw_plots))
     return written
 
 

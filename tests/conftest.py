@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 
@@ -15,6 +18,13 @@ def heavy_modules() -> None:
 
     import pytest_longeff.cell
     import pytest_longeff.session  # noqa: F401
+
+    try:  # matplotlib too (the plots extra): an inner run that draws figures must not be the first to import it
+        from pytest_longeff.plots import svg_figures
+
+        svg_figures(json.loads((Path(__file__).parent / "data" / "report_small.json").read_text()))
+    except ImportError:
+        pass
 
 
 BENCH = """

