@@ -128,6 +128,16 @@ class _Releaser:
         self.raised = False
 
 
+def _start(found: dict[tuple[str, str, int], int], cell: Cell, max_batch: int) -> int:
+    """Where the search starts: the same model at the same length under another task needs about the same memory;
+    else the answer at the nearest shorter length, an upper bound (memory grows with the input); else batch 1."""
+    same = found.get((cell.family, cell.size, cell.seq_len))
+    shorter = [(length, b) for (f, z, length), b in found.items()
+               if f == cell.family and z == cell.size and length < cell.seq_len and b > 0]
+    hint = same if same is not None else max(shorter)[1] if shorter else 1
+    return min(max(hint, 1), max_batch)
+
+
 def _cached(cache: BatchCache | None, key: str, flops: dict[int, int]) -> BatchChoice | None:
     """A batch size found by an earlier run (and the FLOPs its probe counted, so no step is spent counting)."""
     hit = cache.get(key) if cache is not None else None
@@ -151,9 +161,7 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
     hit = None if s.batch_reset else _cached(cache, key, flops)
     if hit is not None:
         return hit
-    # The same model at the same length under another task needs about the same memory: start there.
-    neighbour = session.found_batches.get((cell.family, cell.size, cell.seq_len))
-    start = min(max(neighbour or 1, 1), s.max_batch)
+    start = _start(session.found_batches, cell, s.max_batch)
     releaser = _Releaser(session.device)
     found = search_batch_size(lambda b: releaser.probe(lambda: probe_batch(built, train, b, session.device, flops,
                                                                           precision)),

@@ -82,3 +82,17 @@ def test_probe_covers_the_steady_state_of_three_real_training_steps() -> None:
     assert probe >= 0.9 * bare["peak"], (probe, bare)
     assert probe <= 1.1 * bare["peak"], (probe, bare)
     assert state > 0.15 * bare["peak"]
+
+
+def test_the_search_starts_from_what_the_same_model_found() -> None:
+    from pytest_longeff.batching import _start
+    from pytest_longeff.matrix import Cell
+
+    found = {("led", "base", 1024): 4, ("led", "base", 2048): 3, ("bigbird", "base", 3072): 2}
+    # Same model and length (another task): its answer; else the nearest shorter length's (an upper bound, since
+    # memory grows with the input); else batch 1; never above the largest batch allowed.
+    assert _start(found, Cell("led", "base", 2048, "qasper"), 4) == 3
+    assert _start(found, Cell("led", "base", 4096, "qasper"), 4) == 3
+    assert _start(found, Cell("led", "base", 1024, "qasper"), 2) == 2
+    assert _start(found, Cell("led", "large", 4096, "qasper"), 4) == 1
+    assert _start(found, Cell("bigbird", "base", 2048, "qasper"), 4) == 1
