@@ -42,8 +42,8 @@ MODULES: dict[str, list[str]] = {
     "energy.ticks": ["tests/test_energy_ticks.py", "tests/test_energy_uncertainty.py"],
     # The gate (with its drift-correcting reference): tests/test_plugin_gate.py is left out, its pytester runs take
     # minutes, too long to rerun for every mutant.
-    "gate": ["tests/test_gate.py"],
-    "gate_suite": ["tests/test_gate_suite.py"],
+    "gate": ["tests/test_gate.py", "tests/test_gate_units.py"],
+    "gate_suite": ["tests/test_gate_suite.py", "tests/test_gate_units.py"],
 }
 
 PACKAGE = "pytest_longeff"
@@ -183,6 +183,8 @@ def run_module(copy: Path, module: str, jobs: int, equivalents: dict[str, Equiva
         "[mutmut]\n"
         f"source_paths = {PACKAGE}\n"
         f"only_mutate = {source}\n"
+        # Some tests load a benchmark script by path (tests/test_gate_suite.py: benchmarks/gate_replay.py).
+        "also_copy =\n    benchmarks\n"
         # The plugin (entry point "longeff") is not needed by these tests: leaving it out keeps the runs fast and
         # independent of plugin code that is not under test.
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    no:longeff\n"
