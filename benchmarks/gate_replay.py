@@ -31,6 +31,7 @@ from typing import Any
 from pytest_longeff.compare import compare_docs
 from pytest_longeff.gate import DEFAULT_FAIL_ON, parse_fail_on
 from pytest_longeff.report import load_report
+from pytest_longeff.settings import argparse_text
 
 QUICK = ["--longeff-families=led,bigbird", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
          "--longeff-eval-samples=2", "--longeff-batch-size=2", "--longeff-train-budget=steps=6"]
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one-run", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--keep", type=Path, help="keep the generated reports in this folder (to replay them again)")
-    p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, help=f"the gate's rules (default {DEFAULT_FAIL_ON})")
+    p.add_argument("--fail-on", default=DEFAULT_FAIL_ON,
+                   help=argparse_text(f"the gate's rules (default {DEFAULT_FAIL_ON})"))
     args = p.parse_args(argv)
     given = {**HARNESS, **dict(item.split("=", 1) for item in args.set)}
     if args.one_run is not None:

@@ -44,7 +44,12 @@ def synthesise(doc: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Render everything once into a temporary folder and print the time of each output."""
-    source = Path(argv[0]) if argv else ROOT / "tests" / "data" / "report_small.json"
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", nargs="?", type=Path, default=ROOT / "tests" / "data" / "report_small.json",
+                        help="a JSON report whose cells are replicated to 64 (default: the tests' two-cell report)")
+    source = parser.parse_args(argv).report
     doc = synthesise(json.loads(source.read_text(encoding="utf-8")))
     from pytest_longeff import html_report, plots, report
 
