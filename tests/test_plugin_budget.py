@@ -12,6 +12,8 @@ from fake_pynvml import FakeGpu, FakeNvml
 ONE_CELL = [
     "--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
     "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-max-batch=2", "-p", "no:randomly",
+    # Pinned, so a GPU machine runs the same test (a later --longeff-energy=... in a test wins).
+    "--longeff-device=cpu", "--longeff-energy=none",
 ]
 
 
