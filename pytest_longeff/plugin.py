@@ -99,6 +99,12 @@ def pytest_configure(config: pytest.Config) -> None:
         _load_gate(config, settings)
     selection = _selection(config, settings)
     plan = _resume_plan(config, settings, selection)
+    if plan is not None and plan.records:
+        from pytest_longeff.gate_run import GateRun
+
+        if isinstance(gate_run := config.pluginmanager.get_plugin(GateRun.NAME), GateRun):
+            # Carried-over cells never run, but the run-level gate (FDR, suite rule) judges the whole matrix.
+            gate_run.records.update({str(r.get("id")): r for r in plan.records})
     role = config.stash[ROLE_KEY] = make_role(config, settings, selection, plan)
     config.pluginmanager.register(role, ROLE_NAME)
 

@@ -53,6 +53,10 @@ def resolve_device(requested: str) -> str:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise CellUnavailable(f"--longeff-device {requested}: no CUDA device is usable here (torch "
                               f"{torch.__version__}); use --longeff-device cpu or auto")
+    worker = xdist_worker()
+    if requested == "cuda" and worker is not None:
+        # A bare "cuda" under xdist also gets one GPU per worker; "cuda:N" is taken as asked.
+        return f"cuda:{worker[0] % torch.cuda.device_count()}"
     return requested
 
 

@@ -350,8 +350,13 @@ def _check(v: dict[str, Any], known_families: tuple[str, ...], known_tasks: tupl
     if bool(v["dataset"]) != bool(v["columns"]):
         raise pytest.UsageError("--longeff-dataset and --longeff-columns go together: name the dataset and map its "
                                 "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")
-    if v["fail-on"] and not v["baseline"]:
-        raise pytest.UsageError("--longeff-fail-on needs --longeff-baseline PATH (an earlier JSON report)")
+    for option, needs in (("fail-on", "baseline"), ("acknowledged", "baseline"), ("durations", "shard")):
+        if v[option] and not v[needs]:
+            raise pytest.UsageError(f"--longeff-{option} needs --longeff-{needs} (without it, it would do nothing)")
+    budget = v["train-budget"]
+    if v["early-stop-metric"] is not None and budget is not None and budget.kind != "epochs":
+        raise pytest.UsageError(f"--longeff-early-stop-metric needs an epochs=N,patience=K budget (got "
+                                f"--longeff-train-budget {budget.spec}, which never evaluates)")
 
 
 def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> Settings:

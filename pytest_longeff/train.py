@@ -126,18 +126,31 @@ class EnergySoFar:
     without closing it (one meter, so no energy falls between two). A reading that cannot be trusted yet (e.g.
     before the counter's first update) keeps the last valid figure, so the budget never moves backwards."""
 
+    #: Invalid reads in a row after which the budget cannot be tracked (early reads are invalid only until the
+    #: counter's first update; a window shared with another process or under throttling stays invalid).
+    MAX_INVALID_IN_A_ROW = 50
+
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
         self.total_j = 0.0
         self.invalid_reads = 0
+        self._in_a_row = 0
 
     def __call__(self) -> float:
-        """Energy spent so far in joules, never less than the last valid reading."""
+        """Energy spent so far in joules, never less than the last valid reading; raises
+        :class:`~pytest_longeff.errors.CellUnavailable` when readings stay invalid (the budget would never end)."""
         reading = self.meter.read()
         if reading.valid and reading.energy_j is not None:
             self.total_j = max(self.total_j, reading.energy_j)
-        else:
-            self.invalid_reads += 1
+            self._in_a_row = 0
+            return self.total_j
+        self.invalid_reads += 1
+        self._in_a_row += 1
+        if self._in_a_row >= self.MAX_INVALID_IN_A_ROW:
+            from pytest_longeff.errors import CellUnavailable
+
+            raise CellUnavailable(f"the energy budget cannot be tracked: {self._in_a_row} readings in a row are "
+                                  f"invalid ({reading.note}); use a steps= or time= budget, or free the device")
         return self.total_j
 
 

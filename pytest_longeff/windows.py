@@ -135,6 +135,8 @@ class WindowSummary:
             "time_s_stats": stats.to_dict() if stats is not None else None,
             "energy_j": self.energy_j, "energy_net_j": self.energy_net_j, "energy_method": ",".join(methods),
             "energy_valid": self.energy_j is not None,
+            # A short window's energy is coarse (under ten counter periods): reported, never gated.
+            "energy_coarse": any(r.coarse for r in readings if r is not None and r.valid),
             "energy_note": "; ".join(notes) if notes else (None if readings[0] else "no energy meter"),
             "peak_memory_bytes": self.peak_memory_bytes, "memory_method": self.samples[0].memory_method,
         }

@@ -69,3 +69,15 @@ def test_cells_carry_the_reference_when_asked(bench: pytest.Pytester) -> None:
     (record,) = json.loads((bench.path / "reports" / "longeff.json").read_text())["records"]
     reference = record["reference"]
     assert reference["ops_per_s"] > 0 and reference["before_ops_per_s"] > 0 and reference["after_ops_per_s"] > 0
+
+
+def test_a_bare_cuda_device_is_pinned_per_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards every worker of `-n 4 --longeff-device cuda` landing on GPU 0 (shared energy, wrong budgets)."""
+    from pytest_longeff.session import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    assert resolve_device("cuda") == "cuda:1" and resolve_device("auto") == "cuda:1"
+    assert resolve_device("cuda:0") == "cuda:0"

@@ -126,3 +126,15 @@ def test_an_acknowledged_file_without_a_reason_is_a_usage_error(pytester: pytest
     (pytester.path / "ack.json").write_text('[{"metric": "score"}]')
     result = pytester.runpytest("--collect-only", f"--longeff-baseline={baseline}", "--longeff-acknowledged=ack.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "needs a reason" in result.stderr.str()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--longeff-acknowledged=ack.toml"], "--longeff-acknowledged needs --longeff-baseline"),
+    (["--longeff-durations=old.json"], "--longeff-durations needs --longeff-shard"),
+    (["--longeff-early-stop-metric=study", "--longeff-train-budget=steps=4"],
+     "--longeff-early-stop-metric needs an epochs=N,patience=K budget"),
+])
+def test_options_that_would_do_nothing_are_usage_errors(pytester: pytest.Pytester, args: list[str],
+                                                        message: str) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str()

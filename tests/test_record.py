@@ -245,3 +245,14 @@ def test_lookup_and_figure_value_treat_non_numbers_as_unmeasured() -> None:
     figure = FIGURES[0]
     values = [Figure(figure.name, ("a", key), "u", True, "m").value(record) for key in ("b", "flag", "text", "no")]
     assert values == [3.0, None, None, None] and isinstance(values[0], float)
+
+
+def test_a_coarse_window_reading_is_marked_so_the_gate_skips_it() -> None:
+    from pytest_longeff.energy import EnergyReading
+    from pytest_longeff.windows import WindowSample, WindowSummary
+
+    coarse = EnergyReading(5.0, 0.5, "nvml", True, None, 2, None, None, uncertainty_j=1.0, coarse=True)
+    fine = EnergyReading(50.0, 5.0, "nvml", True, None, 2, None, None, uncertainty_j=1.0, coarse=False)
+    windows = [WindowSummary("decode", (WindowSample(0.5, Energy.from_reading(r, None), 10, "m"),)) for r in (coarse,
+                                                                                                        fine)]
+    assert [w.to_dict()["energy_coarse"] for w in windows] == [True, False]

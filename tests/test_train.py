@@ -177,3 +177,24 @@ def test_early_stopping_on_the_study_metric_keeps_its_best_step() -> None:
     result = fine_tune(built, split, split, plan)
     assert [e["study_score"] for e in result.evals][:2] == [10.0, 30.0]
     assert result.best_step == 2  # the highest study score, whatever the validation loss did
+
+
+class _StuckMeter:
+    """A meter whose window is shared with another process: every read is invalid."""
+
+    def read(self) -> object:
+        from pytest_longeff.energy import EnergyReading
+
+        return EnergyReading(None, 1.0, "nvml", False, "another compute process on the GPU", 2, None, None)
+
+
+def test_an_energy_budget_whose_readings_stay_invalid_stops_with_a_clear_error() -> None:
+    """Guards a training loop that would never end: an invalid reading keeps the energy spent at 0 J."""
+    from pytest_longeff.errors import CellUnavailable
+    from pytest_longeff.train import EnergySoFar
+
+    tally = EnergySoFar(_StuckMeter())  # type: ignore[arg-type]
+    for _ in range(EnergySoFar.MAX_INVALID_IN_A_ROW - 1):
+        assert tally() == 0.0
+    with pytest.raises(CellUnavailable, match="another compute process"):
+        tally()
