@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_longeff.record import is_cell
+
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES, SIZES = ("led", "bigbird"), ("base", "large")
 LENGTHS, TASKS = (1024, 2048, 3072, 4096), ("gov_report", "summ_screen_fd", "qmsum", "qasper")
@@ -27,7 +29,7 @@ LENGTHS, TASKS = (1024, 2048, 3072, 4096), ("gov_report", "summ_screen_fd", "qms
 
 def synthesise(doc: dict[str, Any]) -> dict[str, Any]:
     """A 64-cell report made from ``doc``'s passed cells: one record per default cell, with new ids."""
-    cells = [r for r in doc["records"] if r.get("status") == "passed" and r.get("kind", "cell") == "cell"]
+    cells = [r for r in doc["records"] if r.get("status") == "passed" and is_cell(r)]
     records = []
     for i, (family, size, length, task) in enumerate(itertools.product(FAMILIES, SIZES, LENGTHS, TASKS)):
         r = copy.deepcopy(cells[i % len(cells)])

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_longeff.batch_search import doubling_bisect  # noqa: E402 - importable only once ROOT is on sys.path
+from pytest_longeff.record import is_cell  # noqa: E402
 
 
 def _line(log: list[dict[str, Any]]) -> tuple[float, float] | None:
@@ -71,7 +72,7 @@ def main() -> int:
             return 1
         doc = json.loads(report.read_text())
     # Cell records only: `pytest benchmarks` also runs the window example, whose records have kind "window".
-    records = [r for r in doc["records"] if r.get("kind", "cell") == "cell"]
+    records = [r for r in doc["records"] if is_cell(r)]
     session, settings = doc["session"], doc["settings"]
     pairs = {(r["family"], r["size"]) for r in records}
     print(f"wall time: {wall:.1f} s for {len(records)} cells (perf_counter around the pytest process; the "

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_longeff.record import FIGURES, Figure, lookup
+from pytest_longeff.record import FIGURES, Figure, is_cell, lookup
 
 if TYPE_CHECKING:
     from pytest_longeff.gate_suite import RunVerdict
@@ -155,7 +155,7 @@ def benchmark_entries(doc: Mapping[str, Any]) -> tuple[list[dict[str, Any]], lis
     smaller: list[dict[str, Any]] = []
     bigger: list[dict[str, Any]] = []
     for rec in doc.get("records", []):
-        if rec.get("kind", "cell") != "cell" or rec.get("status") not in ("passed", "failed"):
+        if not is_cell(rec) or rec.get("status") not in ("passed", "failed"):
             continue
         for fig in FIGURES:
             entry = benchmark_entry(rec, fig)

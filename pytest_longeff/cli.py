@@ -22,6 +22,7 @@ from typing import Any
 
 from pytest_longeff.machine import mismatch
 from pytest_longeff.matrix import build_matrix
+from pytest_longeff.record import is_cell
 from pytest_longeff.reportio import ReportError, dump_report, load_report, settings_diff, software_diff
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -120,7 +121,7 @@ def merge_docs(docs: Sequence[tuple[str, dict[str, Any]]], allow_missing: bool =
         raise MergeRefused(problems + duplicates)
     order = {c.id: n for n, c in enumerate(matrix)}
     records.sort(key=lambda r: (order.get(str(r["id"]), len(order)), str(r["id"])))
-    cells = [r for r in records if r.get("kind", "cell") == "cell"]
+    cells = [r for r in records if is_cell(r)]
     first = docs[0][1]
     return {"schema_version": first["schema_version"], "machine": machines[0] if machines else first.get("machine"),
             "machines": machines, "software": first.get("software"), "settings": settings, "shard": None,

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_longeff.record import is_cell
+
 SUMMARIZATION_TASKS = ("gov_report", "summ_screen_fd", "qmsum")
 SUMMARIZATION_KINDS = SUMMARIZATION_TASKS  # the older name, kept for importers
 QA_TASKS = ("qasper", "narrative_qa")
@@ -139,7 +141,7 @@ class Tally:
 def _passed(records: Sequence[dict[str, Any]]) -> Cells:
     # Only matrix cells are evidence: a window record (``kind`` "window") has no family, size or task.
     return {(r["family"], r["size"], r["seq_len"], r["task"]): r for r in records
-            if r.get("status") == "passed" and r.get("kind", "cell") == "cell"}
+            if r.get("status") == "passed" and is_cell(r)}
 
 
 def _num(value: Any) -> float | None:

@@ -37,7 +37,7 @@ from pytest_longeff.gate_suite import (
     worse_log_ratio,
 )
 from pytest_longeff.machine import mismatch
-from pytest_longeff.record import GATED, Figure, lookup
+from pytest_longeff.record import GATED, Figure, is_cell, lookup
 from pytest_longeff.windows import window_figure
 
 #: Every figure ``--longeff-fail-on`` may name, besides window figures (kept importable as ``gate.METRICS``).
@@ -66,7 +66,7 @@ class Rule:
         """Window rules apply to records measuring that window; cell rules to cell records."""
         if self.metric.path[0] == "windows":
             return lookup(record, *self.metric.path[:2]) is not None
-        return record.get("kind") != "window"
+        return is_cell(record)
 
 
 def parse_fail_on(text: str) -> tuple[Rule, ...]:

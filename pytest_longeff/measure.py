@@ -12,8 +12,8 @@ import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pytest_longeff.energy import EnergyReading, Meter
@@ -165,7 +165,6 @@ class WindowResult:
     peak_memory_bytes: int | None = None
     memory_method: str = ""
     energy: EnergyReading | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager

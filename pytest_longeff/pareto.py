@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_longeff.record import FIGURES_BY_NAME, Figure
+from pytest_longeff.record import FIGURES_BY_NAME, Figure, is_cell
 
 COSTS: tuple[str, ...] = ("inference_j_per_sample", "inference_latency_p50_s", "train_energy_j", "train_time_s")
 """The costs a front is computed for: energy, and wall time for where energy was not measured."""
@@ -93,7 +93,7 @@ def merged(records: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def _is_cell(record: Mapping[str, Any]) -> bool:
-    return bool(record.get("kind", "cell") == "cell") and "task" in record
+    return is_cell(record) and "task" in record
 
 
 def one_front(records: Sequence[Mapping[str, Any]], cost: Figure) -> dict[str, Any]:

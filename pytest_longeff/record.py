@@ -17,7 +17,11 @@ if TYPE_CHECKING:
     from pytest_longeff.energy import EnergyReading, IdleBaseline
     from pytest_longeff.stats import Summary
 
-STATUSES = ("passed", "failed", "skipped", "error")
+
+
+def is_cell(record: Mapping[str, Any]) -> bool:
+    """Whether a record (dict form) is a matrix cell's: window records carry ``kind`` "window"."""
+    return bool(record.get("kind", "cell") == "cell")
 
 
 def lookup(record: Mapping[str, Any], *path: str) -> Any:

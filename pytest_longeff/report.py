@@ -11,18 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_longeff.record import is_cell as is_cell
 from pytest_longeff.record import lookup
 
 # Reading, writing and validating the file live in reportio; re-exported here for existing imports.
 from pytest_longeff.reportio import SCHEMA_VERSION as SCHEMA_VERSION
-from pytest_longeff.reportio import JsonReport as JsonReport
-from pytest_longeff.reportio import ReportError as ReportError
 from pytest_longeff.reportio import atomic_write_text as atomic_write_text
-from pytest_longeff.reportio import jsonable as _jsonable  # noqa: F401
 from pytest_longeff.reportio import load_report as load_report
-
-STATUSES = ("passed", "failed", "skipped", "error")
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Terminal matrix
@@ -141,11 +136,6 @@ def render_matrix(records: Sequence[dict[str, Any]], width: int | None = None, v
     return f"{table}\n{note}" if hidden or short else table
 
 
-def is_cell(record: Mapping[str, Any]) -> bool:
-    """Whether ``record`` is a matrix cell's (window records carry ``kind`` "window")."""
-    return bool(record.get("kind", "cell") == "cell")
-
-
 def render_windows(records: Sequence[dict[str, Any]]) -> str:
     """The measured windows of ``longeff_window`` tests: one row per (test, window)."""
     from tabulate import tabulate
@@ -155,7 +145,12 @@ def render_windows(records: Sequence[dict[str, Any]]) -> str:
              _fmt(w.get("energy_j")) + (f" ({w.get('energy_method')})" if w.get("energy_j") is not None else ""),
              _fmt(w.get("energy_net_j")), _mib(w.get("peak_memory_bytes"))]
             for r in records for name, w in (r.get("windows") or {}).items()]
-    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+    methods = sorted({str(w.get("memory_method")) for r in records for w in (r.get("windows") or {}).values()})
+    notes = ["  median s: perf_counter between device-synchronised window edges, median over repeats (CI in the JSON)",
+             "  energy J: the session's meter over each repeat, median; net J: less the idle draw; n/a = not measured",
+             (f"  peak MiB: memory the block added ({', '.join(methods)}); on the CPU a block served from freed heap "
+              "memory adds 0")]
+    return "\n".join([str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)), *notes])
 
 
 def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[str]:

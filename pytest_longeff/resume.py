@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_longeff.machine import mismatch
+from pytest_longeff.record import is_cell
 from pytest_longeff.reportio import ReportError, load_report, settings_diff, software_diff
 
 #: Machine facts compared before a session starts (``cpu_threads`` is only known once torch is configured).
@@ -100,7 +101,7 @@ def plan_resume(path: Path, shown_as: str, settings: Mapping[str, Any], software
                           refused=dict.fromkeys(ids, why))
     carried, refused = [], {}
     for record in doc["records"]:
-        if str(record["id"]) not in cells or record.get("kind", "cell") != "cell":
+        if str(record["id"]) not in cells or not is_cell(record):
             continue
         if record.get("status") == "passed":
             carried.append({**record, CARRIED_KEY: True})

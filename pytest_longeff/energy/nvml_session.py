@@ -80,10 +80,6 @@ class NvmlSession:
             return total_mw / 1000.0
         return sum(float(self.nvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
 
-    def read_average_power_w(self) -> float:
-        """Total power from ``nvmlDeviceGetPowerUsage``, watts, whatever the GPU averages it over."""
-        return sum(float(self.nvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
-
     def power_limit_w(self) -> float | None:
         """Sum of the GPUs' power limits, watts; None if any GPU does not say (the uncertainty's ceiling)."""
         total = 0.0
