@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -44,6 +45,12 @@ def synthesise(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "records": records}
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the figures' helper process)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main(argv: list[str]) -> int:
     """Render everything once into a temporary folder and print the time of each output."""
     import argparse
@@ -57,7 +64,7 @@ def main(argv: list[str]) -> int:
 
     cells = doc["records"]
     times: dict[str, float] = {}
-    cpu_start = time.process_time()
+    cpu_start = _cpu()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         steps: dict[str, Callable[[], object]] = {
@@ -71,10 +78,14 @@ def main(argv: list[str]) -> int:
             start = time.perf_counter()
             step()
             times[name] = time.perf_counter() - start
-    total, cpu = sum(times.values()), time.process_time() - cpu_start
+        total, cpu = sum(times.values()), _cpu() - cpu_start
+        start = time.perf_counter()  # for comparison, outside the total: the figures drawn in this process alone
+        plots.render_all(doc, out / "plots-alone", jobs=1)
+        alone = time.perf_counter() - start
     # CPU time beside wall time: on a shared 2-core machine other processes stretch the wall time.
     print(f"render {len(cells)} cells: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()) +
-          f"; total {total:.2f} s wall, {cpu:.2f} s CPU (target < 5 s; plots include importing matplotlib)")
+          f"; total {total:.2f} s wall, {cpu:.2f} s CPU with the figures' helper process (target < 5 s; plots "
+          f"include importing matplotlib); the figures drawn in one process instead: {alone:.2f} s")
     return 0 if total < 5 else 1
 
 

@@ -16,11 +16,13 @@ import torch
 
 from pytest_longeff.batching import BatchCache, choose_batch
 from pytest_longeff.budget import requires_energy_meter
+from pytest_longeff.checkpoints import check_tiny_checkpoint
 from pytest_longeff.errors import CellSkip, CellUnavailable, NoCheckpoint
 from pytest_longeff.infer import decode_outputs, generate, teacher_forced_texts
 from pytest_longeff.measure import window
 from pytest_longeff.metrics import score_predictions
 from pytest_longeff.precision import Precision
+from pytest_longeff.profiles import accuracy_meaning
 from pytest_longeff.record import (
     Accuracy,
     BatchChoice,
@@ -101,6 +103,8 @@ def check_ready(session: LongeffSession, cell: Cell) -> None:
             session.families[cell.family].checkpoint(cell.size)
         except NoCheckpoint as exc:
             raise CellSkip(str(exc)) from None
+    if session.tiny_pretrained(cell):
+        check_tiny_checkpoint(cell.family, cell.size, cell.seq_len)
 
 
 def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[Prepared, ModelFacts]:
@@ -112,7 +116,8 @@ def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[
     built, fresh = session.model(cell)
     facts = ModelFacts(built.params, built.label, built.config_dict(), fresh, built.build_s if fresh else None,
                        s.memory_budget_bytes, s.train_budget.to_dict(),
-                       optimizer_settings(s.lr, s.train_budget, precision.name), len(validation.ids))
+                       optimizer_settings(s.lr, s.train_budget, precision.name), len(validation.ids),
+                       *accuracy_meaning(session.profile, built.tiny_pretrained))
     return Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, precision, {}), facts
 
 

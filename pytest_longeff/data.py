@@ -19,7 +19,7 @@ from pytest_longeff.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "validation")
 FIELDS: tuple[str, ...] = ("id", "pid", "input", "output")
-GENERATOR_VERSION = 1  # bump when generated data changes, so caches keyed on it are rebuilt
+GENERATOR_VERSION = 2  # bump when generated data changes, so caches keyed on it are rebuilt
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,25 @@ def fetch_scrolls(task: str, cache_dir: Path, mirror: Path | None = None) -> Pat
 # ---------------------------------------------------------------------------------------------------------------
 # Generated data (the tiny and dims profiles)
 # ---------------------------------------------------------------------------------------------------------------
+#
+# Version 2 is built so that reading more pays: every document carries one fact per slot (12 slots, spread
+# evenly through its 4,000 words), each fact's value is drawn fresh for every document from that slot's pool, and
+# the targets list the values in document order. A value cannot be guessed (one in POOL_SIZE), only copied, and a
+# model that reads the first L tokens can copy about the share of facts that lies in them. The vocabulary is fixed
+# (LEXICON_SEED, never the run's seed), so the shipped tiny checkpoints and their tokenizer serve every seed.
 
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
-DOC_WORDS = 5200  # longer than the longest default input (4096 tokens, one token per word)
+LEXICON_SEED = 20220415
+DOC_WORDS = 4000  # every fact lies within the longest default input (4096 tokens, one token per word)
 N_TRAIN, N_VALIDATION = 48, 8
-FACTS_PER_DOC = 6
+N_SLOTS = 12
+POOL_SIZE = 40
+ORDINALS: tuple[str, ...] = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
+                             "tenth", "eleventh", "twelfth")
+FUNCTION_WORDS: tuple[str, ...] = ("the", "record", "notes", "we", "saw", "what", "is", "said", "recorded",
+                                   "which", "onwards", "(", ")", "a", "b", "c", "d", ".", ":", "?")
+assert len(ORDINALS) == N_SLOTS
 
 
 def _words(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[str]:
@@ -188,98 +201,102 @@ def _words(rng: random.Random, n: int, syllables: int, taken: set[str]) -> list[
 
 
 @dataclass(frozen=True)
-class _Lexicon:
-    entities: list[str]
-    attributes: list[str]
-    filler: list[str]
-    speakers: list[str]
-    places: list[str]
+class Lexicon:
+    """Every word the generator writes: filler, one pool of values per slot, speakers."""
+
+    filler: tuple[str, ...]
+    pools: tuple[tuple[str, ...], ...]
+    speakers: tuple[str, ...]
+
+    def vocabulary(self) -> list[str]:
+        """Every word, in a fixed order (the shipped tokenizer's ids follow it)."""
+        return [*FUNCTION_WORDS, *ORDINALS, *self.filler, *(w for pool in self.pools for w in pool), *self.speakers]
 
 
-def _lexicon(seed: int) -> _Lexicon:
-    rng = random.Random(seed)
-    taken: set[str] = {"the", "is", "what", "said", "about", "goes", "to"}
-    return _Lexicon(
-        entities=_words(rng, 40, 3, taken),
-        attributes=_words(rng, 40, 2, taken),
-        filler=_words(rng, 300, 2, taken),
-        speakers=_words(rng, 8, 3, taken),
-        places=_words(rng, 30, 2, taken),
+def lexicon() -> Lexicon:
+    """The generator's fixed vocabulary."""
+    rng = random.Random(LEXICON_SEED)
+    taken: set[str] = set(FUNCTION_WORDS) | set(ORDINALS)
+    return Lexicon(
+        filler=tuple(_words(rng, 300, 2, taken)),
+        pools=tuple(tuple(_words(rng, POOL_SIZE, 3, taken)) for _ in range(N_SLOTS)),
+        speakers=tuple(_words(rng, 8, 3, taken)),
     )
 
 
-def _filler_sentence(rng: random.Random, lex: _Lexicon) -> list[str]:
-    return [rng.choice(lex.filler) for _ in range(rng.randint(5, 11))] + ["."]
-
-
-def _document(rng: random.Random, facts: Sequence[list[str]], lex: _Lexicon, speakers: bool) -> str:
-    """Filler sentences with the fact sentences at positions spread evenly (with jitter) through the whole
+def _document(rng: random.Random, values: Sequence[str], lex: Lexicon, speakers: bool, doc_words: int) -> str:
+    """Filler sentences with one fact sentence per value at places spread evenly (with jitter) through the whole
     document, so an input truncated to fewer tokens sees fewer of the facts."""
-    n = len(facts)
-    anchors = sorted(int(DOC_WORDS * (i + rng.uniform(0.1, 0.9)) / n) for i in range(n))
+    n = len(values)
+    anchors = [int(doc_words * (i + rng.uniform(0.1, 0.9)) / n) for i in range(n)]
     words: list[str] = []
     k = 0
-    while len(words) < DOC_WORDS:
+    while len(words) < doc_words:
         if k < n and len(words) >= anchors[k]:
-            sentence = list(facts[k])
+            sentence = ["we", "saw", values[k], "."] if speakers else ["the", "record", "notes", values[k], "."]
             k += 1
         else:
-            sentence = _filler_sentence(rng, lex)
+            sentence = [rng.choice(lex.filler) for _ in range(rng.randint(5, 11))] + ["."]
         if speakers:
             sentence = [rng.choice(lex.speakers), ":", *sentence]
         words.extend(sentence)
     return " ".join(words)
 
 
-def _example(task: str, rng: random.Random, lex: _Lexicon) -> list[tuple[str, str]]:
-    """One generated example: its input and its references."""
-    entities = rng.sample(lex.entities, FACTS_PER_DOC)
+def _example(task: str, rng: random.Random, lex: Lexicon, doc_words: int) -> list[tuple[str, str]]:
+    """One generated example: its input and its references (the first one is the training target)."""
+    values = [rng.choice(pool) for pool in lex.pools]
     if task == "summ_screen_fd":
-        facts = [[e, "goes", "to", rng.choice(lex.places), "."] for e in entities]
-        doc = _document(rng, facts, lex, speakers=True)
-        return [(doc, " ".join(w for f in facts for w in f))]
-    facts = [[e, "is", rng.choice(lex.attributes), "."] for e in entities]
+        doc = _document(rng, values, lex, speakers=True, doc_words=doc_words)
+        return [(doc, " ".join(values))]
     if task == "qmsum":
-        # The query asks about two entities; the target keeps their facts in document order.
-        asked = sorted(rng.sample(range(FACTS_PER_DOC), 2))
-        query = "what is said about " + " and ".join(entities[i] for i in asked) + " ?"
-        doc = _document(rng, facts, lex, speakers=True)
-        return [(f"{query}\n\n{doc}", " ".join(w for i in asked for w in facts[i]))]
+        # The query asks for the facts from one slot onwards; the target names the slot, then its values in order.
+        first = rng.randrange(N_SLOTS // 2)
+        query = f"{ORDINALS[first]} onwards : what is said ?"
+        doc = _document(rng, values, lex, speakers=True, doc_words=doc_words)
+        return [(f"{query}\n\n{doc}", " ".join([ORDINALS[first], *values[first:]]))]
     if task in ("qasper", "narrative_qa"):
-        i = rng.randrange(FACTS_PER_DOC)
-        query = f"what is {entities[i]} ?"
-        doc = _document(rng, facts, lex, speakers=False)
-        answer = facts[i][2]
-        # Several references per id, as in SCROLLS' QA tasks: a short and a longer phrasing.
-        return [(f"{query}\n\n{doc}", answer), (f"{query}\n\n{doc}", f"{entities[i]} is {answer}")]
+        i = rng.randrange(N_SLOTS)
+        query = f"{ORDINALS[i]} : what is recorded ?"
+        doc = _document(rng, values, lex, speakers=False, doc_words=doc_words)
+        # Several references per id, as in SCROLLS' QA tasks: the value, and a sentence around it.
+        text = f"{query}\n\n{doc}"
+        return [(text, values[i]), (text, f"the {ORDINALS[i]} is {values[i]}")]
     if task in ("quality", "contract_nli"):
-        i = rng.randrange(FACTS_PER_DOC)
-        options = [facts[i][2], *rng.sample([a for a in lex.attributes if a != facts[i][2]], 3)]
+        i = rng.randrange(N_SLOTS)
+        options = [values[i], *rng.sample([v for v in lex.pools[i] if v != values[i]], 3)]
         rng.shuffle(options)
-        letters = "abcd"
-        query = f"what is {entities[i]} ? " + " ".join(f"( {letters[j]} ) {o}" for j, o in enumerate(options))
-        doc = _document(rng, facts, lex, speakers=False)
-        return [(f"{query}\n\n{doc}", options[options.index(facts[i][2])])]
-    # gov_report and any other summarization task: every fact, in document order.
-    doc = _document(rng, facts, lex, speakers=False)
-    return [(doc, " ".join(w for f in facts for w in f))]
+        query = f"{ORDINALS[i]} : which is recorded ? " + " ".join(
+            f"( {letter} ) {o}" for letter, o in zip("abcd", options, strict=True))
+        doc = _document(rng, values, lex, speakers=False, doc_words=doc_words)
+        return [(f"{query}\n\n{doc}", values[i])]
+    # gov_report and any other summarization task: every value, in document order.
+    doc = _document(rng, values, lex, speakers=False, doc_words=doc_words)
+    return [(doc, " ".join(values))]
 
 
-def generate_task(task: str, seed: int = 0, n_train: int = N_TRAIN, n_validation: int = N_VALIDATION) -> dict[
-    str, list[Row]
-]:
+def generate_task(task: str, seed: int = 0, n_train: int = N_TRAIN, n_validation: int = N_VALIDATION,
+                  doc_words: int = DOC_WORDS) -> dict[str, list[Row]]:
     """Deterministic SCROLLS-format rows for ``task`` (same seed, same rows, on every machine)."""
-    lex = _lexicon(seed)
+    lex = lexicon()
     out: dict[str, list[Row]] = {}
     for split, n in (("train", n_train), ("validation", n_validation)):
         rng = random.Random(f"{seed}-{task}-{split}")
         rows: list[Row] = []
         for k in range(n):
             ex_id = f"{task}-{split}-{k:04d}"
-            for text, ref in _example(task, rng, lex):
+            for text, ref in _example(task, rng, lex, doc_words):
                 rows.append(Row(ex_id, ex_id, text, ref))
         out[split] = rows
     return out
+
+
+def generate_examples(task: str, seed: str, n: int, doc_words: int) -> list[tuple[str, str]]:
+    """``n`` (input, target) pairs of ``task`` from a named seed stream (pretraining draws from streams the
+    benchmark's splits never use), documents of ``doc_words`` words."""
+    lex = lexicon()
+    rng = random.Random(f"pretrain-{seed}-{task}")
+    return [_example(task, rng, lex, doc_words)[0] for _ in range(n)]
 
 
 def write_generated(root: Path, tasks: Sequence[str], seed: int = 0) -> Path:

@@ -8,7 +8,9 @@ Rules, so that a verdict does not mislead:
 
 * **Accuracy means something only with trained weights.** A record's ``accuracy_meaningful`` (a bool) decides
   when present; otherwise its ``profile`` does: ``paper`` (pretrained checkpoints) is meaningful, ``tiny`` and
-  ``dims`` (random init) are not. A future profile with its own pretrained checkpoints opts in by adding its name
+  ``dims`` (random init) are not. The tiny profile's records on its shipped pretrained checkpoints carry the flag
+  set, and a claim judged on them says it is the study's trade-off in miniature, not its numbers. A future
+  profile with its own pretrained checkpoints opts in by adding its name
   to :data:`MEANINGFUL_PROFILES` or by writing ``"accuracy_meaningful": true`` into its records. A claim that
   ranks by accuracy is "not judged" unless every compared cell is meaningful.
 * **A difference must exceed the noise.** Inference throughput is compared by its 95 % intervals where both cells
@@ -43,6 +45,8 @@ model's generation score moves by about a point between seeds and validation sub
 MIN_REL_COST = 0.05
 """Smallest relative difference in energy, time or throughput counted as real where the record has no interval:
 repeated windows on one machine spread by a few per cent (clocks, thermals, allocator)."""
+MINIATURE_WORDS = ("accuracy of the tiny profile's pretrained checkpoints on generated data: the study's trade-off in "
+                   "miniature, not a reproduction of its numbers")
 RANDOM_INIT_REASON = "random-init weights: accuracy measures the pipeline, not the model"
 WINDOWS = ("train", "inference")
 VERDICTS = ("holds", "does not hold", "mixed", "cannot tell", "not judged")
@@ -197,6 +201,11 @@ def _not_judged(claim: str, scope: str, compared: Sequence[Mapping[str, Any]], p
     return Finding(claim, "not judged", evidence, "accuracy", pairs, 0, 0, 0, scope, THRESHOLDS)
 
 
+def _miniature(compared: Sequence[Mapping[str, Any]]) -> str:
+    """The label of accuracy judged on the tiny profile's pretrained checkpoints."""
+    return f"; {MINIATURE_WORDS}" if any(c.get("profile") == "tiny" for c in compared) else ""
+
+
 def _dominance(claim: str, scope: str, pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]], who: str,
                extra: str = "") -> Finding:
     """Whether the first cell of each pair scores at least as high at no more cost, cost by cost."""
@@ -220,7 +229,7 @@ def _dominance(claim: str, scope: str, pairs: Sequence[tuple[dict[str, Any], dic
         tally.add(signs)
     per_cost = "; ".join(f"{w} cost {who} lower in {n[0]}, higher in {n[2]}, within noise in {n[1]}"
                          for w, n in by_window.items())
-    evidence = f"{tally.words()} ({per_cost}{extra}); {_cost_words(kinds)}; {NOISE_WORDS}"
+    evidence = f"{tally.words()} ({per_cost}{extra}); {_cost_words(kinds)}; {NOISE_WORDS}{_miniature(compared)}"
     return Finding(claim, tally.verdict(), evidence, _cost_words(kinds), tally.total, tally.ties, tally.support,
                    tally.against, scope, THRESHOLDS)
 
@@ -301,7 +310,7 @@ def bigger_model_vs_longer_input(cells: Cells) -> Finding:
         tally.add(_route_sign(start, bigger, longer, w, kinds[w]) for w in WINDOWS)
     evidence = (f"{tally.words()}; score gained per extra cost, training and inference separately; neither route "
                 f"gained {MIN_SCORE_POINTS:g} point or more in {no_gain} (nothing to rank: counted as ties, so "
-                f"only such comparisons give 'cannot tell'); {_cost_words(kinds)}; {NOISE_WORDS}")
+                f"only such comparisons give 'cannot tell'); {_cost_words(kinds)}; {NOISE_WORDS}{_miniature(compared)}")
     return Finding(claim, tally.verdict(), evidence, _cost_words(kinds), tally.total, tally.ties, tally.support,
                    tally.against, scope, THRESHOLDS)
 

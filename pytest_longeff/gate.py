@@ -47,7 +47,7 @@ DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_samples_per_s:10%,train_en
 MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: compared as single values
 COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
                        "effective_batch", "lr", "eval_samples", "repeats", "warmup_steps", "precision",
-                       "early_stop_metric")
+                       "early_stop_metric", "tiny_weights")
 
 
 def figure(name: str) -> Figure | None:

@@ -263,6 +263,7 @@ class BuiltModel:
         # Kept on the CPU: a second copy of a large model must not eat the device's memory budget.
         self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         self.params = sum(p.numel() for p in model.parameters())
+        self.tiny_pretrained = False  # the tiny profile's shipped checkpoint (set by build_model)
 
     def reset(self) -> None:
         """Put back the initial weights (every cell starts from the same model)."""
@@ -276,12 +277,23 @@ class BuiltModel:
 
 
 def build_model(
-    family: Family, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None, seed: int
+    family: Family, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None, seed: int,
+    tiny_pretrained: bool = False,
 ) -> BuiltModel:
-    """Build (or load) a model with a fixed seed and record how long it took; never inside a measured window."""
+    """Build (or load) a model with a fixed seed and record how long it took; never inside a measured window.
+    ``tiny_pretrained``: load the tiny profile's shipped checkpoint instead of a random init."""
     import time
 
     _seed_everything(seed)
     t0 = time.perf_counter()
-    model = family.build(size, weights, vocab_size, max_len, model_dir)
-    return BuiltModel(family, size, model, time.perf_counter() - t0, family.label(size, weights))
+    if tiny_pretrained:
+        from pytest_longeff.checkpoints import load_tiny
+
+        model = load_tiny(family, size, vocab_size)
+        label = f"{family.label(size, weights)}, pretrained (shipped checkpoint)"
+    else:
+        model = family.build(size, weights, vocab_size, max_len, model_dir)
+        label = family.label(size, weights)
+    built = BuiltModel(family, size, model, time.perf_counter() - t0, label)
+    built.tiny_pretrained = tiny_pretrained
+    return built

@@ -12,7 +12,11 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +37,7 @@ STATUS_COLOURS = {"failed": "#d62728", "within_noise": "#ff7f0e", "passed": "#2c
 LENGTH_AXIS = "input length (tokens); inputs truncated and padded to the cell's length"
 NOT_STUDY = "{profile} profile: accuracy measures the pipeline, not the study's models"
 DPI = 100
+MIN_FIGURES_TO_SHARE = 6  # below this, starting a second interpreter (about 0.6 s) does not pay
 
 
 class MissingMatplotlib(RuntimeError):
@@ -74,8 +79,16 @@ def _marker(size: str) -> str:
     return SIZE_MARKERS.get(size) or MARKERS[sum(map(ord, size)) % len(MARKERS)]
 
 
-def _title(fig: Any, what: str, profile: str, accuracy: bool) -> None:
-    note = f"\n{NOT_STUDY.format(profile=profile)}" if accuracy and profile in ("tiny", "dims") else ""
+def _title(fig: Any, what: str, profile: str, accuracy: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """The figure's title; a figure of ``accuracy`` (its records) from a tiny or dims profile says what the score
+    means there: the records' own words when they share them, else that it measures the pipeline."""
+    note = ""
+    if accuracy is not None and profile in ("tiny", "dims"):
+        meanings = {str(r.get("accuracy_meaning")) for r in accuracy}
+        words = meanings.pop() if len(meanings) == 1 and "None" not in meanings else NOT_STUDY.format(
+            profile=profile)
+        note = "\n" + textwrap.fill(f"{profile} profile: {words}" if words != NOT_STUDY.format(profile=profile)
+                                    else words, 110)
     fig.suptitle(f"{what} (profile {profile}){note}", fontsize=9)
 
 
@@ -157,7 +170,7 @@ def tradeoff(records: Sequence[Mapping[str, Any]], task: str, window: str, profi
         ax.text(0.01, 0.01, f"{left_out} cell(s) without a score or this cost left out", transform=ax.transAxes,
                 fontsize=7, color="grey")
     _legend(ax, records, fronts)
-    _title(fig, f"{task}: accuracy vs {window} cost (higher score, lower cost is better)", profile, True)
+    _title(fig, f"{task}: accuracy vs {window} cost (higher score, lower cost is better)", profile, records)
     return fig
 
 
@@ -173,7 +186,7 @@ def length_curves(records: Sequence[Mapping[str, Any]], task: str, profile: str)
         ax.set_xlabel(LENGTH_AXIS, fontsize=7)
         ax.set_ylabel(m.axis(" — energy not measured: time instead" if fallback else ""), fontsize=6)
     _legend(axes[0], records)
-    _title(fig, f"{task}: throughput and cost per sample against input length", profile, False)
+    _title(fig, f"{task}: throughput and cost per sample against input length", profile)
     return fig
 
 
@@ -216,7 +229,7 @@ def batch_sizes(records: Sequence[Mapping[str, Any]], budget_bytes: Any, profile
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
     gib = f"{budget_bytes / 2**30:.2f} GiB" if isinstance(budget_bytes, (int, float)) else "the"
-    _title(fig, f"chosen training batch under the {gib} memory budget", profile, False)
+    _title(fig, f"chosen training batch under the {gib} memory budget", profile)
     return fig
 
 
@@ -246,7 +259,7 @@ def gate_changes(records: Sequence[Mapping[str, Any]], profile: str) -> Any | No
         ax.set_title(name, fontsize=8)
         ax.tick_params(axis="y", labelsize=6)
     _title(fig, "the gate's changes against the baseline (red: failed, orange: within noise, green: passed)",
-           profile, False)
+           profile)
     return fig
 
 
@@ -297,18 +310,57 @@ def _save(fig: Any, name: str, target: Any, fmt: str) -> None:
             fig.savefig(target, format=fmt, dpi=DPI, metadata={"Date": None})
 
 
-def render_all(doc: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write every figure of ``doc`` as PNG and SVG under ``out_dir``; the paths written.
+def render_all(doc: dict[str, Any], out_dir: Path, jobs: int | None = None) -> list[Path]:
+    """Write every figure of ``doc`` as PNG and SVG under ``out_dir``; the paths written, in page order.
+
+    Drawing is CPU-bound Python (text layout, Agg), so with ``jobs`` > 1 (default: 2 where there are two cores and
+    enough figures to pay for a second interpreter) every other figure is drawn by a helper process; if the helper
+    fails, its figures are drawn here, so nothing is lost.
 
     Raises :class:`MissingMatplotlib` when the ``plots`` extra is not installed."""
+    _require()
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, fig in figures(doc):
-        for fmt in FORMATS:
-            path = out_dir / f"{name}.{fmt}"
-            _save(fig, name, path, fmt)
-            written.append(path)
-    return written
+    n = len(_plan(doc))
+    if jobs is None:
+        jobs = 2 if n >= MIN_FIGURES_TO_SHARE and (os.cpu_count() or 1) >= 2 else 1
+    helpers = [_start_part(doc, out_dir, k, jobs) for k in range(1, jobs)]
+    render_part(doc, out_dir, 0, jobs)
+    for k, helper in enumerate(helpers, 1):
+        if helper is None or helper.wait() != 0:
+            render_part(doc, out_dir, k, jobs)
+    return [out_dir / f"{name}.{fmt}" for name in figure_names(doc) for fmt in FORMATS]
+
+
+def render_part(doc: Mapping[str, Any], out_dir: Path, k: int, n: int) -> None:
+    """Draw figures ``k``, ``k + n``, ``k + 2n``, ... of the page order."""
+    for i, (name, build) in enumerate(_plan(doc)):
+        if i % n == k:
+            fig = build()
+            for fmt in FORMATS:
+                _save(fig, name, out_dir / f"{name}.{fmt}", fmt)
+
+
+def _start_part(doc: Mapping[str, Any], out_dir: Path, k: int, n: int) -> subprocess.Popen[bytes] | None:
+    """A helper process drawing part ``k`` of ``n``; None if it cannot start (the caller draws that part)."""
+    fd, name = tempfile.mkstemp(suffix=".json", prefix="longeff-plot-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, default=str)
+    try:  # the helper deletes the file once read; it prints nothing unless it fails
+        return subprocess.Popen([sys.executable, "-m", "pytest_longeff.plots", "--part", f"{k}/{n}", name,
+                                 str(out_dir)], stdout=subprocess.DEVNULL)
+    except OSError:
+        Path(name).unlink(missing_ok=True)
+        return None
+
+
+def _part_main(argv: Sequence[str]) -> int:
+    """``python -m pytest_longeff.plots --part K/N REPORT.json DIR`` (the helper of :func:`render_all`)."""
+    k, n = (int(x) for x in argv[1].split("/"))
+    path = Path(argv[2])
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    path.unlink(missing_ok=True)
+    render_part(doc, Path(argv[3]), k, n)
+    return 0
 
 
 def svg_figures(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -340,3 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pytest-longeff plot: {args.report} has no matrix cells: nothing to plot", file=sys.stderr)
     print(*paths, sep="\n")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_part_main(sys.argv[1:]) if sys.argv[1:2] == ["--part"] else main(sys.argv[1:]))

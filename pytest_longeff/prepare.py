@@ -17,7 +17,7 @@ from pytest_longeff import data as data_mod
 from pytest_longeff import hubdata
 from pytest_longeff.errors import DataError
 from pytest_longeff.matrix import DEFAULT_TASKS, Cell
-from pytest_longeff.tokenizer import cached_tokenizer
+from pytest_longeff.tokenizer import cached_tokenizer, lexicon_tokenizer
 
 if TYPE_CHECKING:
     from pytest_longeff.models import Family
@@ -87,6 +87,10 @@ class Inputs:
             self._splits[task] = loaded
         return self._splits[task]
 
+    def generated(self) -> bool:
+        """Whether the session's data is the generator's (not the user's)."""
+        return self.profile.data == "generated" and not self.settings.data_dir and not self.settings.dataset
+
     def tokenizer_tasks(self) -> tuple[str, ...]:
         """Tasks whose training text the offline tokenizer learns: for generated data always the default four
         as well, so a cell's vocabulary (and model) does not change with the tasks selected; for a
@@ -98,8 +102,9 @@ class Inputs:
         return self.settings.tasks
 
     def tokenizer(self, cell: Cell) -> Any:
-        """The cell's tokenizer: the checkpoint's own for pretrained weights, else one trained offline on the
-        training splits of the session's tasks (shared by every cell, so one model serves every task)."""
+        """The cell's tokenizer: the checkpoint's own for pretrained weights, the generator's fixed vocabulary on
+        generated data, else one trained offline on the training splits of the session's tasks (shared by every
+        cell, so one model serves every task)."""
         pretrained = self.profile.weights == "pretrained"
         key = f"{cell.family}-{cell.size}" if pretrained else "shared"
         if key not in self._tokenizers:
@@ -108,6 +113,8 @@ class Inputs:
 
                 source = model_source(self.families[cell.family], cell.size, self.settings)
                 self._tokenizers[key] = AutoTokenizer.from_pretrained(source)
+            elif self.generated():
+                self._tokenizers[key] = lexicon_tokenizer()  # the generator's fixed vocabulary
             else:
                 self._tokenizers[key] = self._offline_tokenizer()
         return self._tokenizers[key]

@@ -36,7 +36,7 @@ PROFILES: dict[str, Profile] = {
             name="tiny",
             weights="tiny",
             data="generated",
-            accuracy_meaning="pipeline check: tiny models on generated data; efficiency trends are real",
+            accuracy_meaning="pipeline check: tiny random-init models on generated data; efficiency trends are real",
             default_memory_budget="512MiB",
             default_max_batch=4,
             default_train_budget="steps=4",
@@ -72,3 +72,17 @@ PROFILES: dict[str, Profile] = {
         ),
     )
 }
+
+
+TINY_PRETRAINED_MEANING = ("the study's trade-off in miniature: tiny models pretrained offline (the checkpoints "
+                           "shipped in the package) and fine-tuned on generated data; not the study's numbers")
+
+
+def accuracy_meaning(profile: Profile, tiny_pretrained: bool) -> tuple[str, bool | None]:
+    """What a cell's score means under ``profile`` (and, for the tiny profile, whether the cell's model is a
+    shipped pretrained checkpoint), and whether it ranks models (None: as the profile says)."""
+    if profile.weights == "tiny" and tiny_pretrained:
+        return TINY_PRETRAINED_MEANING, True
+    if profile.weights == "tiny":
+        return profile.accuracy_meaning, False
+    return profile.accuracy_meaning, None

@@ -124,13 +124,21 @@ class ModelFacts:
     train_budget: dict[str, Any]
     optimizer: dict[str, Any]
     validation_examples: int
+    accuracy_meaning: str = ""
+    """What the cell's score means, in words (the profile's, and the tiny profile's weights)."""
+    accuracy_meaningful: bool | None = None
+    """Whether the score ranks models (pretrained weights); None leaves it to the profile (see findings)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The model facts as record fields."""
-        return {"params": self.params, "model": self.label, "model_config": self.config,
-                "model_build": {"built_now": self.built_now, "build_s": self.build_s},
-                "memory_budget_bytes": self.memory_budget_bytes, "train_budget": self.train_budget,
-                "optimizer": self.optimizer, "validation_examples": self.validation_examples}
+        out = {"params": self.params, "model": self.label, "model_config": self.config,
+               "model_build": {"built_now": self.built_now, "build_s": self.build_s},
+               "memory_budget_bytes": self.memory_budget_bytes, "train_budget": self.train_budget,
+               "optimizer": self.optimizer, "validation_examples": self.validation_examples,
+               "accuracy_meaning": self.accuracy_meaning}
+        if self.accuracy_meaningful is not None:
+            out["accuracy_meaningful"] = self.accuracy_meaningful
+        return out
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,13 @@ class LongeffSession:
                 "tokenize_misses": self.inputs.misses, "session_wall_s": time.perf_counter() - self.started}
 
     # -- models -------------------------------------------------------------------------------------------------
+    def tiny_pretrained(self, cell: Cell) -> bool:
+        """Whether the cell's model is the tiny profile's shipped checkpoint (``--longeff-tiny-weights``)."""
+        from pytest_longeff.checkpoints import shipped
+
+        weights = self.settings.tiny_weights
+        return weights == "pretrained" or (weights == "auto" and shipped(cell.family, cell.size) is not None)
+
     def model(self, cell: Cell) -> tuple[BuiltModel, bool]:
         """The cell's model, built once per (family, size) and reset to its initial weights; True if built now."""
         key = cell.model_key
@@ -182,7 +189,8 @@ class LongeffSession:
             # Fixed, not the matrix's longest length: a cell's model must not change with the other cells.
             max_len = max(*self.settings.lengths, *DEFAULT_LENGTHS)
             built = build_model(self.families[cell.family], cell.size, self.profile.weights, vocab, max_len,
-                                self.settings.model_dir, self.profile.seed)
+                                self.settings.model_dir, self.profile.seed,
+                                tiny_pretrained=self.tiny_pretrained(cell))
             built.model.to(self.device)
             self._models[key] = built
             self.stats.model_builds += 1

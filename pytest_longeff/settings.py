@@ -28,10 +28,12 @@ from pytest_longeff.matrix import (
 )
 from pytest_longeff.profiles import PROFILES
 from pytest_longeff.units import parse_size
+from pytest_longeff.usage import check_options
 
 DEFAULT_JSON = "reports/longeff.json"
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
 EARLY_STOP_METRICS: tuple[str, ...] = ("loss", "study")
+TINY_WEIGHTS: tuple[str, ...] = ("auto", "pretrained", "random")
 
 
 def _choice(accepted: tuple[str, ...]) -> Callable[[str], str]:
@@ -164,6 +166,11 @@ OPTIONS: tuple[Option, ...] = (
            "narrative_qa, quality, contract_nli)", "LIST"),
     Option("data-dir", str, "SCROLLS-format data: DIR/<task>/train.jsonl and DIR/<task>/validation.jsonl (or, for "
            "the paper profile, DIR/<task>.zip or DIR/<task>/{train,validation}/*.parquet)", "DIR"),
+    Option("tiny-weights", _choice(TINY_WEIGHTS), "tiny profile: auto (the default on generated data: the "
+           "checkpoints shipped in the package, pretrained offline, where it has one, i.e. led and bigbird base and "
+           "large; random init for other families), pretrained (only those; other cells are skipped) or random "
+           "(fixed-seed random init, for pure efficiency runs; the default with --longeff-data-dir or "
+           "--longeff-dataset)", "{" + ",".join(TINY_WEIGHTS) + "}"),
     Option("model-dir", str, "paper profile: local mirror of checkpoints as DIR/<org>/<name> (save_pretrained "
            "folders) instead of the hub", "DIR"),
     Option("device", parse_device, "where models run: auto (cuda if available), cpu, cuda, cuda:N", "DEVICE"),
@@ -259,6 +266,8 @@ class Settings:
     teacher_forced: bool
     precision: str
     early_stop_metric: str
+    tiny_weights: str | None
+    """auto, pretrained or random for the tiny profile; None for the others."""
     dataset: str | None
     columns: tuple[tuple[str, str], ...] | None
     json_path: str
@@ -332,38 +341,11 @@ def _value(config: pytest.Config, opt: Option) -> Any:
 _FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
-def _check(v: dict[str, Any], known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> None:
-    """Usage errors that need more than one option, or the registries that hooks extend."""
-    for option, names, known in (("families", v["families"] or DEFAULT_FAMILIES, known_families),
-                                 ("tasks", v["tasks"] or DEFAULT_TASKS, known_tasks)):
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise pytest.UsageError(
-                f"--longeff-{option}: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}"
-            )
-    if v["energy"] is not None:
-        from pytest_longeff.energy import meter_names
-
-        if v["energy"] not in meter_names():
-            raise pytest.UsageError(f"--longeff-energy: unknown meter {v['energy']!r}; accepted: "
-                                    f"{', '.join(meter_names())}")
-    if bool(v["dataset"]) != bool(v["columns"]):
-        raise pytest.UsageError("--longeff-dataset and --longeff-columns go together: name the dataset and map its "
-                                "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")
-    for option, needs in (("fail-on", "baseline"), ("acknowledged", "baseline"), ("durations", "shard")):
-        if v[option] and not v[needs]:
-            raise pytest.UsageError(f"--longeff-{option} needs --longeff-{needs} (without it, it would do nothing)")
-    budget = v["train-budget"]
-    if v["early-stop-metric"] is not None and budget is not None and budget.kind != "epochs":
-        raise pytest.UsageError(f"--longeff-early-stop-metric needs an epochs=N,patience=K budget (got "
-                                f"--longeff-train-budget {budget.spec}, which never evaluates)")
-
-
 def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> Settings:
     """Resolve every option once; unknown family or task names (checked against the registries, which hooks can
     extend) are usage errors that list the accepted names."""
     v = {opt.name: _value(config, opt) for opt in OPTIONS}
-    _check(v, known_families, known_tasks)
+    check_options(v, known_families, known_tasks)
     profile = PROFILES[v["profile"] or "tiny"]
     if v["memory-budget"] is not None:
         budget, budget_source = v["memory-budget"], "option"
@@ -395,6 +377,8 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "speed_reference": bool(v["speed-reference"]),
         "precision": v["precision"] or profile.default_precision,
         "early_stop_metric": v["early-stop-metric"] or profile.default_early_stop_metric,
+        "tiny_weights": None if profile.weights != "tiny" else v["tiny-weights"] or (
+            "random" if v["data-dir"] or v["dataset"] else "auto"),
         "json_path": v["json"] or DEFAULT_JSON,
         "fail_on": v["fail-on"] or (DEFAULT_FAIL_ON if v["baseline"] else None),
     })

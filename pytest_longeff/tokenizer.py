@@ -58,3 +58,18 @@ def cached_tokenizer(cache_dir: Path, key: str, texts: Iterable[str], vocab_size
     wrapped.backend_tokenizer.save(str(tmp))
     tmp.replace(path)
     return wrapped
+
+
+def lexicon_tokenizer() -> Any:
+    """The tokenizer of the generated data: one id per word of the generator's fixed lexicon (no training, so the
+    ids never change with the seed or the tasks; the shipped tiny checkpoints are built on it)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    from pytest_longeff.data import lexicon
+
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *lexicon().vocabulary()])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS_ID)])
+    return _wrap(tok)

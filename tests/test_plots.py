@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,29 @@ def test_render_all_writes_png_and_svg(tmp_path: Path) -> None:
                      for ext in ("png", "svg")}
     assert all(p.stat().st_size > 1000 for p in paths)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
+
+
+def test_a_helper_process_draws_the_same_files(tmp_path: Path) -> None:
+    """Shared with a helper process, the figures are the same files, byte for byte in SVG, as drawn alone."""
+    doc = matrix(16)
+    alone = plots.render_all(doc, tmp_path / "alone", jobs=1)
+    shared = plots.render_all(doc, tmp_path / "shared", jobs=2)
+    assert [p.name for p in alone] == [p.name for p in shared] and len(alone) >= 2 * plots.MIN_FIGURES_TO_SHARE
+    for a, b in zip(alone, shared, strict=True):
+        assert b.is_file() and b.stat().st_size > 1000
+        if a.suffix == ".svg":
+            assert a.read_bytes() == b.read_bytes(), a.name
+    assert not list(Path(tempfile.gettempdir()).glob(f"longeff-plot-*{tmp_path.name}*"))
+
+
+def test_a_helper_that_fails_loses_no_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plots, "_start_part",
+                        lambda *a: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    paths = plots.render_all(matrix(16), tmp_path / "out", jobs=2)
+    assert all(p.is_file() for p in paths)
+    monkeypatch.setattr(plots, "_start_part", lambda *a: None)  # could not start at all
+    paths = plots.render_all(matrix(16), tmp_path / "out2", jobs=2)
+    assert all(p.is_file() for p in paths)
 
 
 def test_main_writes_beside_the_report_and_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str],

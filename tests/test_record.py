@@ -122,6 +122,7 @@ def test_full_record_dict_form_key_by_key() -> None:
         "params": 1000, "model": "tiny LED", "model_config": {"d_model": 32},
         "model_build": {"built_now": True, "build_s": 1.5}, "memory_budget_bytes": 2**29,
         "train_budget": {"spec": "steps=4"}, "optimizer": {"name": "AdamW"}, "validation_examples": 3,
+        "accuracy_meaning": "",
         "batch_size": 4,
         "batch_search": {"source": "searched", "probe_log": [], "start": 1, "probes": 2,
                          "peak_memory_bytes": 3 * 2**20, "batch_size": 4},

@@ -1,0 +1,76 @@
+"""Pretrain the tiny profile's checkpoints, one per (family, size), and print how well each reads at each length.
+
+    .venv/bin/python benchmarks/pretrain_tiny.py                          # all four, into the package
+    .venv/bin/python benchmarks/pretrain_tiny.py --models led-base --out /tmp/ckpt
+    .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out /tmp/ckpt   # a smoke run
+
+Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.pretrain.SCHEDULES`` on
+generated examples of the four default tasks, drawn from seed streams the benchmark's splits never use. The result
+(safetensors, tokenizer, ``pretraining.json``) goes to ``OUT/<family>-<size>/``; the default ``OUT`` is the folder
+the package ships (``pytest_longeff/checkpoints``). Afterwards each model's score at 1024/2048/3072/4096 tokens on
+fresh 4,000-word documents is printed (SCROLLS metrics, 8 documents per task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from pytest_longeff import pretrain  # noqa: E402 - importable only once ROOT is on sys.path
+from pytest_longeff.checkpoints import CHECKPOINTS, load_tiny  # noqa: E402
+from pytest_longeff.models import BUILTIN_FAMILIES  # noqa: E402
+from pytest_longeff.tokenizer import lexicon_tokenizer  # noqa: E402
+
+LENGTHS = (1024, 2048, 3072, 4096)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="led-base,bigbird-base,led-large,bigbird-large",
+                    help="comma-separated family-size pairs (default: all four)")
+    ap.add_argument("--out", type=Path, default=CHECKPOINTS, help="where the checkpoints go (default: the package)")
+    ap.add_argument("--steps-scale", type=float, default=1.0,
+                    help="multiply every stage's steps (at least 1 each): 0.01 for a smoke run")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--eval-docs", type=int, default=8, help="documents per task in the length table")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    families = {f.name: f for f in BUILTIN_FAMILIES}
+    for pair in args.models.split(","):
+        name, _, size = pair.partition("-")
+        if name not in families or pair not in pretrain.SCHEDULES:
+            ap.error(f"--models: {pair!r} is not one of led-base, led-large, bigbird-base, bigbird-large")
+        stages = tuple(dataclasses.replace(s, steps=max(1, round(s.steps * args.steps_scale)))
+                       for s in pretrain.SCHEDULES[pair])
+        config = pretrain.PretrainConfig(name, size, stages)
+        t0 = time.perf_counter()
+
+        def progress(step: int, total: int, loss: float, pair: str = pair, t0: float = t0) -> None:
+            if step % 100 == 0 or step == total:
+                print(f"{pair}: step {step}/{total}  loss {loss:.3f}  {time.perf_counter() - t0:.0f} s", flush=True)
+
+        model, log = pretrain.pretrain(families[name], config, progress)
+        folder = pretrain.save(model, config, log, args.out / pair)
+        print(f"{pair}: {log.params:,} parameters, {log.seconds:.0f} s of training, saved to {folder}", flush=True)
+        shipped = load_tiny(families[name], size, len(lexicon_tokenizer()), folder)  # what ships, as it loads
+        table = pretrain.length_scores(families[name], shipped, LENGTHS, n=args.eval_docs)
+        print(f"{pair}: score by input length (SCROLLS metric, {args.eval_docs} fresh documents per task)")
+        print("  task            " + "".join(f"{n:>8}" for n in LENGTHS))
+        for task, row in table.items():
+            print(f"  {task:<16}" + "".join(f"{row[n]:8.1f}" for n in LENGTHS))
+        (folder / "length_scores.json").write_text(json.dumps(table, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
