@@ -47,20 +47,25 @@ def main(argv: list[str]) -> int:
         cells = "".join(f"{row[n]:8.1f}" if n in row else f"{'n/a':>8}" for n in lengths)
         print(f"  {family:<8} {size:<6} {task:<16}{cells}")
     short, long = lengths[0], lengths[-1]
+    checks: list[tuple[str, bool]] = []
     summ = {k: v for k, v in series.items() if k[2] in SUMMARIZATION_TASKS and short in v and long in v}
     if summ and short != long:
         beats = sum(v[long] > v[short] for v in summ.values())
         mean_short = statistics.fmean(v[short] for v in summ.values())
         mean_long = statistics.fmean(v[long] for v in summ.values())
         print(f"summarization: {long} tokens beat {short} in {beats} of {len(summ)} series; mean score "
-              f"{mean_short:.1f} at {short}, {mean_long:.1f} at {long} (x{mean_long / mean_short:.1f})"
-              if mean_short > 0 else
-              f"summarization: {long} tokens beat {short} in {beats} of {len(summ)} series; mean score "
               f"{mean_short:.1f} at {short}, {mean_long:.1f} at {long}")
+        checks += [(f"longest beats shortest in at least 3/4 of the series ({beats}/{len(summ)})",
+                    4 * beats >= 3 * len(summ)),
+                   (f"mean at {long} at least twice the mean at {short} and above 5", mean_long >= 2 * mean_short
+                    and mean_long > 5)]
     qa = [s for k, v in series.items() if k[2] == "qasper" for s in v.values()]
     if qa:
         print(f"qasper: mean F1 {statistics.fmean(qa):.1f} over {len(qa)} cells")
-    return 0
+        checks.append(("qasper mean F1 above 5", statistics.fmean(qa) > 5))
+    for words, ok in checks:
+        print(f"  {'met' if ok else 'MISSED'}: {words}")
+    return 0 if checks and all(ok for _, ok in checks) else 1
 
 
 if __name__ == "__main__":

@@ -38,13 +38,15 @@ class BatchCache:
 
 def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> str:
     """Everything a found batch size depends on: machine and software, the model as configured, the tokenizer
-    (its vocabulary sizes the embeddings), the cell, the budget and the largest batch allowed."""
+    (its vocabulary sizes the embeddings), the data the probes read (its file's version: the generator's version
+    is in its path), the cell, the budget and the largest batch allowed."""
     from pytest_longeff import __version__
 
     s = session.settings
     raw = json.dumps([machine_key(session.facts()), __version__, PROBE_VERSION, s.profile, cell.id,
                       s.memory_budget_bytes, s.max_batch, s.precision, session.profile.weights, built.config_dict(),
-                      session.inputs.tokenizer_digest(cell)], sort_keys=True, default=str)
+                      session.inputs.tokenizer_digest(cell), session.inputs.data_key(cell.task)],
+                     sort_keys=True, default=str)
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import functools
 import io
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_longeff import plot_helpers
 from pytest_longeff.pareto import cells as _cells
 from pytest_longeff.pareto import machine_label, merged, one_front
 from pytest_longeff.plot_metrics import Metric, cost_metric, metric
@@ -323,11 +321,16 @@ def render_all(doc: dict[str, Any], out_dir: Path, jobs: int | None = None) -> l
     n = len(_plan(doc))
     if jobs is None:
         jobs = 2 if n >= MIN_FIGURES_TO_SHARE and (os.cpu_count() or 1) >= 2 else 1
-    helpers = [_start_part(doc, out_dir, k, jobs) for k in range(1, jobs)]
-    render_part(doc, out_dir, 0, jobs)
-    for k, helper in enumerate(helpers, 1):
-        if helper is None or helper.wait() != 0:
-            render_part(doc, out_dir, k, jobs)
+    helpers = [plot_helpers.start_part(doc, out_dir, k, jobs) for k in range(1, jobs)]
+    try:
+        render_part(doc, out_dir, 0, jobs)
+        for k, helper in enumerate(helpers, 1):
+            if helper is None or helper.finished() != 0:
+                render_part(doc, out_dir, k, jobs)
+    finally:
+        for helper in helpers:
+            if helper is not None:
+                helper.close()
     return [out_dir / f"{name}.{fmt}" for name in figure_names(doc) for fmt in FORMATS]
 
 
@@ -338,29 +341,6 @@ def render_part(doc: Mapping[str, Any], out_dir: Path, k: int, n: int) -> None:
             fig = build()
             for fmt in FORMATS:
                 _save(fig, name, out_dir / f"{name}.{fmt}", fmt)
-
-
-def _start_part(doc: Mapping[str, Any], out_dir: Path, k: int, n: int) -> subprocess.Popen[bytes] | None:
-    """A helper process drawing part ``k`` of ``n``; None if it cannot start (the caller draws that part)."""
-    fd, name = tempfile.mkstemp(suffix=".json", prefix="longeff-plot-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, default=str)
-    try:  # the helper deletes the file once read; it prints nothing unless it fails
-        return subprocess.Popen([sys.executable, "-m", "pytest_longeff.plots", "--part", f"{k}/{n}", name,
-                                 str(out_dir)], stdout=subprocess.DEVNULL)
-    except OSError:
-        Path(name).unlink(missing_ok=True)
-        return None
-
-
-def _part_main(argv: Sequence[str]) -> int:
-    """``python -m pytest_longeff.plots --part K/N REPORT.json DIR`` (the helper of :func:`render_all`)."""
-    k, n = (int(x) for x in argv[1].split("/"))
-    path = Path(argv[2])
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    path.unlink(missing_ok=True)
-    render_part(doc, Path(argv[3]), k, n)
-    return 0
 
 
 def svg_figures(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -392,7 +372,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pytest-longeff plot: {args.report} has no matrix cells: nothing to plot", file=sys.stderr)
     print(*paths, sep="\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_part_main(sys.argv[1:]) if sys.argv[1:2] == ["--part"] else main(sys.argv[1:]))

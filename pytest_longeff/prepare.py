@@ -92,9 +92,9 @@ class Inputs:
         return self.profile.data == "generated" and not self.settings.data_dir and not self.settings.dataset
 
     def tokenizer_tasks(self) -> tuple[str, ...]:
-        """Tasks whose training text the offline tokenizer learns: for generated data always the default four
-        as well, so a cell's vocabulary (and model) does not change with the tasks selected; for a
-        ``--longeff-dataset`` (the same rows for every task) one task."""
+        """Tasks whose data is generated (the default four as well, so a cell's inputs do not change with the tasks
+        selected) and whose training text an offline tokenizer learns on user data; for a ``--longeff-dataset``
+        (the same rows for every task) one task."""
         if self.settings.dataset is not None:
             return self.settings.tasks[:1]
         if self.profile.data == "generated" and self.settings.data_dir is None:
@@ -131,6 +131,10 @@ class Inputs:
             texts.extend(r.output for r in split.rows)
             key_parts.append(file_key(Path(split.path)))
         return cached_tokenizer(self.cache_dir / "tokenizers", "|".join(key_parts), texts)
+
+    def data_key(self, task: str) -> str:
+        """The version of the task's training split (path, size, modification time), for cache keys."""
+        return file_key(Path(self.splits(task)["train"].path))
 
     def tokenizer_digest(self, cell: Cell) -> str:
         """A digest of the cell's tokenizer (its vocabulary sizes the embeddings, so it keys cached batch sizes)."""

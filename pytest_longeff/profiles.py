@@ -36,7 +36,7 @@ PROFILES: dict[str, Profile] = {
             name="tiny",
             weights="tiny",
             data="generated",
-            accuracy_meaning="pipeline check: tiny random-init models on generated data; efficiency trends are real",
+            accuracy_meaning="pipeline check: tiny random-init models; efficiency trends are real",
             default_memory_budget="512MiB",
             default_max_batch=4,
             default_train_budget="steps=4",

@@ -217,11 +217,13 @@ def load_report(path: Path | str) -> dict[str, Any]:
 # -- what makes two reports comparable --------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def code_digest() -> str:
-    """A short digest of this package's source files (Python and the schema), so records of edited code are not
-    mixed with older ones. Cheap: about fifty small files, read once per process."""
+    """A short digest of this package's source files (Python and the schema) and the tiny profile's shipped
+    checkpoints (weights and configs, about 4 MB), so records of edited code or retrained checkpoints are not mixed
+    with older ones. Read once per process."""
     root = Path(__file__).parent
     h = hashlib.sha256()
-    for file in sorted([*root.rglob("*.py"), *root.glob("schema/*.json")]):
+    shipped = [*root.glob("checkpoints/*/model.safetensors"), *root.glob("checkpoints/*/config.json")]
+    for file in sorted([*root.rglob("*.py"), *root.glob("schema/*.json"), *shipped]):
         h.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

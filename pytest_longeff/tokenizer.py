@@ -1,7 +1,8 @@
-"""The offline tokenizer: a word-level fast tokenizer trained locally on the training splits, cached on disk.
+"""The offline tokenizers: the generator's fixed word-level vocabulary (generated data, and the tiny profile's
+shipped checkpoints), or a word-level tokenizer trained locally on the user's training splits, cached on disk.
 
-The ``tiny`` and ``dims`` profiles cannot download a tokenizer, so one is trained on the data in use (generated or
-the user's SCROLLS files). Its ids for padding, start, end and unknown match the model configs in ``models``.
+The ``tiny`` and ``dims`` profiles cannot download a tokenizer. Ids for padding, start, end and unknown match the
+model configs in ``models``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from report_variants import gated, matrix, merged, single_cell, skipped_and_fail
 
 pytest.importorskip("matplotlib", reason="plots need the 'plots' extra (matplotlib)")
 
-from pytest_longeff import plots
+from pytest_longeff import plot_helpers, plots
 
 VARIANTS: dict[str, Callable[[], dict[str, Any]]] = {"missing_energy": small, "single_cell": single_cell,
             "skipped_and_failed": skipped_and_failed,
@@ -85,27 +85,52 @@ def test_render_all_writes_png_and_svg(tmp_path: Path) -> None:
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
 
 
-def test_a_helper_process_draws_the_same_files(tmp_path: Path) -> None:
-    """Shared with a helper process, the figures are the same files, byte for byte in SVG, as drawn alone."""
-    doc = matrix(16)
+def _leftovers() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("longeff-plot-*.json"))
+
+
+def test_a_helper_process_draws_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared with a helper process that succeeds, the figures are the same files, byte for byte in SVG, as drawn
+    alone, and no copy of the report is left behind."""
+    doc, before = matrix(16), _leftovers()
     alone = plots.render_all(doc, tmp_path / "alone", jobs=1)
+    started: list[plot_helpers.Helper | None] = []
+    real = plot_helpers.start_part
+    monkeypatch.setattr(plot_helpers, "start_part", lambda *a: started.append(real(*a)) or started[-1])
     shared = plots.render_all(doc, tmp_path / "shared", jobs=2)
+    assert len(started) == 1 and started[0] is not None and started[0].process.returncode == 0  # it drew its part
     assert [p.name for p in alone] == [p.name for p in shared] and len(alone) >= 2 * plots.MIN_FIGURES_TO_SHARE
     for a, b in zip(alone, shared, strict=True):
         assert b.is_file() and b.stat().st_size > 1000
         if a.suffix == ".svg":
             assert a.read_bytes() == b.read_bytes(), a.name
-    assert not list(Path(tempfile.gettempdir()).glob(f"longeff-plot-*{tmp_path.name}*"))
+    assert _leftovers() <= before
 
 
-def test_a_helper_that_fails_loses_no_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plots, "_start_part",
-                        lambda *a: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+def _fake_helper(tmp_path: Path, code: str) -> plot_helpers.Helper:
+    copy = tmp_path / "copy.json"
+    copy.write_text("{}")
+    return plot_helpers.Helper(subprocess.Popen([sys.executable, "-c", code]), copy)
+
+
+@pytest.mark.parametrize("code", ["raise SystemExit(3)", "import time; time.sleep(60)", None],
+                         ids=["fails", "hangs", "cannot-start"])
+def test_a_helper_that_fails_loses_no_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             code: str | None) -> None:
+    helpers: list[plot_helpers.Helper] = []
+    monkeypatch.setattr(plot_helpers, "TIMEOUT_S", 1.0)
+    monkeypatch.setattr(plot_helpers, "start_part", lambda *a: None if code is None else helpers.append(
+        _fake_helper(tmp_path, code)) or helpers[-1])
     paths = plots.render_all(matrix(16), tmp_path / "out", jobs=2)
-    assert all(p.is_file() for p in paths)
-    monkeypatch.setattr(plots, "_start_part", lambda *a: None)  # could not start at all
-    paths = plots.render_all(matrix(16), tmp_path / "out2", jobs=2)
-    assert all(p.is_file() for p in paths)
+    assert len(paths) >= 2 * plots.MIN_FIGURES_TO_SHARE and all(p.is_file() for p in paths)
+    for helper in helpers:  # stopped, its copy of the report removed
+        assert helper.process.returncode is not None and not helper.report.exists()
+
+
+def test_a_report_that_is_not_plain_json_is_drawn_without_a_helper(tmp_path: Path) -> None:
+    doc: dict[str, Any] = {**matrix(16), "extra": {1, 2}}  # a set: not JSON
+    assert plot_helpers.start_part(doc, tmp_path, 1, 2) is None
+    assert all(p.is_file() for p in plots.render_all(doc, tmp_path / "out", jobs=2))
 
 
 def test_main_writes_beside_the_report_and_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str],

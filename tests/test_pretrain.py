@@ -141,3 +141,38 @@ def test_tiny_weights_usage_errors(bench: pytest.Pytester, args: list[str], mess
     result = bench.runpytest("--collect-only", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+@pytest.mark.parametrize(("long_score", "rc"), [(40.0, 0), (12.0, 1)])
+def test_length_score_benchmark_prints_the_table_and_checks_the_targets(tmp_path: Path, long_score: float,
+                                                                         rc: int) -> None:
+    from report_variants import matrix
+
+    doc = matrix(32)  # 2 families x 2 sizes x 4 lengths x (gov_report, qasper)
+    for r in doc["records"]:
+        r["accuracy"]["score"] = {1024: 10.0, 4096: long_score}.get(r["seq_len"], 20.0)
+    path = tmp_path / "longeff.json"
+    path.write_text(json.dumps(doc))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "length_scores.py"), str(path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == rc, out.stdout + out.stderr
+    assert "led      base   gov_report          10.0    20.0    20.0" in out.stdout
+    assert "4096 tokens beat 1024 in 4 of 4 series" in out.stdout
+    assert ("MISSED: mean at 4096 at least twice" in out.stdout) == (rc == 1)
+
+
+def test_a_checkpoint_missing_weights_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = shipped("led", "base")
+    assert folder is not None
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(folder / name, tmp_path / name)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    dropped = next(k for k in weights if "fc1.weight" in k)
+    del weights[dropped]
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with pytest.raises(LongeffError, match=r"weights do not match the architecture \(missing \['.*fc1.weight'\]"):
+        load_tiny(LEDFamily(), "base", len(lexicon_tokenizer()), tmp_path)
