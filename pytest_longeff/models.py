@@ -254,7 +254,8 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (LEDFamily(), BigBirdFamily())
 class BuiltModel:
     """A model built once per (profile, family, size), with the initial weights each cell is reset to."""
 
-    def __init__(self, family: Family, size: str, model: Any, build_s: float, label: str) -> None:
+    def __init__(self, family: Family, size: str, model: Any, build_s: float, label: str,
+                 tiny_pretrained: bool = False) -> None:
         self.family = family
         self.size = size
         self.model = model
@@ -263,7 +264,7 @@ class BuiltModel:
         # Kept on the CPU: a second copy of a large model must not eat the device's memory budget.
         self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         self.params = sum(p.numel() for p in model.parameters())
-        self.tiny_pretrained = False  # the tiny profile's shipped checkpoint (set by build_model)
+        self.tiny_pretrained = tiny_pretrained  # the tiny profile's shipped checkpoint, not a random init
 
     def reset(self) -> None:
         """Put back the initial weights (every cell starts from the same model)."""
@@ -294,6 +295,4 @@ def build_model(
     else:
         model = family.build(size, weights, vocab_size, max_len, model_dir)
         label = family.label(size, weights)
-    built = BuiltModel(family, size, model, time.perf_counter() - t0, label)
-    built.tiny_pretrained = tiny_pretrained
-    return built
+    return BuiltModel(family, size, model, time.perf_counter() - t0, label, tiny_pretrained)
