@@ -160,7 +160,7 @@ def run_all(rehearse: bool, workdir: Path) -> tuple[list[Part], list[str]]:
     parts: list[Part] = [part_energy(rehearse, workdir)]
     memory, doc = part_memory(rehearse, workdir)
     parts.append(memory)
-    led = next((r for r in doc.get("records", []) if str(r.get("id", "")).startswith("led-base")), {})
+    led: dict[str, Any] = next((r for r in doc.get("records", []) if str(r.get("id", "")).startswith("led-base")), {})
     parts.append(part_overhead(rehearse, int(led.get("batch_size") or 1)))
     parts.append(part_xdist(rehearse, workdir, torch.cuda.device_count()))
     return parts, environment()

@@ -66,20 +66,22 @@ class Prepared:
 
 def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None,
              baseline_batch: int | None = None,
-             on_step: Callable[[int, int | None, float], None] | None = None) -> None:
+             on_step: Callable[[int, int | None, float], None] | None = None,
+             batch: BatchChoice | None = None) -> None:
     """Run one cell, filing each section in ``record`` as its phase finishes. With ``baseline_batch`` (the batch a
     baseline ran at) the cell trains at that batch when it still fits, so efficiency is compared like with like;
     the search's own answer is recorded either way. ``on_step`` follows training's progress (see
-    :class:`pytest_longeff.train.TrainPlan`)."""
+    :class:`pytest_longeff.train.TrainPlan`). ``batch``: the choice of an earlier measurement of the same cell,
+    reused without searching again."""
     check_ready(session, cell)
     precision = Precision(session.settings.precision, session.device)
     with precision.matmul():  # TF32 on or off for this cell only
         p, record.model = prepare(session, cell, precision)
-        record.batch = choose(session, p, cache, baseline_batch)
+        record.batch = choose(session, p, cache, baseline_batch, batch)
         if record.batch.batch_size == 0:
             raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
                            "GiB even at batch size 1 (raise --longeff-memory-budget)")
-        before = session.reference() if session.settings.speed_reference else None
+        before = session.reference() if session.settings.measures_reference(session.device) else None
         record.train = train_phase(session, p, record.batch, on_step)
         record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
         if before is not None:
@@ -122,9 +124,14 @@ def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[
 
 
 def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None,
-           baseline_batch: int | None = None) -> BatchChoice:
-    """The largest batch that fits the memory budget (0: none fits), or the baseline's batch when that still fits;
-    the model is then put back to its initial weights."""
+           baseline_batch: int | None = None, earlier: BatchChoice | None = None) -> BatchChoice:
+    """The largest batch that fits the memory budget (0: none fits), or the baseline's batch when that still fits,
+    or ``earlier`` (an earlier measurement's choice) as it was; the model is then put back to its initial
+    weights."""
+    if earlier is not None:
+        p.built.reset()
+        p.built.family.prepare(p.built.model, p.cell.seq_len)
+        return earlier
     s = session.settings
     choice = choose_batch(session, p.cell, p.built, p.train, cache, p.flops_by_batch, p.precision)
     batch, source, details = choice.batch_size, choice.source, dict(choice.details)

@@ -38,6 +38,7 @@ from pytest_longeff.gate_suite import (
 )
 from pytest_longeff.machine import mismatch
 from pytest_longeff.record import GATED, Figure, is_cell, lookup
+from pytest_longeff.remeasure import run_note
 from pytest_longeff.windows import window_figure
 
 #: Every figure ``--longeff-fail-on`` may name, besides window figures (kept importable as ``gate.METRICS``).
@@ -343,6 +344,7 @@ def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: S
     notes = [f"passed in the baseline, now skipped or errored: {', '.join(lost)}"] if lost else []
     if missing:
         notes.append(f"{len(missing)} cells of the baseline were not run (e.g. {missing[0]})")
+    notes.extend(n for n in [run_note(latest.values())] if n)
     figures = {r.metric.name: r.metric for r in rules}
     return RunVerdict(fdr_verdicts(pairs, acks), suite_verdicts(pairs, figures, acks), notes=tuple(notes),
                       lost=tuple(lost))

@@ -39,6 +39,7 @@ from pytest_longeff.settings import Settings, add_options, resolve
 if TYPE_CHECKING:
     from pytest_longeff.models import Family
     from pytest_longeff.progress import Progress
+    from pytest_longeff.record import CellRecord
     from pytest_longeff.resume import ResumePlan
     from pytest_longeff.session import LongeffSession
     from pytest_longeff.shard import Selection
@@ -285,15 +286,20 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     skip_reason = failure = None
     try:
         run_cell(session, c, record, batch_cache(config), gate.baseline_batch(c.id) if gate is not None else None,
-                 **progress)
+                 progress)
+        record.cell_wall_s = time.perf_counter() - t0  # this measurement's; a measurement made again has its own
+        if gate is not None and s.remeasure:
+            record = _remeasured(config, session, gate, c, record)
+            request.node.stash[CELL_RECORD_KEY] = record
     except CellSkip as exc:
         skip_reason = str(exc)
     except (LongeffError, FileNotFoundError) as exc:
         failure = f"{c.id}: {exc}"
     finally:
-        record.cell_wall_s = time.perf_counter() - t0
-        for on_step in progress.values():
-            on_step.finish()
+        if record.cell_wall_s is None:
+            record.cell_wall_s = time.perf_counter() - t0
+        if progress is not None:
+            progress.finish()
     # Raised outside the except blocks: what the user must fix, said once and plainly, with no chained traceback.
     if skip_reason is not None:
         failure = gate.skip_regression(c.id, skip_reason) if gate is not None else None
@@ -304,18 +310,41 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     return record.to_dict()
 
 
-def _progress(config: pytest.Config, label: str) -> dict[str, Progress]:
+def _remeasured(config: pytest.Config, session: LongeffSession, gate: Gate, c: Cell,
+                first: CellRecord) -> CellRecord:
+    """The measurement of the cell that stands: ``first``, or, while the gate finds the latest suspect, the least
+    suspect of it and up to ``--longeff-remeasure`` new ones (:mod:`pytest_longeff.remeasure`), with the others in
+    its ``remeasured`` section."""
+    from pytest_longeff.cell import run_cell
+    from pytest_longeff.record import CellRecord
+    from pytest_longeff.remeasure import settle
+
+    facts = session.facts()
+
+    def again() -> CellRecord:  # the fixture's progress line is the same object: it finishes it
+        record, t0 = CellRecord(first.identity), time.perf_counter()
+        run_cell(session, c, record, None, None, _progress(config, f"{first.id} (measured again)"),
+                 first.batch)  # the first measurement's batch: no second search
+        record.cell_wall_s = time.perf_counter() - t0
+        return record
+
+    final, remeasured = settle(first, lambda r: gate.judge(r.to_dict(), facts)[0], again,
+                               config.stash[SETTINGS_KEY].remeasure, CellRecord.to_dict)
+    final.remeasured = remeasured
+    return final
+
+
+def _progress(config: pytest.Config, label: str) -> Progress | None:
     """``on_step=`` for ``run_cell``, started for this cell, when the terminal wants progress
-    (:mod:`pytest_longeff.progress`); else nothing."""
+    (:mod:`pytest_longeff.progress`); else None."""
     from pytest_longeff.progress import Progress
 
     if PROGRESS_KEY not in config.stash:
         config.stash[PROGRESS_KEY] = Progress.for_config(config)
     progress = config.stash[PROGRESS_KEY]
-    if progress is None:
-        return {}
-    progress.start(label)
-    return {"on_step": progress}
+    if progress is not None:
+        progress.start(label)
+    return progress
 
 
 @pytest.fixture

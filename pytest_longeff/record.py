@@ -304,6 +304,9 @@ class CellRecord:
     reference: CellReference | None = None
     """The machine-speed reference around the cell (``--longeff-speed-reference``), for the gate's drift
     correction."""
+    remeasured: dict[str, Any] | None = None
+    """With more than one measurement of the cell (:mod:`pytest_longeff.remeasure`): how many, which one this record
+    holds, and the others."""
 
     @property
     def id(self) -> str:
@@ -335,6 +338,8 @@ class CellRecord:
             out["cell_wall_s"] = self.cell_wall_s
         if self.reference is not None:
             out["reference"] = self.reference.to_dict()
+        if self.remeasured:
+            out["remeasured"] = self.remeasured
         if self.predictions is not None:
             out["_predictions"] = self.predictions
         return out

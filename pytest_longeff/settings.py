@@ -218,8 +218,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("resume", str, "a JSON report of an interrupted run: cells that passed there under the same settings, "
            "software, machine kind and code version are carried over, the rest run (may be --longeff-json's own "
            "file)", "REPORT"),
-    Option("speed-reference", None, "measure a machine-speed reference before and after each cell (about 0.35 s "
-           "a cell) so the gate can correct time figures for drift common to the whole machine"),
+    Option("speed-reference", _choice(("auto", "on", "off")), "measure a machine-speed reference before and after "
+           "each cell (about 0.35 s a cell on a 2-core CPU) so the gate can correct time figures for drift common "
+           "to the whole machine: auto (default) on CPU devices and not on GPUs (where it is not yet validated), "
+           "on, or off", "auto|on|off"),
+    Option("remeasure", _non_negative_int, "with a baseline: measure a cell again, up to N times, while a gated "
+           "figure is worse than its tolerance, before the gate judges it (default 1; 0: never); the least "
+           "suspect measurement stands, the others go in the record's remeasured section", "N"),
     Option("acknowledged", str, "a file of accepted changes (metric, cell, reason) the gate does not fail on",
            "PATH"),
     Option("benchmark-json", str, "write github-action-benchmark files (customSmallerIsBetter / "
@@ -274,13 +279,20 @@ class Settings:
     shard: str | None
     durations: str | None
     resume: str | None
-    speed_reference: bool
+    speed_reference: str
+    """auto, on or off; :meth:`measures_reference` says what it means on a device."""
+    remeasure: int
     acknowledged: str | None
     benchmark_json: str | None
     plots: str | None
     html: str | None
     baseline: str | None
     fail_on: str | None
+
+    def measures_reference(self, device: str) -> bool:
+        """Whether cells on ``device`` are measured with the machine-speed reference (``--longeff-speed-reference``:
+        auto measures it on CPU devices only; its small workload is not yet validated as a speed gauge of a GPU)."""
+        return self.speed_reference == "on" or (self.speed_reference == "auto" and not device.startswith("cuda"))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -374,7 +386,8 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "repeats": v["repeats"] or profile.default_repeats,
         "warmup_steps": 1 if v["warmup-steps"] is None else v["warmup-steps"],
         "teacher_forced": bool(v["teacher-forced"]),
-        "speed_reference": bool(v["speed-reference"]),
+        "speed_reference": v["speed-reference"] or "auto",
+        "remeasure": 1 if v["remeasure"] is None else v["remeasure"],
         "precision": v["precision"] or profile.default_precision,
         "early_stop_metric": v["early-stop-metric"] or profile.default_early_stop_metric,
         "tiny_weights": None if profile.weights != "tiny" else v["tiny-weights"] or (

@@ -27,7 +27,8 @@ def check_options(v: dict[str, Any], known_families: tuple[str, ...], known_task
     if bool(v["dataset"]) != bool(v["columns"]):
         raise pytest.UsageError("--longeff-dataset and --longeff-columns go together: name the dataset and map its "
                                 "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")
-    for option, needs in (("fail-on", "baseline"), ("acknowledged", "baseline"), ("durations", "shard")):
+    for option, needs in (("fail-on", "baseline"), ("acknowledged", "baseline"), ("remeasure", "baseline"),
+                          ("durations", "shard")):
         if v[option] and not v[needs]:
             raise pytest.UsageError(f"--longeff-{option} needs --longeff-{needs} (without it, it would do nothing)")
     if v["tiny-weights"] is not None and (v["profile"] or "tiny") != "tiny":

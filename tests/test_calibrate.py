@@ -59,16 +59,40 @@ def test_a_reading_needs_a_repeat() -> None:
         reference("cpu", repeats=0)
 
 
-def test_cells_carry_the_reference_when_asked(bench: pytest.Pytester) -> None:
-    """--longeff-speed-reference measures the reference around each cell and files it in the record."""
+@pytest.mark.parametrize(("given", "setting"), [([], "auto"), (["--longeff-speed-reference=on"], "on"),
+                                               (["--longeff-speed-reference=off"], "off")])
+def test_cells_carry_the_reference_unless_turned_off(bench: pytest.Pytester, given: list[str], setting: str) -> None:
+    """By default (auto, on a CPU device) and with =on the reference is measured around each cell and filed in the
+    record; =off leaves it out, and the report's settings say which."""
     result = bench.runpytest("--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256",
                              "--longeff-tasks=qasper", "--longeff-train-budget=steps=2", "--longeff-eval-samples=2",
-                             "--longeff-idle-s=0", "--longeff-device=cpu", "--longeff-energy=none",
-                             "--longeff-speed-reference")
+                             "--longeff-idle-s=0", "--longeff-device=cpu", "--longeff-energy=none", *given)
     result.assert_outcomes(passed=1)
-    (record,) = json.loads((bench.path / "reports" / "longeff.json").read_text())["records"]
+    doc = json.loads((bench.path / "reports" / "longeff.json").read_text())
+    (record,) = doc["records"]
+    assert doc["settings"]["speed_reference"] == setting
+    if setting == "off":
+        assert "reference" not in record
+        return
     reference = record["reference"]
     assert reference["ops_per_s"] > 0 and reference["before_ops_per_s"] > 0 and reference["after_ops_per_s"] > 0
+
+
+@pytest.mark.parametrize(("setting", "device", "measured"), [
+    ("auto", "cpu", True), ("auto", "cuda", False), ("auto", "cuda:1", False), ("on", "cuda:0", True),
+    ("on", "cpu", True), ("off", "cpu", False), ("off", "cuda", False)])
+def test_auto_measures_the_reference_on_cpu_devices_only(setting: str, device: str, measured: bool) -> None:
+    from types import SimpleNamespace
+
+    from pytest_longeff.settings import Settings
+
+    assert Settings.measures_reference(SimpleNamespace(speed_reference=setting), device) is measured  # type: ignore[arg-type]
+
+
+def test_the_speed_reference_option_names_its_values(bench: pytest.Pytester) -> None:
+    result = bench.runpytest("--longeff-speed-reference=maybe", "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--longeff-speed-reference*maybe*on*off*"])
 
 
 def test_a_bare_cuda_device_is_pinned_per_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_longeff.acknowledge import Ack
+from pytest_longeff.compare import compare_docs
 from pytest_longeff.gate import METRICS, judge_run, parse_fail_on
 from pytest_longeff.gate_suite import (
     RunVerdict,
@@ -137,7 +138,7 @@ def test_importing_the_gate_loads_no_heavy_module() -> None:
     assert out.strip() == "[]"
 
 
-def test_the_replay_benchmark_scales_throughput_and_counts_pairs() -> None:
+def _replay_module() -> Any:
     import importlib.util
     from pathlib import Path
 
@@ -146,11 +147,38 @@ def test_the_replay_benchmark_scales_throughput_and_counts_pairs() -> None:
     assert spec is not None and spec.loader is not None
     replay = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(replay)
+    return replay
+
+
+def test_the_replay_benchmark_scales_throughput_and_counts_pairs() -> None:
+    replay = _replay_module()
     rng = random.Random(3)
     docs = [doc([rec(f"c{i}", 10.0 * math.exp(rng.gauss(0, 0.01))) for i in range(6)]) for _ in range(4)]
     slow = replay.slowed(docs[0], 0.2)
     stats = slow["records"][0]["train"]["samples_per_s_stats"]
     assert stats["median"] == pytest.approx(0.8 * docs[0]["records"][0]["train"]["samples_per_s_stats"]["median"])
     assert docs[0]["records"][0]["train"]["samples_per_s_stats"]["median"] > stats["median"]  # a copy
-    counts = replay.replay(docs, "train_samples_per_s:10%")
+    counts = replay.replay(docs, "train_samples_per_s:10%", 1)
     assert counts["unchanged"] == (0, 12) and counts["slowdown 20%"] == (12, 12)
+
+
+def test_the_replay_remeasures_a_burst_away_but_not_a_regression() -> None:
+    """A cell hit by a burst in its first measurement takes its next one (as the plugin's --longeff-remeasure would);
+    an injected slowdown is in every measurement of the cell, so the gate still finds it."""
+    replay = _replay_module()
+    base = doc([rec(f"c{i}", 10.0) for i in range(4)])
+    burst = rec("c0", 6.0)
+    burst["_again"] = [rec("c0", 10.1)]
+    new = doc([burst, *(rec(f"c{i}", 10.0) for i in range(1, 4))])
+    assert compare_docs(base, replay.remeasured(base, new, parse_fail_on("train_samples_per_s:10%"), 0),
+                        parse_fail_on("train_samples_per_s:10%")).fails()  # one measurement: a false alarm
+    rules = parse_fail_on("train_samples_per_s:10%")
+    settled = replay.remeasured(base, new, rules, 1)
+    first = settled["records"][0]
+    assert first["train"]["samples_per_s_stats"]["median"] == 10.1 and "_again" not in first
+    assert first["remeasured"]["kept"] == 2
+    assert first["remeasured"]["others"][0]["why"][0].startswith("train_samples_per_s -40.0%")
+    assert not compare_docs(base, settled, rules).fails()
+    slow = replay.slowed(new, 0.2)
+    assert slow["records"][0]["_again"][0]["train"]["samples_per_s_stats"]["median"] == pytest.approx(8.08)
+    assert compare_docs(base, replay.remeasured(base, slow, rules, 1), rules).fails()

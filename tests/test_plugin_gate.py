@@ -131,6 +131,7 @@ def test_an_acknowledged_file_without_a_reason_is_a_usage_error(pytester: pytest
 @pytest.mark.parametrize(("args", "message"), [
     (["--longeff-acknowledged=ack.toml"], "--longeff-acknowledged needs --longeff-baseline"),
     (["--longeff-durations=old.json"], "--longeff-durations needs --longeff-shard"),
+    (["--longeff-remeasure=2"], "--longeff-remeasure needs --longeff-baseline"),
     (["--longeff-early-stop-metric=study", "--longeff-train-budget=steps=4"],
      "--longeff-early-stop-metric needs an epochs=N,patience=K budget"),
 ])
@@ -138,3 +139,48 @@ def test_options_that_would_do_nothing_are_usage_errors(pytester: pytest.Pyteste
                                                         message: str) -> None:
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str()
+
+
+# -- a suspect cell is measured again before the gate judges it --------------------------------------------------------
+
+
+def test_a_suspect_cell_is_measured_again_and_a_persisting_regression_still_fails(pytester: pytest.Pytester,
+                                                                                baseline: Path) -> None:
+    """With a 100x faster baseline every measurement is suspect: --longeff-remeasure 2 measures the cell twice more
+    (each a complete measurement with its own reference), keeps the least suspect one and the other two in
+    ``remeasured``, and still fails; 0 measures once."""
+    edited = _edit(baseline, _faster_baseline)
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
+                                "--longeff-remeasure=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*note: 1 cell was measured again after a suspect measurement*least suspect*stands*"])
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    section = record["remeasured"]
+    others = section["others"]
+    assert section["measurements"] == 3 and len(others) == 2
+    assert sorted([section["kept"], *(o["measurement"] for o in others)]) == [1, 2, 3]
+    assert all(o["why"][0].startswith("train_samples_per_s -") for o in others)
+    windows = [(w["train"]["time_s"], w["train"]["samples_per_s_stats"]["mean"]) for w in [*others, record]]
+    assert len(set(windows)) == 3  # three distinct measurements, not copies
+    assert all(o["reference"]["ops_per_s"] > 0 for o in others) and record["reference"]["ops_per_s"] > 0
+    # The least suspect measurement stands: here the fastest once each is divided by its own machine-speed reading.
+    kept = max([*others, record],
+               key=lambda w: w["train"]["samples_per_s_stats"]["median"] / w["reference"]["ops_per_s"])
+    assert kept is record
+    assert all(o["batch_size"] == record["batch_size"] for o in others)  # one batch choice, not three searches
+    assert all(w["cell_wall_s"] > 0 for w in [*others, record])  # each measurement's own time
+    assert record["gate"]["checks"][0]["status"] == "failed" and record["status"] == "failed"
+
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
+                                "--longeff-remeasure=0")
+    result.assert_outcomes(failed=1)
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert "remeasured" not in record and "measured again" not in result.stdout.str()
+
+
+def test_a_cell_within_tolerance_is_measured_once(pytester: pytest.Pytester, baseline: Path) -> None:
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={baseline}",
+                                "--longeff-fail-on=train_samples_per_s:1000%", "--longeff-remeasure=3")
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert "remeasured" not in record
