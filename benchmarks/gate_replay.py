@@ -97,10 +97,13 @@ def harness_run(path: Path, given: Mapping[str, str], cache: Path, again: int) -
     s = resolve(_Options(given), tuple(families), tuple(tasks))  # type: ignore[arg-type]
     session = LongeffSession(s, cache, families, tasks)
 
-    def measure(c: Any) -> dict[str, Any]:
+    def measure(c: Any, first: CellRecord | None = None) -> CellRecord:
         record = CellRecord(Identity(c.id, c.family, c.size, c.seq_len, c.task, s.profile, session.device))
-        run_cell(session, c, record, None)
+        run_cell(session, c, record, None, batch=first.batch if first is not None else None)  # as the plugin does
         record.status = "passed"
+        return record
+
+    def as_dict(record: CellRecord) -> dict[str, Any]:
         rec = record.to_dict()
         rec.pop("_predictions", None)
         return rec
@@ -108,9 +111,8 @@ def harness_run(path: Path, given: Mapping[str, str], cache: Path, again: int) -
     records = []
     try:
         for c in build_matrix(s.families, s.sizes, s.lengths, s.tasks):
-            rec = measure(c)
-            rec["_again"] = [measure(c) for _ in range(again)]
-            records.append(rec)
+            first = measure(c)
+            records.append({**as_dict(first), "_again": [as_dict(measure(c, first)) for _ in range(again)]})
         doc = {"harness": "benchmarks/gate_replay.py", "machine": session.facts(), "settings": s.to_dict(),
                "records": records}
     finally:

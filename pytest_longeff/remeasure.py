@@ -3,10 +3,10 @@
 On a shared machine a cell is sometimes slowed for a few seconds by something outside the run (another tenant,
 a page-cache flush); the machine-speed reference measured around the cell tracks most drift but not every burst.
 A code regression shows in every measurement of the cell; a burst rarely strikes the same cell twice. So a cell
-whose gated figure is worse than its tolerance (a per-cell ``failed`` or ``within_noise`` check, drift-corrected)
-is measured again from scratch, up to ``limit`` times or until a measurement is no longer suspect, and the least
-suspect measurement stands (:func:`badness`): a regression must show in every measurement to be judged one. The
-others stay in the record's ``remeasured`` list with why they were repeated.
+whose time, throughput or energy figure is worse than its tolerance (a per-cell ``failed`` or ``within_noise``
+check, drift-corrected) is measured again, at the same batch size, up to ``limit`` times or until a measurement is
+no longer suspect, and the least suspect measurement stands (:func:`badness`): a regression must show in every
+measurement to be judged one. The others stay in the record's ``remeasured`` section with why they were repeated.
 
 The rule picks among whole measurements and never edits one: every figure in a record comes from one complete
 measurement of the cell. ``benchmarks/gate_replay.py`` measures what it does to false alarms and detection, with
