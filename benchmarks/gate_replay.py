@@ -12,10 +12,10 @@ Then each new report's throughput figures (medians, quartiles, means and interva
 20 % (latencies up accordingly) and the share of pairs the gate fails is the detection rate. Not a timed test.
 
 ``--harness`` runs the cells in-process instead of through pytest (one fresh process per run, as pytest would be),
-with the default machine-speed reference (:mod:`pytest_longeff.calibrate`) around each cell, and measures each cell
+with the default machine-speed reference (:mod:`pytest_longeff.measure.reference`) around each cell, and measures each cell
 ``1 + --remeasure`` times back to back. The replay is then done three ways: at the defaults (drift-corrected, and a
 cell the per-cell gate finds suspect is measured again and the least suspect measurement stands, by the plugin's own
-:func:`pytest_longeff.remeasure.settle`, as ``--longeff-remeasure`` does right after the first); drift-corrected with
+:func:`pytest_longeff.gate.remeasure.settle`, as ``--longeff-remeasure`` does right after the first); drift-corrected with
 one measurement per cell; and uncorrected with one measurement per cell. An injected slowdown applies to every
 measurement of a cell (a regression of the code is found again); pytest-generated reports hold one measurement.
 """
@@ -33,11 +33,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_longeff.compare import compare_docs
-from pytest_longeff.gate import DEFAULT_FAIL_ON, Rule, gate_record, parse_fail_on
-from pytest_longeff.remeasure import settle
-from pytest_longeff.report import load_report
-from pytest_longeff.settings import argparse_text
+from pytest_longeff.choices import DEFAULT_FAIL_ON
+from pytest_longeff.ci.compare import compare_docs
+from pytest_longeff.config.settings import argparse_text
+from pytest_longeff.gate.check import Rule, gate_record, parse_fail_on
+from pytest_longeff.gate.remeasure import settle
+from pytest_longeff.record.io import load_report
 
 QUICK = ["--longeff-families=led,bigbird", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
          "--longeff-eval-samples=2", "--longeff-batch-size=2", "--longeff-train-budget=steps=6"]
@@ -63,10 +64,10 @@ def generate(runs: int, quick: bool, out: Path) -> list[Path]:
 
 
 class _Options:
-    """Just enough of ``pytest.Config`` for :func:`pytest_longeff.settings.resolve`: parsed option values."""
+    """Just enough of ``pytest.Config`` for :func:`pytest_longeff.config.settings.resolve`: parsed option values."""
 
     def __init__(self, given: Mapping[str, str]) -> None:
-        from pytest_longeff.settings import OPTIONS
+        from pytest_longeff.config.settings import OPTIONS
 
         self.values = {opt.dest: (True if opt.parse is None else opt.parse(given[opt.name]))
                        for opt in OPTIONS if opt.name in given}
@@ -85,13 +86,13 @@ def harness_run(path: Path, given: Mapping[str, str], cache: Path, again: int) -
     ``path`` (machine facts, settings, records)."""
     import json
 
-    from pytest_longeff.cell import run_cell
+    from pytest_longeff.cell.resources import LongeffSession
+    from pytest_longeff.cell.run import run_cell
+    from pytest_longeff.config.settings import resolve
     from pytest_longeff.matrix import build_matrix
-    from pytest_longeff.models import BUILTIN_FAMILIES
-    from pytest_longeff.record import CellRecord, Identity
-    from pytest_longeff.session import LongeffSession
-    from pytest_longeff.settings import resolve
-    from pytest_longeff.tasks import BUILTIN_TASKS
+    from pytest_longeff.models.families import BUILTIN_FAMILIES
+    from pytest_longeff.record.sections import CellRecord, Identity
+    from pytest_longeff.tasks.specs import BUILTIN_TASKS
 
     families, tasks = {f.name: f for f in BUILTIN_FAMILIES}, {t.name: t for t in BUILTIN_TASKS}
     s = resolve(_Options(given), tuple(families), tuple(tasks))  # type: ignore[arg-type]
@@ -177,7 +178,7 @@ def remeasured(base: Mapping[str, Any], new: Mapping[str, Any], rules: Sequence[
                limit: int) -> dict[str, Any]:
     """``new`` as the plugin with ``--longeff-remeasure limit`` and ``base`` as the baseline would have recorded it:
     a cell the per-cell gate finds suspect is measured again, and the least suspect measurement stands
-    (:func:`pytest_longeff.remeasure.settle`)."""
+    (:func:`pytest_longeff.gate.remeasure.settle`)."""
     machine = new.get("machine") or {}
     records = []
     for rec in new.get("records", []):
@@ -216,7 +217,7 @@ def run_speeds(docs: Sequence[Mapping[str, Any]]) -> list[str]:
              "inference": ("inference", "samples_per_s_stats", "median"), "reference": ("reference", "ops_per_s")}
 
     def geo(doc: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
-        from pytest_longeff.record import lookup
+        from pytest_longeff.record.sections import lookup
 
         vals = [v for r in doc.get("records", []) if isinstance(v := lookup(r, *path), (int, float)) and v > 0]
         return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else None

@@ -22,15 +22,15 @@ from typing import Any
 
 import torch
 
-from pytest_longeff.budget import parse_train_budget
-from pytest_longeff.data import generate_task
+from pytest_longeff.cell.budget import parse_train_budget
+from pytest_longeff.cell.precision import Precision
+from pytest_longeff.cell.prepare import TokenizedSplit
+from pytest_longeff.cell.train import TrainPlan, fine_tune
+from pytest_longeff.data.scrolls import generate_task
+from pytest_longeff.data.tokenizer import train_tokenizer
 from pytest_longeff.matrix import Cell
-from pytest_longeff.measure import synchronize
-from pytest_longeff.models import BUILTIN_FAMILIES, BuiltModel, build_model
-from pytest_longeff.precision import Precision
-from pytest_longeff.prepare import TokenizedSplit
-from pytest_longeff.tokenizer import train_tokenizer
-from pytest_longeff.train import TrainPlan, fine_tune
+from pytest_longeff.measure.window import synchronize
+from pytest_longeff.models.families import BUILTIN_FAMILIES, BuiltModel, build_model
 
 WARMUP_STEPS = 1
 

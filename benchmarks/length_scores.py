@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_longeff.findings import SUMMARIZATION_TASKS  # noqa: E402 - importable only once ROOT is on sys.path
-from pytest_longeff.record import is_cell  # noqa: E402
-from pytest_longeff.reportio import load_report  # noqa: E402
+from pytest_longeff.record.io import load_report  # noqa: E402
+from pytest_longeff.record.sections import is_cell  # noqa: E402
+from pytest_longeff.report.findings import SUMMARIZATION_TASKS  # noqa: E402 - importable only once ROOT is on sys.path
 
 
 def main(argv: list[str]) -> int:

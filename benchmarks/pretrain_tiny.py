@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/pretrain_tiny.py --models led-base --out /tmp/ckpt
     .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out /tmp/ckpt   # a smoke run
 
-Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.pretrain.SCHEDULES`` on
+Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.models.pretrain.SCHEDULES`` on
 generated examples of the four default tasks, drawn from seed streams the benchmark's splits never use. The result
 (safetensors, tokenizer, ``pretraining.json``) goes to ``OUT/<family>-<size>/``; the default ``OUT`` is the folder
 the package ships (``pytest_longeff/checkpoints``). Afterwards each model's score at 1024/2048/3072/4096 tokens on
@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pytest_longeff import pretrain  # noqa: E402 - importable only once ROOT is on sys.path
-from pytest_longeff.checkpoints import CHECKPOINTS, load_tiny  # noqa: E402
-from pytest_longeff.models import BUILTIN_FAMILIES  # noqa: E402
-from pytest_longeff.tokenizer import lexicon_tokenizer  # noqa: E402
+from pytest_longeff.data.tokenizer import lexicon_tokenizer  # noqa: E402
+from pytest_longeff.models import pretrain  # noqa: E402 - importable only once ROOT is on sys.path
+from pytest_longeff.models.checkpoints import CHECKPOINTS, load_tiny  # noqa: E402
+from pytest_longeff.models.families import BUILTIN_FAMILIES  # noqa: E402
 
 LENGTHS = (1024, 2048, 3072, 4096)
 

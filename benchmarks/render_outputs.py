@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_longeff.record import is_cell
+from pytest_longeff.record.sections import is_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES, SIZES = ("led", "bigbird"), ("base", "large")
@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
                         help="a JSON report whose cells are replicated to 64 (default: the tests' two-cell report)")
     source = parser.parse_args(argv).report
     doc = synthesise(json.loads(source.read_text(encoding="utf-8")))
-    from pytest_longeff import html_report, plots, report
+    from pytest_longeff.report import page as html_report
+    from pytest_longeff.report import tables as report
+    from pytest_longeff.report.plots import draw as plots
 
     cells = doc["records"]
     times: dict[str, float] = {}

@@ -26,7 +26,7 @@ from pathlib import Path
 # Runnable from a plain source checkout, without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_longeff.batch_search import (
+from pytest_longeff.cell.search import (
     OutOfMemory,
     SearchResult,
     doubling_bisect,

@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_longeff.batch_search import doubling_bisect  # noqa: E402 - importable only once ROOT is on sys.path
-from pytest_longeff.record import is_cell  # noqa: E402
+from pytest_longeff.cell.search import doubling_bisect  # noqa: E402 - importable only once ROOT is on sys.path
+from pytest_longeff.record.sections import is_cell  # noqa: E402
 
 
 def _line(log: list[dict[str, Any]]) -> tuple[float, float] | None:

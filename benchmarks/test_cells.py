@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_longeff.checks import check_record
+from pytest_longeff import check_record
 
 
 def test_cell(longeff_record: dict[str, Any]) -> None:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_longeff.session import LongeffSession
-    from pytest_longeff.windows import WindowRecorder
+    from pytest_longeff.cell.resources import LongeffSession
+    from pytest_longeff.measure.recorder import WindowRecorder
 
 VOCAB = 512
 NEW_TOKENS = 16

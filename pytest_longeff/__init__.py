@@ -1,7 +1,9 @@
 """pytest-longeff: accuracy vs. efficiency of long-context NLP models, as a pytest plugin.
 
-The public API is importable from here; names are loaded on first use, so ``import pytest_longeff`` (which pytest
-does in every run of the environment) imports neither torch nor transformers.
+The public API is what a user writes or types: what a benchmark body calls, what a hook implementation returns, what
+a reader of reports uses, the errors, and the version. Names are loaded on first use, so ``import pytest_longeff``
+(which pytest does in every run of the environment) imports neither torch nor the gate. Everything else stays
+importable from its module, without a promise.
 """
 
 from __future__ import annotations
@@ -9,78 +11,64 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pytest_longeff._version import __version__
 
 if TYPE_CHECKING:
-    from pytest_longeff.energy import EnergyReading, IdleBaseline, Meter, MeterRequest, register_meter
-    from pytest_longeff.errors import (
-        CellSkip,
-        CellUnavailable,
-        DataError,
-        LongeffError,
-        LongeffWarning,
-        NoCheckpoint,
-    )
-    from pytest_longeff.gate import Check, Gate, Rule, check, parse_fail_on
-    from pytest_longeff.matrix import Cell, build_matrix
-    from pytest_longeff.measure import WindowResult, window
-    from pytest_longeff.models import Family
-    from pytest_longeff.record import FIGURES, CellRecord, Figure
-    from pytest_longeff.report import load_report
-    from pytest_longeff.session import LongeffSession
-    from pytest_longeff.settings import Settings
-    from pytest_longeff.tasks import TaskSpec
-    from pytest_longeff.windows import WindowRecorder, WindowSummary
+    from pytest_longeff.config.settings import Settings
+    from pytest_longeff.energy import EnergyReading, Meter, MeterRequest, MeterUnavailable
+    from pytest_longeff.errors import CellSkip, LongeffError, LongeffWarning
+    from pytest_longeff.matrix import Cell
+    from pytest_longeff.measure.recorder import WindowRecorder, WindowSummary
+    from pytest_longeff.models.families import Family
+    from pytest_longeff.record.checks import check_record
+    from pytest_longeff.record.figures import FIGURES, Figure
+    from pytest_longeff.record.io import load_report
+    from pytest_longeff.tasks.specs import TaskSpec
 
 #: public name -> the module defining it
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("EnergyReading", "IdleBaseline", "Meter", "MeterRequest", "register_meter"), "energy"),
-    **dict.fromkeys(("CellSkip", "CellUnavailable", "DataError", "LongeffError", "LongeffWarning", "NoCheckpoint"),
-                    "errors"),
-    **dict.fromkeys(("Check", "Gate", "Rule", "check", "parse_fail_on"), "gate"),
-    **dict.fromkeys(("Cell", "build_matrix"), "matrix"),
-    **dict.fromkeys(("WindowResult", "window"), "measure"),
-    "Family": "models",
-    **dict.fromkeys(("FIGURES", "CellRecord", "Figure"), "record"),
-    "load_report": "report",
-    "LongeffSession": "session",
-    "Settings": "settings",
-    "TaskSpec": "tasks",
-    **dict.fromkeys(("WindowRecorder", "WindowSummary"), "windows"),
+    # a benchmark body
+    "check_record": "record.checks",
+    "Cell": "matrix",
+    "Settings": "config.settings",
+    "WindowRecorder": "measure.recorder",
+    "WindowSummary": "measure.recorder",
+    # a hook implementation
+    "Family": "models.families",
+    "TaskSpec": "tasks.specs",
+    "Meter": "energy",
+    "MeterRequest": "energy",
+    "MeterUnavailable": "energy",
+    "EnergyReading": "energy",
+    # a reader of reports
+    "load_report": "record.io",
+    "FIGURES": "record.figures",
+    "Figure": "record.figures",
+    # errors
+    "LongeffError": "errors",
+    "LongeffWarning": "errors",
+    "CellSkip": "errors",
 }
 
 __all__ = [
     "FIGURES",
     "Cell",
-    "CellRecord",
     "CellSkip",
-    "CellUnavailable",
-    "Check",
-    "DataError",
     "EnergyReading",
     "Family",
     "Figure",
-    "Gate",
-    "IdleBaseline",
     "LongeffError",
-    "LongeffSession",
     "LongeffWarning",
     "Meter",
     "MeterRequest",
-    "NoCheckpoint",
-    "Rule",
+    "MeterUnavailable",
     "Settings",
     "TaskSpec",
     "WindowRecorder",
-    "WindowResult",
     "WindowSummary",
     "__version__",
-    "build_matrix",
-    "check",
+    "check_record",
     "load_report",
-    "parse_fail_on",
-    "register_meter",
-    "window",
 ]
 
 

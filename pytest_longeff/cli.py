@@ -2,8 +2,8 @@
 
     pytest-longeff merge SHARD.json... -o OUT.json [--allow-missing]
     pytest-longeff show REPORT.json
-    pytest-longeff compare BASE.json NEW.json [--fail-on SPEC]     (pytest_longeff.compare)
-    pytest-longeff plot REPORT.json [-o DIR]                        (pytest_longeff.plots)
+    pytest-longeff compare BASE.json NEW.json [--fail-on SPEC]     (pytest_longeff.ci.compare)
+    pytest-longeff plot REPORT.json [-o DIR]                        (pytest_longeff.report.plots.draw)
 
 Exit codes: 0 done; 1 the reports themselves are refused (``merge``: other settings, software, code or machine
 kind, a cell twice, cells missing; ``compare``: a regression); 2 a usage error or an unusable file (unreadable, not
@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_longeff.machine import mismatch
 from pytest_longeff.matrix import build_matrix
-from pytest_longeff.record import is_cell
-from pytest_longeff.reportio import ReportError, dump_report, load_report, settings_diff, software_diff
+from pytest_longeff.measure.machine import mismatch
+from pytest_longeff.record.io import ReportError, dump_report, load_report, settings_diff, software_diff
+from pytest_longeff.record.sections import is_cell
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 PROG = "pytest-longeff"
@@ -95,7 +94,7 @@ def _session(docs: Sequence[tuple[str, dict[str, Any]]], cells: list[dict[str, A
         for key, value in (doc.get("session") or {}).items():
             if key in SUMMED and isinstance(value, (int, float)) and not isinstance(value, bool):
                 session[key] = session.get(key, 0) + value
-    from pytest_longeff.findings import findings
+    from pytest_longeff.report.findings import findings
 
     identified = [c for c in cells if all(k in c for k in ("family", "size", "seq_len", "task"))]
     session["findings"] = [f.to_dict() for f in findings(identified)]
@@ -131,8 +130,10 @@ def merge_docs(docs: Sequence[tuple[str, dict[str, Any]]], allow_missing: bool =
 
 def write_outputs(doc: dict[str, Any], out: Path) -> list[str]:
     """Write the merged report, its CSV and Markdown, and the plots and HTML page where those modules exist."""
-    from pytest_longeff.report import is_cell, render_csv, render_markdown
-    from pytest_longeff.reportio import atomic_write_text, render_extras
+    from pytest_longeff.record.io import atomic_write_text
+    from pytest_longeff.record.sections import is_cell
+    from pytest_longeff.report.outputs import render_extras
+    from pytest_longeff.report.tables import render_csv, render_markdown
 
     atomic_write_text(out, dump_report(doc))
     written = [str(out)]
@@ -160,7 +161,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     written = write_outputs(doc, args.out)
     if doc["missing"]:
         print(f"{PROG} merge: {len(doc['missing'])} cell(s) missing: {', '.join(doc['missing'])}", file=sys.stderr)
-    from pytest_longeff.reportio import compact_paths
+    from pytest_longeff.report.outputs import compact_paths
 
     print(f"merged {len(doc['records'])} records from {len(docs)} reports: {', '.join(compact_paths(written))}")
     return EXIT_OK
@@ -168,7 +169,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """``show``: the terminal matrix of a saved or merged report."""
-    from pytest_longeff.report import is_cell, method_notes, render_matrix, render_windows
+    from pytest_longeff.record.sections import is_cell
+    from pytest_longeff.report.tables import method_notes, render_matrix, render_windows
 
     try:
         doc = load_report(args.report)
@@ -191,22 +193,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def dispatch(module: str, command: str, argv: list[str]) -> int:
-    """Run ``pytest_longeff.<module>.main(argv)``, or say that this installation has no such command."""
-    name = f"pytest_longeff.{module}"
-    if importlib.util.find_spec(name) is None:
-        print(f"{PROG} {command}: not available in this installation ({name} is missing)", file=sys.stderr)
-        return EXIT_USAGE
-    main_fn = getattr(importlib.import_module(name), "main", None)
-    if main_fn is None:
-        print(f"{PROG} {command}: not available ({name} has no main)", file=sys.stderr)
-        return EXIT_USAGE
+    """Run ``<module>.main(argv)``: the commands that parse their own arguments."""
+    main_fn = importlib.import_module(module).main
     try:
         return int(main_fn(argv) or 0)
     except SystemExit as exc:  # its argparse: 0 after --help, 2 on a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
-DISPATCHED = {"compare": "compare", "plot": "plots"}
+DISPATCHED = {"compare": "pytest_longeff.ci.compare", "plot": "pytest_longeff.report.plots.draw"}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ tasks use them too.
 Implement them in a ``conftest.py`` or a plugin to widen the matrix, e.g. a LongT5 family::
 
     def pytest_longeff_families():
-        return [LongT5Family()]   # an object satisfying pytest_longeff.models.Family
+        return [LongT5Family()]   # an object satisfying pytest_longeff.models.families.Family
 
 Every implementation is called (none is ``firstresult``); a later registration of a name replaces an earlier one.
 """
@@ -18,8 +18,8 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_longeff.energy import MeterBuilder
-    from pytest_longeff.models import Family
-    from pytest_longeff.tasks import TaskSpec
+    from pytest_longeff.models.families import Family
+    from pytest_longeff.tasks.specs import TaskSpec
 
 hookspec = pytest.hookspec
 
@@ -44,7 +44,7 @@ def pytest_longeff_meters() -> Mapping[str, MeterBuilder]:  # type: ignore[empty
 
 @hookspec
 def pytest_longeff_metrics() -> Mapping[str, Callable[..., Any]]:  # type: ignore[empty-body]
-    """Return task metrics by name, for a :class:`pytest_longeff.tasks.TaskSpec`'s ``metric`` to refer to.
+    """Return task metrics by name, for a :class:`pytest_longeff.tasks.specs.TaskSpec`'s ``metric`` to refer to.
 
-    Registered through ``pytest_longeff.metrics.register_metric`` when that exists; in this version the metric
+    Registered through ``pytest_longeff.tasks.metrics.register_metric`` when that exists; in this version the metric
     table is fixed, and a returned metric is reported as a :class:`pytest_longeff.errors.LongeffWarning`."""

@@ -3,7 +3,7 @@
 A benchmark test asks for ``longeff_record`` (the plugin parametrizes it over the matrix, ids like
 ``led-base-4096-gov_report``, and runs the cell in the fixture) or for ``longeff_window`` (to measure its own work).
 After the test body, the plugin gates the record against a baseline; the reporting role of this process
-(:mod:`pytest_longeff.reporting`) writes or ships the record.
+(:mod:`pytest_longeff.report.roles`) writes or ships the record.
 """
 
 from __future__ import annotations
@@ -19,13 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_longeff import hookspecs
-from pytest_longeff.caches import batch_cache, cache_dir
-from pytest_longeff.errors import CellSkip, LongeffError, LongeffWarning
-from pytest_longeff.extensions import Extensions, gather, release
-from pytest_longeff.gate import Gate
-from pytest_longeff.junit import per_testcase, properties
-from pytest_longeff.matrix import Cell, build_matrix, check_id_tokens
-from pytest_longeff.outcome import (
+from pytest_longeff.cell.outcome import (
     CELL_RECORD_KEY,
     GATE_SECTION_KEY,
     WINDOWS_KEY,
@@ -33,23 +27,29 @@ from pytest_longeff.outcome import (
     final_record,
     is_final,
 )
-from pytest_longeff.reporting import CARRIED_INPUT, RECORD_ATTR, Role, cell_of, is_worker, make_role
-from pytest_longeff.settings import Settings, add_options, resolve
+from pytest_longeff.config.caches import batch_cache, cache_dir
+from pytest_longeff.config.registry import Extensions, gather, release
+from pytest_longeff.config.settings import Settings, add_options, resolve
+from pytest_longeff.errors import CellSkip, LongeffError, LongeffWarning
+from pytest_longeff.matrix import Cell, build_matrix, check_id_tokens
+from pytest_longeff.report.junit import per_testcase, properties
+from pytest_longeff.report.roles import CARRIED_INPUT, RECORD_ATTR, Role, cell_of, is_worker, make_role
 
 if TYPE_CHECKING:
-    from pytest_longeff.models import Family
-    from pytest_longeff.progress import Progress
-    from pytest_longeff.record import CellRecord
-    from pytest_longeff.resume import ResumePlan
-    from pytest_longeff.session import LongeffSession
-    from pytest_longeff.shard import Selection
-    from pytest_longeff.tasks import TaskSpec
-    from pytest_longeff.windows import WindowRecorder
+    from pytest_longeff.cell.progress import Progress
+    from pytest_longeff.cell.resources import LongeffSession
+    from pytest_longeff.ci.resume import ResumePlan
+    from pytest_longeff.ci.shard import Selection
+    from pytest_longeff.gate.check import Gate
+    from pytest_longeff.measure.recorder import WindowRecorder
+    from pytest_longeff.models.families import Family
+    from pytest_longeff.record.sections import CellRecord
+    from pytest_longeff.tasks.specs import TaskSpec
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 EXTENSIONS_KEY = pytest.StashKey[Extensions]()
 ROLE_KEY = pytest.StashKey[Role]()
-GATE_KEY = pytest.StashKey[Gate]()
+GATE_KEY = pytest.StashKey["Gate"]()
 SESSION_KEY = pytest.StashKey["LongeffSession | None"]()
 SESSION_ERROR_KEY = pytest.StashKey[str]()
 SELECTION_KEY = pytest.StashKey["Selection"]()
@@ -74,14 +74,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_longeff_families() -> list[Family]:
     """Contribute the built-in model families."""
-    from pytest_longeff.models import BUILTIN_FAMILIES
+    from pytest_longeff.models.families import BUILTIN_FAMILIES
 
     return list(BUILTIN_FAMILIES)
 
 
 def pytest_longeff_tasks() -> list[TaskSpec]:
     """Contribute the built-in tasks."""
-    from pytest_longeff.tasks import BUILTIN_TASKS
+    from pytest_longeff.tasks.specs import BUILTIN_TASKS
 
     return list(BUILTIN_TASKS)
 
@@ -101,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     selection = _selection(config, settings)
     plan = _resume_plan(config, settings, selection)
     if plan is not None and plan.records:
-        from pytest_longeff.gate_run import GateRun
+        from pytest_longeff.gate.plugin import GateRun
 
         if isinstance(gate_run := config.pluginmanager.get_plugin(GateRun.NAME), GateRun):
             # Carried-over cells never run, but the run-level gate (FDR, suite rule) judges the whole matrix.
@@ -113,9 +113,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def _load_gate(config: pytest.Config, settings: Settings) -> None:
     """The baseline, the rules and the acknowledged changes; on the controller also the run-level gate (FDR over
     every gated pair, the suite rule), which fails the session once all records are in."""
-    from pytest_longeff.gate_run import GateRun
+    from pytest_longeff.gate.plugin import GateRun
 
     try:
+        from pytest_longeff.gate.check import Gate
+
         gate = config.stash[GATE_KEY] = Gate.load(settings.baseline or "", settings.fail_on or "",
                                                   settings.to_dict(), config.invocation_params.dir)
     except ValueError as exc:
@@ -129,7 +131,7 @@ def _selection(config: pytest.Config, settings: Settings) -> Selection | None:
     """This run's shard of the matrix (``--longeff-shard``), or None for the whole matrix."""
     if not settings.shard:
         return None
-    from pytest_longeff.shard import ShardError, select
+    from pytest_longeff.ci.shard import ShardError, select
 
     durations = Path(settings.durations) if settings.durations else None
     if durations is not None and not durations.is_absolute():
@@ -155,9 +157,9 @@ def _resume_plan(config: pytest.Config, settings: Settings, selection: Selection
         return None
     if not settings.resume:
         return None
-    from pytest_longeff.machine import light_facts
-    from pytest_longeff.reporting import header_settings, header_software
-    from pytest_longeff.resume import load_plan
+    from pytest_longeff.ci.resume import load_plan
+    from pytest_longeff.measure.machine import light_facts
+    from pytest_longeff.report.roles import header_settings, header_software
 
     cells = {c.id for c in build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)}
     if selection is not None:
@@ -176,7 +178,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Unregister the role and the run gate, release extensions and clear this plugin's stash keys."""
     if (role := config.stash.get(ROLE_KEY, None)) is not None:
         config.pluginmanager.unregister(role, ROLE_NAME)
-    from pytest_longeff.gate_run import RUN_VERDICT_KEY, GateRun
+    from pytest_longeff.gate.plugin import RUN_VERDICT_KEY, GateRun
 
     if (gate_run := config.pluginmanager.get_plugin(GateRun.NAME)) is not None:
         config.pluginmanager.unregister(gate_run, GateRun.NAME)
@@ -235,8 +237,8 @@ def longeff_settings(pytestconfig: pytest.Config) -> Settings:
 def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> Iterator[LongeffSession | None]:
     """Device, energy meter (with its idle baseline), prepared inputs and model caches shared by all cells; None
     when it could not start (every test using it then fails with the reason)."""
+    from pytest_longeff.cell.resources import LongeffSession
     from pytest_longeff.errors import CellUnavailable
-    from pytest_longeff.session import LongeffSession
 
     ext = pytestconfig.stash[EXTENSIONS_KEY]
     try:
@@ -271,8 +273,8 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     """Run the cell and return its record in dict form (DESIGN §6 keys: ``train``, ``inference``, ``accuracy``,
     ...). A cell that does not fit the memory budget is skipped with that reason (a failure when it passed in the
     baseline); one that cannot be measured as asked is an error; either way its record reaches the report."""
-    from pytest_longeff.cell import run_cell
-    from pytest_longeff.record import CellRecord, Identity
+    from pytest_longeff.cell.run import run_cell
+    from pytest_longeff.record.sections import CellRecord, Identity
 
     config, c = request.config, longeff_cell
     s = config.stash[SETTINGS_KEY]
@@ -313,11 +315,11 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
 def _remeasured(config: pytest.Config, session: LongeffSession, gate: Gate, c: Cell,
                 first: CellRecord) -> CellRecord:
     """The measurement of the cell that stands: ``first``, or, while the gate finds the latest suspect, the least
-    suspect of it and up to ``--longeff-remeasure`` new ones (:mod:`pytest_longeff.remeasure`), with the others in
+    suspect of it and up to ``--longeff-remeasure`` new ones (:mod:`pytest_longeff.gate.remeasure`), with the others in
     its ``remeasured`` section."""
-    from pytest_longeff.cell import run_cell
-    from pytest_longeff.record import CellRecord
-    from pytest_longeff.remeasure import settle
+    from pytest_longeff.cell.run import run_cell
+    from pytest_longeff.gate.remeasure import settle
+    from pytest_longeff.record.sections import CellRecord
 
     facts = session.facts()
 
@@ -336,8 +338,8 @@ def _remeasured(config: pytest.Config, session: LongeffSession, gate: Gate, c: C
 
 def _progress(config: pytest.Config, label: str) -> Progress | None:
     """``on_step=`` for ``run_cell``, started for this cell, when the terminal wants progress
-    (:mod:`pytest_longeff.progress`); else None."""
-    from pytest_longeff.progress import Progress
+    (:mod:`pytest_longeff.cell.progress`); else None."""
+    from pytest_longeff.cell.progress import Progress
 
     if PROGRESS_KEY not in config.stash:
         config.stash[PROGRESS_KEY] = Progress.for_config(config)
@@ -356,11 +358,11 @@ def longeff_window(request: pytest.FixtureRequest, longeff_session: LongeffSessi
                 model.generate(...)
             summary = longeff_window.measure("prefill", lambda: model(**inputs), repeats=5, warmup=1)
 
-    Each run is one repeat; see :class:`pytest_longeff.windows.WindowRecorder`. The windows land in the test's
+    Each run is one repeat; see :class:`pytest_longeff.measure.recorder.WindowRecorder`. The windows land in the test's
     record (id: the test's node id; a ``windows`` section), in JUnit and under the gate as
     ``window_<name>_time_s``, ``window_<name>_energy_j``, ``window_<name>_energy_net_j`` and
     ``window_<name>_peak_memory_bytes``."""
-    from pytest_longeff.windows import WindowRecorder
+    from pytest_longeff.measure.recorder import WindowRecorder
 
     session = _started(request.config, longeff_session, request.node.nodeid)
     if session.meter_error is not None:

@@ -16,19 +16,18 @@ def heavy_modules() -> None:
     import transformers.models.bigbird_pegasus.modeling_bigbird_pegasus
     import transformers.models.led.modeling_led  # noqa: F401
 
-    import pytest_longeff.cell
-    import pytest_longeff.session  # noqa: F401
+    import pytest_longeff.cell.resources  # noqa: F401
 
     try:  # matplotlib too (the plots extra): an inner run that draws figures must not be the first to import it
-        from pytest_longeff.plots import svg_figures
+        from pytest_longeff.report.plots.draw import svg_figures
 
-        svg_figures(json.loads((Path(__file__).parent / "data" / "report_small.json").read_text()))
+        svg_figures(json.loads((Path(__file__).parent / "support" / "data" / "report_small.json").read_text()))
     except ImportError:
         pass
 
 
 BENCH = """
-from pytest_longeff.checks import check_record
+from pytest_longeff import check_record
 
 def test_cell(longeff_record):
     check_record(longeff_record)

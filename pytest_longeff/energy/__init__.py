@@ -19,6 +19,7 @@ thread), ``nvml_session``, ``nvml_checks`` (sharing, throttling, pstate) and ``n
 
 from __future__ import annotations
 
+from pytest_longeff.choices import ENERGY_CHOICES
 from pytest_longeff.energy.arithmetic import (
     LEGACY_BUCKET_S,
     LEGACY_HISTORY_ROWS,
@@ -36,7 +37,6 @@ from pytest_longeff.energy.base import CounterMeter, CounterReadError, Meter
 from pytest_longeff.energy.device import DeviceTarget, parse_device
 from pytest_longeff.energy.estimate import ESTIMATE_W_PER_BUSY_CORE, EstimateMeter
 from pytest_longeff.energy.factory import (
-    ENERGY_CHOICES,
     MeterBuilder,
     MeterRequest,
     make_meter,

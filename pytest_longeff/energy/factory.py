@@ -20,7 +20,6 @@ from pytest_longeff.energy.readings import MeterUnavailable
 from pytest_longeff.energy.sampler import DEFAULT_SAMPLE_HZ
 
 #: The built-in meter names, in the order the command line lists them.
-ENERGY_CHOICES: tuple[str, ...] = ("auto", "nvml", "nvml-power", "rapl", "estimate", "none")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,177 @@
+"""Choosing a cell's training batch: fixed by option, cached from an earlier run, or searched under the memory
+budget with real training-step probes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_longeff.cell.precision import FP32, Precision
+from pytest_longeff.cell.search import search_batch_size
+from pytest_longeff.cell.train import make_optimizer, train_step, weight_bytes
+from pytest_longeff.errors import CellUnavailable
+from pytest_longeff.measure.machine import machine_key
+from pytest_longeff.measure.window import exact_cpu_memory, release_memory, window
+from pytest_longeff.record.sections import BatchChoice
+
+if TYPE_CHECKING:
+    from pytest_longeff.cell.prepare import TokenizedSplit
+    from pytest_longeff.cell.resources import LongeffSession
+    from pytest_longeff.matrix import Cell
+    from pytest_longeff.models.families import BuiltModel
+
+# Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
+PROBE_VERSION = 4
+
+
+@dataclass(frozen=True)
+class BatchCache:
+    """Found batch sizes across runs: ``get(key)`` / ``set(key, value)`` over ``config.cache``."""
+
+    get: Callable[[str], Any]
+    set: Callable[[str, Any], None]
+
+
+def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> str:
+    """Everything a found batch size depends on: machine and software, the model as configured, the tokenizer
+    (its vocabulary sizes the embeddings), the data the probes read (its file's version: the generator's version
+    is in its path), the cell, the budget and the largest batch allowed."""
+    from pytest_longeff._version import __version__
+
+    s = session.settings
+    raw = json.dumps([machine_key(session.facts()), __version__, PROBE_VERSION, s.profile, cell.id,
+                      s.memory_budget_bytes, s.max_batch, s.precision, session.profile.weights, built.config_dict(),
+                      session.inputs.tokenizer_digest(cell), session.inputs.data_key(cell.task)],
+                     sort_keys=True, default=str)
+    return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def optimizer_state_bytes(opt: Any) -> int:
+    """Bytes held by the optimizer's state tensors (AdamW: two moments per parameter)."""
+    import torch
+
+    return sum(int(t.numel()) * int(t.element_size()) for state in opt.state.values() for t in state.values()
+               if isinstance(t, torch.Tensor))
+
+
+def _materialise_state(model: Any, opt: Any) -> None:
+    """Create the optimizer's state before a probe is measured: AdamW allocates its moment buffers at its first
+    step, so a probe of the first step alone misses them during forward and backward, and training from step 2
+    on holds them throughout. A step on zero gradients at a negligible rate creates them (the cell resets the
+    weights after the probes anyway)."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad:
+            param.grad = torch.zeros_like(param)
+    opt.step()
+    model.zero_grad(set_to_none=True)
+
+
+def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
+                flops: dict[int, int] | None = None, precision: Precision = FP32) -> int:
+    """Peak memory in bytes of a steady-state training step (forward, backward, optimiser step) at ``batch_size``:
+    weights, optimizer state, gradients and activations at once, as training holds them from its second step on.
+
+    On the CPU the figure is the process high-water mark above what it held before the step, plus the weights and
+    the optimizer state (already resident, so not in that difference); on CUDA the peak allocated bytes, which
+    include both. When ``flops`` is given and empty, the step's FLOPs are counted too (probes are not timed, so the
+    counter's overhead costs nothing measured).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    opt = make_optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
+    with exact_cpu_memory(device):  # its exit gives the zero gradients' memory back, so the step cannot reuse it
+        _materialise_state(model, opt)
+    resident = weight_bytes(model) + optimizer_state_bytes(opt)
+    index = [i % len(split.ids) for i in range(batch_size)]
+    # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
+    counter = FlopCounterMode(display=False) if flops is not None and not flops else None
+    with exact_cpu_memory(device), window("probe", device, None) as w:
+        with counter if counter is not None else contextlib.nullcontext():
+            train_step(built, split, index, device, 1, precision)
+        opt.step()
+    if counter is not None and flops is not None:
+        flops[batch_size] = int(counter.get_total_flops())
+    model.zero_grad(set_to_none=True)
+    del opt
+    if w.peak_memory_bytes is None:
+        raise CellUnavailable("peak memory cannot be read on this system, so the batch-size search cannot run; "
+                              "pass --longeff-batch-size N")
+    if device.startswith("cuda"):
+        return w.peak_memory_bytes
+    return w.peak_memory_bytes + resident
+
+
+class _Releaser:
+    """Frees memory between probes: a young-generation collection after a probe that fitted, a full one after a
+    probe that raised (its traceback may have held tensors in reference cycles)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.raised = False
+
+    def probe(self, run: Callable[[], int]) -> int:
+        try:
+            return run()
+        except BaseException:
+            self.raised = True
+            raise
+
+    def release(self) -> None:
+        release_memory(self.device, full=self.raised)
+        self.raised = False
+
+
+def _start(found: dict[tuple[str, str, int], int], cell: Cell, max_batch: int) -> int:
+    """Where the search starts: the same model at the same length under another task needs about the same memory;
+    else the answer at the nearest shorter length, an upper bound (memory grows with the input); else batch 1."""
+    same = found.get((cell.family, cell.size, cell.seq_len))
+    shorter = [(length, b) for (f, z, length), b in found.items()
+               if f == cell.family and z == cell.size and length < cell.seq_len and b > 0]
+    hint = same if same is not None else max(shorter)[1] if shorter else 1
+    return min(max(hint, 1), max_batch)
+
+
+def _cached(cache: BatchCache | None, key: str, flops: dict[int, int]) -> BatchChoice | None:
+    """A batch size found by an earlier run (and the FLOPs its probe counted, so no step is spent counting)."""
+    hit = cache.get(key) if cache is not None else None
+    if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] >= 0:
+        counted = hit.get("flops")
+        if isinstance(counted, dict):
+            flops.update({int(b): int(n) for b, n in counted.items() if str(b).isdigit() and isinstance(n, int)})
+        return BatchChoice(hit["batch_size"], "cached", 0, hit.get("peak_memory_bytes"),
+                           {"searched_probes": hit.get("probes")})
+    return None
+
+
+def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: TokenizedSplit,
+                 cache: BatchCache | None, flops: dict[int, int], precision: Precision = FP32) -> BatchChoice:
+    """The training batch: fixed by option, cached from an earlier run, or searched under the memory budget.
+    ``flops`` receives the FLOP count of one probe (see :func:`probe_batch`)."""
+    s = session.settings
+    if s.batch_size is not None:
+        return BatchChoice(s.batch_size, "fixed", 0, None)
+    key = batch_cache_key(session, cell, built)
+    hit = None if s.batch_reset else _cached(cache, key, flops)
+    if hit is not None:
+        return hit
+    start = _start(session.found_batches, cell, s.max_batch)
+    releaser = _Releaser(session.device)
+    found = search_batch_size(lambda b: releaser.probe(lambda: probe_batch(built, train, b, session.device, flops,
+                                                                          precision)),
+                              s.memory_budget_bytes, max_batch=s.max_batch, start=start, release=releaser.release)
+    session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
+    details = {k: v for k, v in found.to_dict().items() if k not in ("batch_size", "probes", "peak_memory_bytes")}
+    if cache is not None:
+        cache.set(key, {"batch_size": found.batch_size, "probes": len(found.probes),
+                        "peak_memory_bytes": found.peak_memory_bytes, "flops": {str(b): n for b, n in flops.items()}})
+    return BatchChoice(found.batch_size, "searched", len(found.probes), found.peak_memory_bytes,
+                       {**details, "start": start})

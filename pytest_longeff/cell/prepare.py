@@ -1,0 +1,203 @@
+"""Preparing a cell's inputs, cached across cells and runs: the task's splits, the tokenizer, and each split
+tokenised for one input length. Nothing here is measured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytest_longeff.data import hub as hubdata
+from pytest_longeff.data import scrolls as data_mod
+from pytest_longeff.data.tokenizer import cached_tokenizer, lexicon_tokenizer
+from pytest_longeff.errors import DataError
+from pytest_longeff.matrix import DEFAULT_TASKS, Cell
+
+if TYPE_CHECKING:
+    from pytest_longeff.config.settings import Settings
+    from pytest_longeff.models.families import Family
+    from pytest_longeff.profiles import Profile
+    from pytest_longeff.tasks.specs import TaskSpec
+
+
+@dataclass
+class TokenizedSplit:
+    """A split tokenised for one input length: inputs truncated and padded to exactly ``seq_len``."""
+
+    ids: list[str]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor  # padded with -100
+    input_tokens: int  # non-padding input tokens, summed
+
+
+def file_key(path: Path) -> str:
+    """Identifies a file's version for cache keys: path, size and modification time."""
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def model_source(family: Family, size: str, settings: Settings) -> str:
+    """Where a pretrained checkpoint is loaded from: the hub name, or its folder under ``--longeff-model-dir``."""
+    checkpoint = family.checkpoint(size)
+    return str(Path(settings.model_dir) / checkpoint) if settings.model_dir else checkpoint
+
+
+class Inputs:
+    """Splits, tokenizers and tokenised splits of one session, in memory and on disk under ``cache_dir``."""
+
+    def __init__(self, settings: Settings, profile: Profile, cache_dir: Path, families: Mapping[str, Family]) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.cache_dir = cache_dir
+        self.families = families
+        self.cache_hits = 0
+        self.misses = 0
+        self._splits: dict[str, dict[str, data_mod.Split]] = {}
+        self._tokenized: dict[tuple[int, str, str, int, int], TokenizedSplit] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._digests: dict[int, str] = {}
+
+    def task_root(self, task: str) -> Path:
+        """The folder holding ``<task>/{train,validation}.jsonl`` for generated-data profiles: ``--longeff-data-dir``
+        when given, else the generated data (written once under the cache)."""
+        if self.settings.data_dir:
+            return Path(self.settings.data_dir)
+        root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}"
+        return data_mod.write_generated(root, self.tokenizer_tasks(), self.profile.seed)
+
+    def splits(self, task: str) -> dict[str, data_mod.Split]:
+        """The task's train and validation splits, from the first of: ``--longeff-dataset`` (through ``datasets``,
+        for every task), SCROLLS for the paper profile (``hubdata.load_scrolls``: data dir, earlier download, hub
+        parquet, hub zips), ``--longeff-data-dir`` or generated data."""
+        if task not in self._splits:
+            s = self.settings
+            if s.dataset:
+                loaded = hubdata.load_user_dataset(s.dataset, dict(s.columns or ()), task, self.cache_dir)
+            elif self.profile.data == "scrolls":
+                loaded = hubdata.load_scrolls(task, Path(s.data_dir) if s.data_dir else None, self.cache_dir)
+            else:
+                loaded = data_mod.load_task(self.task_root(task), task)
+            self._splits[task] = loaded
+        return self._splits[task]
+
+    def generated(self) -> bool:
+        """Whether the session's data is the generator's (not the user's)."""
+        return self.profile.data == "generated" and not self.settings.data_dir and not self.settings.dataset
+
+    def tokenizer_tasks(self) -> tuple[str, ...]:
+        """Tasks whose data is generated (the default four as well, so a cell's inputs do not change with the tasks
+        selected) and whose training text an offline tokenizer learns on user data; for a ``--longeff-dataset``
+        (the same rows for every task) one task."""
+        if self.settings.dataset is not None:
+            return self.settings.tasks[:1]
+        if self.profile.data == "generated" and self.settings.data_dir is None:
+            return tuple(dict.fromkeys((*DEFAULT_TASKS, *self.settings.tasks)))
+        return self.settings.tasks
+
+    def tokenizer(self, cell: Cell) -> Any:
+        """The cell's tokenizer: the checkpoint's own for pretrained weights, the generator's fixed vocabulary on
+        generated data, else one trained offline on the training splits of the session's tasks (shared by every
+        cell, so one model serves every task)."""
+        pretrained = self.profile.weights == "pretrained"
+        key = f"{cell.family}-{cell.size}" if pretrained else "shared"
+        if key not in self._tokenizers:
+            if pretrained:
+                from transformers import AutoTokenizer
+
+                source = model_source(self.families[cell.family], cell.size, self.settings)
+                self._tokenizers[key] = AutoTokenizer.from_pretrained(source)
+            elif self.generated():
+                self._tokenizers[key] = lexicon_tokenizer()  # the generator's fixed vocabulary
+            else:
+                self._tokenizers[key] = self._offline_tokenizer()
+        return self._tokenizers[key]
+
+    def _offline_tokenizer(self) -> Any:
+        texts: list[str] = []
+        key_parts: list[str] = []
+        for task in self.tokenizer_tasks():
+            try:
+                split = self.splits(task)["train"]
+            except DataError:
+                continue  # that task's own cells report the problem; the others can still run
+            texts.extend(r.input for r in split.rows)
+            texts.extend(r.output for r in split.rows)
+            key_parts.append(file_key(Path(split.path)))
+        return cached_tokenizer(self.cache_dir / "tokenizers", "|".join(key_parts), texts)
+
+    def data_key(self, task: str) -> str:
+        """The version of the task's training split (path, size, modification time), for cache keys."""
+        return file_key(Path(self.splits(task)["train"].path))
+
+    def tokenizer_digest(self, cell: Cell) -> str:
+        """A digest of the cell's tokenizer (its vocabulary sizes the embeddings, so it keys cached batch sizes)."""
+        return self._digest(self.tokenizer(cell))
+
+    def _digest(self, tok: Any) -> str:
+        if id(tok) not in self._digests:
+            backend = getattr(tok, "backend_tokenizer", None)
+            text = backend.to_str() if backend is not None else repr(tok)
+            self._digests[id(tok)] = hashlib.sha256(text.encode()).hexdigest()
+        return self._digests[id(tok)]
+
+    def tokenized(self, cell: Cell, task: TaskSpec, split_name: str, limit: int = 0) -> TokenizedSplit:
+        """A split tokenised for the cell's length, cached per (tokenizer, task, split, length, limit)."""
+        tok = self.tokenizer(cell)
+        key = (id(tok), task.name, split_name, cell.seq_len, limit)
+        if key not in self._tokenized:
+            split = self.splits(task.name)[split_name]
+            disk = self.cache_dir / "tokenized" / (hashlib.sha256(json.dumps(
+                [self._digest(tok), file_key(Path(split.path)), split_name, cell.seq_len, limit,
+                 task.max_target_tokens]).encode()).hexdigest()[:24] + ".pt")
+            loaded = _load_tokenized(disk)
+            if loaded is None:
+                self.misses += 1
+                loaded = _tokenize(tok, split, split_name, cell.seq_len, task.max_target_tokens, limit)
+                _save_tokenized(disk, loaded)
+                self._tokenized[key] = loaded
+                return loaded
+            self._tokenized[key] = loaded
+        self.cache_hits += 1
+        return self._tokenized[key]
+
+
+def _tokenize(tok: Any, split: data_mod.Split, split_name: str, seq_len: int, max_target: int,
+              limit: int) -> TokenizedSplit:
+    rows = split.examples() if split_name != "train" else list(split.rows)
+    if limit:
+        rows = rows[:limit]
+    enc = tok([r.input for r in rows], max_length=seq_len, truncation=True, padding="max_length",
+              return_tensors="pt")
+    tgt = tok([r.output for r in rows], max_length=max_target, truncation=True, padding="longest",
+              return_tensors="pt")
+    labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
+    return TokenizedSplit([r.id for r in rows], enc["input_ids"], enc["attention_mask"], labels,
+                          int(enc["attention_mask"].sum()))
+
+
+def _load_tokenized(path: Path) -> TokenizedSplit | None:
+    """A tokenised split saved by an earlier run; a corrupt or foreign file is ignored (and rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, weights_only=True)
+        return TokenizedSplit(list(blob["ids"]), blob["input_ids"], blob["attention_mask"], blob["labels"],
+                              int(blob["input_tokens"]))
+    except Exception:  # noqa: BLE001 - any unreadable cache entry is a miss, never a failure
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _save_tokenized(path: Path, split: TokenizedSplit) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.part")  # workers may share the cache
+    torch.save({"ids": split.ids, "input_ids": split.input_ids, "attention_mask": split.attention_mask,
+                "labels": split.labels, "input_tokens": split.input_tokens}, tmp)
+    tmp.replace(path)

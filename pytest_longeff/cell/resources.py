@@ -1,0 +1,204 @@
+"""The resources the cells of one pytest session (one xdist worker) share: device, energy meter and idle
+baseline, prepared inputs, and the model cache. Complete when constructed; :meth:`LongeffSession.close` gives back
+what it holds and restores the process-wide settings it changed."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytest_longeff.cell.prepare import Inputs
+from pytest_longeff.energy import IdleBaseline, Meter, MeterUnavailable, make_meter, measure_idle
+from pytest_longeff.errors import CellUnavailable
+from pytest_longeff.matrix import DEFAULT_LENGTHS, Cell
+from pytest_longeff.measure import machine
+from pytest_longeff.measure.window import release_memory, restore_cpu_allocator, settle_cpu_allocator
+from pytest_longeff.models.families import BuiltModel, build_model
+from pytest_longeff.profiles import PROFILES, Profile
+
+if TYPE_CHECKING:
+    from pytest_longeff.config.settings import Settings
+    from pytest_longeff.measure.reference import ReferenceReading
+    from pytest_longeff.models.families import Family
+    from pytest_longeff.tasks.specs import TaskSpec
+
+
+GPU_IDLE_S, CPU_IDLE_S = 10.0, 2.0
+
+
+def xdist_worker() -> tuple[int, int] | None:
+    """``(index, count)`` of this pytest-xdist worker, or None outside xdist (its environment variables are the
+    one place the runner learns about workers)."""
+    name, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if name.startswith("gw") and name[2:].isdigit() and count.isdigit():
+        return int(name[2:]), int(count)
+    return None
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` is ``cuda`` when a GPU is usable, else ``cpu``; an explicit ``cuda`` without one is an error."""
+    if requested == "auto":
+        if not torch.cuda.is_available():
+            return "cpu"
+        # Under pytest-xdist each worker is pinned to one GPU, so a device's energy belongs to one cell at a time.
+        worker = xdist_worker()
+        return f"cuda:{worker[0] % torch.cuda.device_count()}" if worker else "cuda"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise CellUnavailable(f"--longeff-device {requested}: no CUDA device is usable here (torch "
+                              f"{torch.__version__}); use --longeff-device cpu or auto")
+    worker = xdist_worker()
+    if requested == "cuda" and worker is not None:
+        # A bare "cuda" under xdist also gets one GPU per worker; "cuda:N" is taken as asked.
+        return f"cuda:{worker[0] % torch.cuda.device_count()}"
+    return requested
+
+
+@dataclass
+class SessionStats:
+    """Counters for the session report."""
+
+    model_builds: int = 0
+    model_cache_hits: int = 0
+    model_build_s: float = 0.0
+    measured_s: float = 0.0
+    """Seconds spent inside measured windows."""
+
+
+class LongeffSession:
+    """Everything shared by the cells of one pytest session (on one worker)."""
+
+    def __init__(self, settings: Settings, cache_dir: Path, families: Mapping[str, Family],
+                 tasks: Mapping[str, TaskSpec], model_cache_size: int = 2) -> None:
+        self.settings = settings
+        self.profile: Profile = PROFILES[settings.profile]
+        self.families, self.tasks = dict(families), dict(tasks)
+        self.stats = SessionStats()
+        self.started = time.perf_counter()
+        self.device = resolve_device(settings.device)
+        self.inputs = Inputs(settings, self.profile, cache_dir, self.families)
+        self.found_batches: dict[tuple[str, str, int], int] = {}
+        self._models: OrderedDict[tuple[str, str], BuiltModel] = OrderedDict()
+        self._model_cache_size = model_cache_size
+        self._threads = torch.get_num_threads()
+        self._apply_process_settings()
+        self.warnings: list[str] = []
+        self.meter: Meter | None = None
+        self.meter_error: str | None = None
+        self.idle: IdleBaseline | None = None
+        self._open_meter()
+        self._facts: dict[str, Any] | None = None
+
+    def _apply_process_settings(self) -> None:
+        settle_cpu_allocator(self.device)
+        worker = xdist_worker()
+        if self.device == "cpu" and worker is not None and worker[1] > 1:
+            # Workers sharing the CPU would each start a thread per core and fight over them.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker[1]))
+        if self.device.startswith("cuda"):
+            # Emulate the budgeted card on a bigger one: allocations past the budget raise out-of-memory.
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, self.settings.memory_budget_bytes / total),
+                                                       self.device)
+
+    def _open_meter(self) -> None:
+        """Create the energy meter and measure idle power once; a meter that cannot work is remembered as an
+        error for every cell when it was asked for explicitly, and is a quiet ``none`` under ``auto``."""
+        try:
+            meter, warnings = make_meter(self.settings.energy, self.device, sample_hz=self.settings.energy_hz,
+                                         align=self.settings.energy_align)
+        except MeterUnavailable as exc:
+            self.meter_error = f"--longeff-energy {self.settings.energy}: {exc}"
+            return
+        self.meter = meter
+        self.warnings.extend(warnings)
+        seconds = self.idle_seconds()
+        if seconds > 0 and meter.method != "none":
+            if self.device.startswith("cuda"):
+                torch.zeros(1, device=self.device)  # the context exists: idle is measured on an initialised GPU
+                torch.cuda.synchronize(self.device)
+            self.idle = measure_idle(meter, seconds)
+
+    def idle_seconds(self) -> float:
+        """How long idle power is measured: the option, else long enough to mean something on a GPU (whose
+        power settles over seconds after work), and short elsewhere."""
+        if self.settings.idle_s is not None:
+            return self.settings.idle_s
+        return GPU_IDLE_S if self.device.startswith("cuda") else CPU_IDLE_S
+
+    def close(self) -> None:
+        """Release the meter, models and memory, and restore the process-wide settings changed at start."""
+        if self.meter is not None:
+            self.meter.close()
+        self._models.clear()
+        release_memory(self.device)
+        restore_cpu_allocator(self.device)
+        torch.set_num_threads(self._threads)
+        if self.device.startswith("cuda"):
+            torch.cuda.set_per_process_memory_fraction(1.0, self.device)
+
+    # -- facts --------------------------------------------------------------------------------------------------
+    def facts(self) -> dict[str, Any]:
+        """Machine and software facts for the report (gathered once per session)."""
+        if self._facts is None:
+            self._facts = machine.session_facts(
+                self.device, self.meter.describe() if self.meter is not None else None,
+                self.idle.to_dict() if self.idle is not None else None)
+        return self._facts
+
+    def reference(self) -> ReferenceReading:
+        """The machine-speed reference measured now on this session's device (:mod:`pytest_longeff.measure.reference`):
+        call it right before a cell's training window and right after its inference window."""
+        from pytest_longeff.measure.reference import reference
+
+        return reference(self.device)
+
+    def describe(self) -> list[str]:
+        """Machine facts for the terminal: what ran where, and which meter measured it."""
+        return machine.describe(self.facts(), self.meter.method if self.meter is not None else None,
+                                self.meter_error)
+
+    def stats_dict(self) -> dict[str, float]:
+        """Counters of this session: model builds, cache hits, time in measured windows, wall time."""
+        return {**asdict(self.stats), "tokenize_cache_hits": self.inputs.cache_hits,
+                "tokenize_misses": self.inputs.misses, "session_wall_s": time.perf_counter() - self.started}
+
+    # -- models -------------------------------------------------------------------------------------------------
+    def tiny_pretrained(self, cell: Cell) -> bool:
+        """Whether the cell's model is the tiny profile's shipped checkpoint (``--longeff-tiny-weights``)."""
+        from pytest_longeff.models.checkpoints import shipped
+
+        weights = self.settings.tiny_weights
+        return weights == "pretrained" or (weights == "auto" and shipped(cell.family, cell.size) is not None)
+
+    def model(self, cell: Cell) -> tuple[BuiltModel, bool]:
+        """The cell's model, built once per (family, size) and reset to its initial weights; True if built now."""
+        key = cell.model_key
+        fresh = key not in self._models
+        if fresh:
+            while len(self._models) >= self._model_cache_size:
+                self._models.popitem(last=False)
+                release_memory(self.device)
+            vocab = len(self.inputs.tokenizer(cell))
+            # Fixed, not the matrix's longest length: a cell's model must not change with the other cells.
+            max_len = max(*self.settings.lengths, *DEFAULT_LENGTHS)
+            built = build_model(self.families[cell.family], cell.size, self.profile.weights, vocab, max_len,
+                                self.settings.model_dir, self.profile.seed,
+                                tiny_pretrained=self.tiny_pretrained(cell))
+            built.model.to(self.device)
+            self._models[key] = built
+            self.stats.model_builds += 1
+            self.stats.model_build_s += built.build_s
+        else:
+            self._models.move_to_end(key)
+            self.stats.model_cache_hits += 1
+        built = self._models[key]
+        built.reset()
+        built.family.prepare(built.model, cell.seq_len)
+        return built, fresh

@@ -1,0 +1,222 @@
+"""One cell, as a short sequence of named phases: check, prepare, choose the batch, fine-tune, infer, score.
+
+Each phase returns the record section it measured and :func:`run_cell` files it at once, so a failure keeps what
+was measured before it. Models are reset to their initial weights after the probes and restored to the cell's
+attention settings after training, so every phase starts from what the cell promises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytest_longeff.cell.batch import BatchCache, choose_batch
+from pytest_longeff.cell.budget import requires_energy_meter
+from pytest_longeff.cell.infer import decode_outputs, generate, teacher_forced_texts
+from pytest_longeff.cell.precision import Precision
+from pytest_longeff.cell.train import EnergySoFar, TrainPlan, fine_tune, optimizer_settings, step_flops, weight_bytes
+from pytest_longeff.errors import CellSkip, CellUnavailable, NoCheckpoint
+from pytest_longeff.measure.window import window
+from pytest_longeff.models.checkpoints import check_tiny_checkpoint
+from pytest_longeff.profiles import accuracy_meaning
+from pytest_longeff.record.sections import (
+    Accuracy,
+    BatchChoice,
+    CellRecord,
+    Energy,
+    InferenceWindow,
+    ModelFacts,
+    TrainWindow,
+)
+from pytest_longeff.stats import percentile, summarize
+from pytest_longeff.tasks.metrics import score_predictions
+from pytest_longeff.tasks.study import study_scores
+
+if TYPE_CHECKING:
+    from pytest_longeff.cell.prepare import TokenizedSplit
+    from pytest_longeff.cell.resources import LongeffSession
+    from pytest_longeff.matrix import Cell
+    from pytest_longeff.models.families import BuiltModel
+    from pytest_longeff.tasks.specs import TaskSpec
+
+
+@dataclass
+class Prepared:
+    """A cell's inputs and model, ready to run (nothing in it was measured)."""
+
+    cell: Cell
+    task: TaskSpec
+    train: TokenizedSplit
+    validation: TokenizedSplit
+    tokenizer: Any
+    built: BuiltModel
+    precision: Precision
+    flops_by_batch: dict[int, int]
+
+    def study_score(self, batch_size: int) -> float:
+        """The study's teacher-forced score on the validation examples (its early-stopping metric)."""
+        predictions, labels = teacher_forced_texts(self.built, self.validation, self.tokenizer, batch_size,
+                                                   self.precision.device, self.precision)
+        return study_scores(self.task.metric, predictions, labels)["score"]
+
+
+def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None,
+             baseline_batch: int | None = None,
+             on_step: Callable[[int, int | None, float], None] | None = None,
+             batch: BatchChoice | None = None) -> None:
+    """Run one cell, filing each section in ``record`` as its phase finishes. With ``baseline_batch`` (the batch a
+    baseline ran at) the cell trains at that batch when it still fits, so efficiency is compared like with like;
+    the search's own answer is recorded either way. ``on_step`` follows training's progress (see
+    :class:`pytest_longeff.cell.train.TrainPlan`). ``batch``: the choice of an earlier measurement of the same cell,
+    reused without searching again."""
+    check_ready(session, cell)
+    precision = Precision(session.settings.precision, session.device)
+    with precision.matmul():  # TF32 on or off for this cell only
+        p, record.model = prepare(session, cell, precision)
+        record.batch = choose(session, p, cache, baseline_batch, batch)
+        if record.batch.batch_size == 0:
+            raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
+                           "GiB even at batch size 1 (raise --longeff-memory-budget)")
+        before = session.reference() if session.settings.measures_reference(session.device) else None
+        record.train = train_phase(session, p, record.batch, on_step)
+        record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
+        if before is not None:
+            from pytest_longeff.measure.reference import CellReference
+
+            record.reference = CellReference.from_readings(before, session.reference())
+        record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
+        record.predictions = predictions
+
+
+def check_ready(session: LongeffSession, cell: Cell) -> None:
+    """Refuse a cell that cannot be measured as asked, before any work."""
+    s = session.settings
+    if session.meter_error is not None:
+        raise CellUnavailable(session.meter_error)
+    if requires_energy_meter(s.train_budget) and (session.meter is None or session.meter.method == "none"):
+        raise CellUnavailable(f"--longeff-train-budget {s.train_budget.spec} needs a real energy meter; none is "
+                              "available here (see --longeff-energy)")
+    if session.profile.weights == "pretrained":
+        try:
+            session.families[cell.family].checkpoint(cell.size)
+        except NoCheckpoint as exc:
+            raise CellSkip(str(exc)) from None
+    if session.tiny_pretrained(cell):
+        check_tiny_checkpoint(cell.family, cell.size, cell.seq_len)
+
+
+def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[Prepared, ModelFacts]:
+    """Inputs and model (cached across cells; outside every measured window)."""
+    s = session.settings
+    task = session.tasks[cell.task]
+    train = session.inputs.tokenized(cell, task, "train")
+    validation = session.inputs.tokenized(cell, task, "validation", s.eval_samples)
+    built, fresh = session.model(cell)
+    facts = ModelFacts(built.params, built.label, built.config_dict(), fresh, built.build_s if fresh else None,
+                       s.memory_budget_bytes, s.train_budget.to_dict(),
+                       optimizer_settings(s.lr, s.train_budget, precision.name), len(validation.ids),
+                       *accuracy_meaning(session.profile, built.tiny_pretrained))
+    return Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, precision, {}), facts
+
+
+def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None,
+           baseline_batch: int | None = None, earlier: BatchChoice | None = None) -> BatchChoice:
+    """The largest batch that fits the memory budget (0: none fits), or the baseline's batch when that still fits,
+    or ``earlier`` (an earlier measurement's choice) as it was; the model is then put back to its initial
+    weights."""
+    if earlier is not None:
+        p.built.reset()
+        p.built.family.prepare(p.built.model, p.cell.seq_len)
+        return earlier
+    s = session.settings
+    choice = choose_batch(session, p.cell, p.built, p.train, cache, p.flops_by_batch, p.precision)
+    batch, source, details = choice.batch_size, choice.source, dict(choice.details)
+    if baseline_batch is not None and choice.source != "fixed":
+        details["searched_batch_size"] = choice.batch_size
+        if 0 < baseline_batch <= choice.batch_size:
+            batch, source = baseline_batch, f"baseline ({choice.source} {choice.batch_size})"
+    accumulation = 1
+    if s.effective_batch and batch:
+        accumulation = max(1, math.ceil(s.effective_batch / batch))
+    p.built.reset()  # the probes trained the model; every cell starts from the same weights
+    p.built.family.prepare(p.built.model, p.cell.seq_len)
+    # The exact probe's peak belongs to the searched batch: for a smaller baseline batch it is an upper bound.
+    return BatchChoice(batch, source, choice.probes, choice.peak_memory_bytes, details, accumulation)
+
+
+def _with_weights(peak: int | None, device: str, weights: int) -> int | None:
+    """CPU window peaks are measured above the resident weights; add them so CPU and CUDA figures mean the same."""
+    return peak if peak is None or device.startswith("cuda") else peak + weights
+
+
+def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
+                on_step: Callable[[int, int | None, float], None] | None = None) -> TrainWindow:
+    """Fine-tune under the training budget inside the ``train`` window."""
+    s = session.settings
+    # Every cell draws the same random numbers (dropout, shuffling) whatever ran before it.
+    torch.manual_seed(session.profile.seed)
+    meter = session.meter
+    energy_so_far = EnergySoFar(meter) if meter is not None and requires_energy_meter(s.train_budget) else None
+    study = (lambda: p.study_score(batch.batch_size)) if s.early_stop_metric == "study" else None
+    plan = TrainPlan(batch.batch_size, batch.accumulation, s.train_budget, session.device, session.profile.seed,
+                     s.lr, energy_so_far or (lambda: None), p.precision, study, on_step)
+    with window("train", session.device, meter) as w:
+        result = fine_tune(p.built, p.train, p.validation, plan)
+    session.stats.measured_s += w.time_s
+    warm = s.warmup_steps if result.steps > s.warmup_steps else 0
+    step_times = result.step_times_s[warm:]
+    flops, flops_method = step_flops(p.built, p.train, batch.batch_size, session.device, p.flops_by_batch)
+    p.built.family.prepare(p.built.model, p.cell.seq_len)
+    return TrainWindow(
+        steps=result.steps, samples=result.samples, time_s=w.time_s, eval_time_s=result.eval_time_s,
+        throughput=summarize([n / t for n, t in zip(result.step_samples[warm:], step_times, strict=True) if t > 0]),
+        warmup_steps_excluded=warm, input_tokens_per_step=p.cell.seq_len * batch.batch_size * batch.accumulation,
+        losses=result.losses, evaluations=result.evals, best_step=result.best_step,
+        peak_memory_bytes=_with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model)),
+        memory_method=w.memory_method,
+        # From the batch-size search's exact probe (or the cache of one), not from the approximate window peak.
+        within_memory_budget=batch.within(s.memory_budget_bytes), stopped_by=result.stopped_by,
+        energy=Energy.from_reading(w.energy, session.idle), flops_per_step=flops * batch.accumulation,
+        flops_method=flops_method, median_step_s=percentile(step_times, 50) if step_times else None)
+
+
+def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[InferenceWindow, str, dict[str, str]]:
+    """Greedy generation over the validation examples inside the ``inference`` window; decoding after it."""
+    s = session.settings
+    # Generation may run as long as the longest training target (end token included), within the profile's and
+    # the task's caps: a model that has learnt the task never needs more, and one that has not is not rewarded
+    # for rambling.
+    longest_target = int((p.train.labels != -100).sum(dim=1).max())
+    max_new = min(session.profile.max_new_tokens, p.task.max_target_tokens, max(longest_target, 1))
+    with window("inference", session.device, session.meter) as w:
+        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision)
+    session.stats.measured_s += w.time_s
+    decode_outputs(inf, p.validation, p.tokenizer)
+    per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True)]
+    section = InferenceWindow(
+        samples=sum(inf.batch_sizes), passes=inf.passes, time_s=w.time_s,
+        throughput=summarize([n / t for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True) if t > 0]),
+        latency=summarize(per_sample),
+        latency_p50_s=percentile(per_sample, 50) if per_sample else None,
+        latency_p90_s=percentile(per_sample, 90) if per_sample else None,
+        generated_tokens=inf.generated_tokens, max_new_tokens=max_new,
+        peak_memory_bytes=_with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model)),
+        memory_method=w.memory_method, energy=Energy.from_reading(w.energy, session.idle))
+    return section, p.built.family.attention(p.built.model, p.cell.seq_len), inf.predictions
+
+
+def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str], batch_size: int) -> Accuracy:
+    """SCROLLS' metric on the generations (and the study's teacher-forced scoring when asked)."""
+    refs = session.inputs.splits(p.cell.task)["validation"].references()
+    refs = {i: refs[i] for i in p.validation.ids}
+    teacher_forced = None
+    if session.settings.teacher_forced:
+        predictions_tf, labels = teacher_forced_texts(p.built, p.validation, p.tokenizer, batch_size,
+                                                      session.device, p.precision)
+        teacher_forced = study_scores(p.task.metric, predictions_tf, labels)
+    return Accuracy(score_predictions(p.task.metric, predictions, refs),
+                    f"greedy generation, SCROLLS {p.task.metric}, x100", teacher_forced)

@@ -1,0 +1,391 @@
+"""The regression gate: compare a record with the same record in a baseline report.
+
+``--longeff-fail-on "inference_j_per_sample:10%,train_samples_per_s:10%"`` names figures of :data:`record.GATED`
+(or of a measured window, ``window_<name>_time_s``; see :mod:`pytest_longeff.measure.recorder`) and the change each may make
+for the worse; the direction of "worse" comes from the figure. A check fails only when the change is beyond the
+tolerance *and*, where both sides carry a 95 % confidence interval, the current interval lies wholly beyond the
+tolerated value: a gate must tell a regression from noise.
+
+The plugin parses the option once (:meth:`Gate.load`) and enforces the verdict after each test body ran, so the gate
+holds for every benchmark that uses the fixtures, also under ``python -O``. Over the whole run, ``gate_run.GateRun``
+applies the FDR correction and the suite rule of :mod:`pytest_longeff.gate.suite` once all records are in, and fails
+the session pytest-cov style. Regressions in ``--longeff-acknowledged`` are reported ``acknowledged``, not failed.
+Time-based figures of records that both carry a machine-speed reference are compared drift-corrected
+(:func:`pytest_longeff.gate.suite.drift`); energy and memory never are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_longeff.gate.acknowledge import Ack, acknowledged, load_acknowledged
+from pytest_longeff.gate.remeasure import run_note
+from pytest_longeff.gate.suite import (
+    Z95,
+    Pair,
+    RunVerdict,
+    drift,
+    fdr_verdicts,
+    log_se,
+    p_beyond,
+    suite_verdicts,
+    threshold,
+    worse_log_ratio,
+)
+from pytest_longeff.measure.machine import mismatch
+from pytest_longeff.record.figures import GATED, Figure, figure
+from pytest_longeff.record.sections import is_cell, lookup
+
+MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: compared as single values
+COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
+                       "effective_batch", "lr", "eval_samples", "repeats", "warmup_steps", "precision",
+                       "early_stop_metric", "tiny_weights")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``metric:tolerance`` item of ``--longeff-fail-on``; ``tolerance`` is a fraction (10% -> 0.1)."""
+
+    metric: Figure
+    tolerance: float
+
+    def applies(self, record: Mapping[str, Any]) -> bool:
+        """Window rules apply to records measuring that window; cell rules to cell records."""
+        if self.metric.path[0] == "windows":
+            return lookup(record, *self.metric.path[:2]) is not None
+        return is_cell(record)
+
+
+def parse_fail_on(text: str) -> tuple[Rule, ...]:
+    """Parse ``metric:10%[,metric:5%...]``; errors list the accepted metrics."""
+    rules: list[Rule] = []
+    accepted = ", ".join(GATED) + ", window_<name>_{time_s,energy_j,energy_net_j,peak_memory_bytes}"
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, tol = part.partition(":")
+        fig = figure(name)
+        if fig is None:
+            raise ValueError(f"unknown metric {name!r}; accepted: {accepted}")
+        if not sep or not tol.endswith("%"):
+            raise ValueError(f"expected metric:N% (e.g. {name}:10%), got {part!r}")
+        try:
+            value = float(tol[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"expected metric:N% (e.g. {name}:10%), got {part!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"tolerance must be a percentage >= 0, got {tol!r}")
+        rules.append(Rule(fig, value))
+    if not rules:
+        raise ValueError(f"expected metric:N% items separated by commas; metrics: {accepted}")
+    return tuple(rules)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The comparison of one metric of one record with its baseline."""
+
+    metric: str
+    status: str  # "passed" | "failed" | "within_noise" | "unmeasured" | "not_gated" | "acknowledged"
+    baseline: float | None
+    current: float | None
+    change: float | None  # relative, signed: (current - baseline) / baseline
+    tolerance: float
+    note: str
+
+    def fails(self) -> bool:
+        """Whether this check fails its test (acknowledged regressions do not)."""
+        return self.status == "failed"
+
+    def message(self) -> str:
+        """Baseline, current, change and tolerance in one line."""
+
+        def fmt(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.4g}"
+
+        change = "n/a" if self.change is None else f"{self.change:+.1%}"
+        return (f"{self.metric}: baseline {fmt(self.baseline)}, current {fmt(self.current)}, change {change}, "
+                f"tolerance {self.tolerance:.0%} for the worse ({self.status}; {self.note})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The check as the record's ``gate.checks`` item."""
+        return {"metric": self.metric, "status": self.status, "baseline": self.baseline, "current": self.current,
+                "change": self.change, "tolerance": self.tolerance, "note": self.note}
+
+
+def _interval(record: Mapping[str, Any], fig: Figure) -> tuple[float, float] | None:
+    """The figure's 95 % CI, when it comes from at least ``MIN_INTERVAL_SAMPLES`` samples."""
+    if fig.ci_path is None:
+        return None
+    ci = lookup(record, *fig.ci_path)
+    n = lookup(record, *fig.ci_path[:-1], "n")
+    if (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci)
+            and isinstance(n, int) and n >= MIN_INTERVAL_SAMPLES):
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def _energy_method(record: Mapping[str, Any], fig: Figure) -> Any:
+    # A window's energy method sits beside its figures (energy_part "windows.<name>"), a cell's in its section.
+    return lookup(record, *(fig.energy_part or "").split("."), "energy_method")
+
+
+def _intervals_apart(fig: Figure, tolerance: float, base_ci: tuple[float, float],
+                     cur_ci: tuple[float, float]) -> bool:
+    """Whether the current interval's best case is worse than the baseline's worst case by more than the
+    tolerance: for higher-is-better figures the current upper end against the baseline's lower end, for
+    lower-is-better ones the current lower end against the baseline's upper end."""
+    if fig.higher_is_better:
+        return cur_ci[1] < base_ci[0] * (1 - tolerance)
+    return cur_ci[0] > base_ci[1] * (1 + tolerance)
+
+
+def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
+    """Compare one figure; unmeasured or estimated figures are reported, never gated.
+
+    With intervals on both sides, a regression needs the intervals themselves to be apart by more than the
+    tolerance (current best case worse than the baseline's worst case, scaled); otherwise the point values are
+    compared. Time-based figures of two records that both carry a machine-speed reference are compared
+    drift-corrected (:func:`pytest_longeff.gate.suite.drift`): the current value and interval are scaled by the
+    reference's factor, which the note states."""
+    m = rule.metric
+    base, cur = m.value(baseline), m.value(current)
+    if m.energy_part is not None:
+        methods = {_energy_method(r, m) for r in (baseline, current)}
+        if "estimate" in methods:
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                         "energy from the 'estimate' model is never gated")
+        if len(methods) > 1:
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                         f"energy methods differ ({', '.join(sorted(map(str, methods)))})")
+        if any(lookup(r, *(m.energy_part or "").split("."), "energy_coarse") for r in (baseline, current)):
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                         "coarse energy reading (window shorter than 10 counter update periods) is never gated")
+    if m.name != "score" and _batch(baseline) != _batch(current):
+        return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                     f"batch sizes differ ({_batch(baseline)} vs {_batch(current)}): efficiency is not comparable")
+    if base is None or cur is None:
+        return Check(m.name, "unmeasured", base, cur, None, rule.tolerance,
+                     "not measured on one side: nothing to compare")
+    d = drift(m, baseline, current)
+    base_ci, cur_ci = _interval(baseline, m), _interval(current, m)
+    if d is not None:  # the reference's own uncertainty widens the corrected interval
+        cur, w = cur * d.factor, math.exp(Z95 * (d.se or 0.0))
+        cur_ci = None if cur_ci is None else (cur_ci[0] * d.factor / w, cur_ci[1] * d.factor * w)
+    c = _compare(rule, base, cur, base_ci, cur_ci)
+    return c if d is None else dataclasses.replace(c, note=f"{c.note}; {d.note()}")
+
+
+def _compare(rule: Rule, base: float, cur: float, base_ci: tuple[float, float] | None,
+             cur_ci: tuple[float, float] | None) -> Check:
+    """The verdict on two measured values (and their intervals, when both have one)."""
+    m = rule.metric
+    if base == 0:
+        worse = cur < 0 if m.higher_is_better else cur > 0
+        return Check(m.name, "failed" if worse else "passed", base, cur, None, rule.tolerance,
+                     "baseline is 0: compared by value")
+    change = (cur - base) / abs(base)
+    worse_by = -change if m.higher_is_better else change
+    if worse_by <= rule.tolerance:
+        return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
+    if base_ci is None or cur_ci is None:
+        return Check(m.name, "failed", base, cur, change, rule.tolerance,
+                     f"compared as single values (no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides)")
+    detail = f"current 95% CI [{cur_ci[0]:.4g}, {cur_ci[1]:.4g}] vs baseline [{base_ci[0]:.4g}, {base_ci[1]:.4g}]"
+    if not _intervals_apart(m, rule.tolerance, base_ci, cur_ci):
+        return Check(m.name, "within_noise", base, cur, change, rule.tolerance,
+                     f"beyond tolerance, but the intervals overlap within it ({detail})")
+    return Check(m.name, "failed", base, cur, change, rule.tolerance, f"intervals apart: {detail}")
+
+
+def _batch(record: Mapping[str, Any]) -> Any:
+    return record.get("batch_size")
+
+
+def batch_regression(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check | None:
+    """A memory regression: under the same budget the batch-size search now finds a smaller batch than the
+    baseline ran at (the cell then cannot run at the baseline's batch)."""
+    base = baseline.get("batch_size")
+    found = lookup(current, "batch_search", "searched_batch_size")
+    if not isinstance(base, int) or not isinstance(found, int) or found >= base:
+        return None
+    return Check("batch_size", "failed", base, found, (found - base) / base, 0.0,
+                 "the batch-size search now finds a smaller batch under the same memory budget: a memory regression")
+
+
+def settings_mismatch(baseline_settings: Mapping[str, Any], current_settings: Mapping[str, Any]) -> str | None:
+    """Why two runs' settings make their figures incomparable (a matrix is comparable only under the same
+    budgets), or None."""
+    diffs = []
+    for key in COMPARABLE_SETTINGS:
+        a, b = baseline_settings.get(key), current_settings.get(key)
+        if isinstance(a, Mapping) or isinstance(b, Mapping):
+            a = a.get("spec") if isinstance(a, Mapping) else a
+            b = b.get("spec") if isinstance(b, Mapping) else b
+        if a != b:
+            diffs.append(f"{key} {a!r} vs {b!r}")
+    return "; ".join(diffs) or None
+
+
+def refusal(baseline_doc: Mapping[str, Any], current_machine: Mapping[str, Any] | None,
+            current_settings: Mapping[str, Any] | None) -> str | None:
+    """Why the baseline cannot be compared with this run (other machine or software, other settings), or None."""
+    if current_machine is not None:
+        machines = mismatch(baseline_doc.get("machine") or {}, current_machine)
+        if machines is not None:
+            return f"the baseline comes from another machine or software stack ({machines})"
+    if current_settings is not None:
+        differ = settings_mismatch(baseline_doc.get("settings") or {}, current_settings)
+        if differ is not None:
+            return f"the baseline was measured under other settings ({differ})"
+    return None
+
+
+def acknowledge(checks: Sequence[Check], cell_id: str, acks: Sequence[Ack]) -> list[Check]:
+    """``checks`` with every failure that an entry of ``acks`` covers turned ``acknowledged`` (reason in the note)."""
+    out = []
+    for c in checks:
+        ack = acknowledged(acks, cell_id, c.metric) if c.fails() else None
+        out.append(c if ack is None else dataclasses.replace(c, status="acknowledged",
+                                                             note=f"{c.note}; acknowledged: {ack.reason}"))
+    return out
+
+
+def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current: Mapping[str, Any],
+                current_machine: Mapping[str, Any], baseline_path: str,
+                current_settings: Mapping[str, Any] | None = None, acks: Sequence[Ack] = ()) -> dict[str, Any]:
+    """The ``gate`` section of a record: every check, or why the record could not be compared."""
+    out: dict[str, Any] = {"baseline": baseline_path, "checks": [], "refused": None}
+    out["refused"] = refusal(baseline_doc, current_machine, current_settings)
+    if out["refused"] is not None:
+        return out
+    base = baseline_record(baseline_doc, str(current.get("id")))
+    if base is None or base.get("status") != "passed":
+        out["note"] = "no passed record of this id in the baseline: nothing to compare"
+        return out
+    checks = [check(rule, base, current) for rule in rules if rule.applies(current)]
+    memory = batch_regression(base, current)
+    judged = acknowledge(([memory] if memory is not None else []) + checks, str(current.get("id")), acks)
+    out["checks"] = [c.to_dict() for c in judged]
+    return out
+
+
+def gate_failures(gate: Mapping[str, Any] | None) -> list[str]:
+    """Messages for everything in a record's gate section that must fail its test."""
+    if not gate:
+        return []
+    if gate.get("refused"):
+        return [f"gate refused: {gate['refused']}; record a baseline on this machine with these settings"]
+    return [Check(**c).message() for c in gate.get("checks", []) if c.get("status") == "failed"]
+
+
+def baseline_record(baseline_doc: Mapping[str, Any], record_id: str) -> Mapping[str, Any] | None:
+    """The baseline's record with ``record_id``, or None."""
+    return next((r for r in baseline_doc.get("records", []) if r.get("id") == record_id), None)
+
+
+# -- the whole run -------------------------------------------------------------------------------------------------
+def pair(rule: Rule, base: Mapping[str, Any], current: Mapping[str, Any], c: Check) -> Pair | None:
+    """The FDR evidence of one measured check: its excess over the tolerance, standard error and p-value."""
+    fig = rule.metric
+    if c.baseline is None or c.current is None or c.status not in ("passed", "failed", "within_noise"):
+        return None
+    worse = worse_log_ratio(fig, c.baseline, c.current)
+    excess = None if worse is None else worse - threshold(fig, rule.tolerance)
+    ses = [log_se(_interval(r, fig)) for r in (base, current)]
+    se = math.hypot(ses[0], ses[1]) if ses[0] is not None and ses[1] is not None else None
+    d = drift(fig, base, current)  # c.current is already corrected; the reference's own noise adds to the SE
+    if d is not None and se is not None:
+        se = math.hypot(se, d.se or 0.0)
+    p = (0.0 if c.fails() else 1.0) if excess is None else p_beyond(excess, se)
+    return Pair(str(current.get("id")), c.metric, c.baseline, c.current, excess, se, p, rule.tolerance, c.status,
+                None if d is None else d.factor)
+
+
+def lost_cells(baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Cells that passed in the baseline and are now skipped or errored (a regression hiding as a skip)."""
+    return [str(r.get("id")) for r in records if r.get("status") in ("skipped", "error")
+            and (b := baseline_record(baseline_doc, str(r.get("id")))) is not None and b.get("status") == "passed"]
+
+
+def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+              acks: Sequence[Ack] = (), current_machine: Mapping[str, Any] | None = None,
+              current_settings: Mapping[str, Any] | None = None) -> RunVerdict:
+    """The gate over a run's records once all are in: FDR over every gated (cell, metric) pair and the suite rule per
+    metric (machine and settings are checked when given; the per-cell gate already checked them in pytest)."""
+    why = refusal(baseline_doc, current_machine, current_settings)
+    if why is not None:
+        return RunVerdict(refused=why)
+    latest = {str(r.get("id")): r for r in records}  # a resumed or re-run cell counts once: its last record
+    pairs: list[Pair] = []
+    for rec in latest.values():
+        base = baseline_record(baseline_doc, str(rec.get("id")))
+        if base is None or base.get("status") != "passed" or rec.get("status") not in ("passed", "failed"):
+            continue
+        found = (pair(rule, base, rec, check(rule, base, rec)) for rule in rules if rule.applies(rec))
+        pairs.extend(p for p in found if p is not None)
+    lost = lost_cells(baseline_doc, list(latest.values()))
+    missing = [str(b.get("id")) for b in baseline_doc.get("records", [])
+               if b.get("status") == "passed" and str(b.get("id")) not in latest]
+    notes = [f"passed in the baseline, now skipped or errored: {', '.join(lost)}"] if lost else []
+    if missing:
+        notes.append(f"{len(missing)} cells of the baseline were not run (e.g. {missing[0]})")
+    notes.extend(n for n in [run_note(latest.values())] if n)
+    figures = {r.metric.name: r.metric for r in rules}
+    return RunVerdict(fdr_verdicts(pairs, acks), suite_verdicts(pairs, figures, acks), notes=tuple(notes),
+                      lost=tuple(lost))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A baseline, the rules and the acknowledged regressions, loaded once per session from the settings."""
+
+    rules: tuple[Rule, ...]
+    baseline: Mapping[str, Any]
+    baseline_path: str
+    settings: Mapping[str, Any]
+    acks: tuple[Ack, ...] = ()
+
+    @classmethod
+    def load(cls, baseline_path: str, fail_on: str, settings: Mapping[str, Any], cwd: Path) -> Gate:
+        """Read the baseline report, parse ``fail_on`` and read ``settings["acknowledged"]`` (if set); ValueError
+        says which is wrong and why."""
+        from pytest_longeff.record.io import load_report
+
+        path = Path(baseline_path)
+        doc = load_report(path if path.is_absolute() else cwd / path)
+        ack_path = settings.get("acknowledged")
+        acks = load_acknowledged(cwd / str(ack_path)) if ack_path else ()
+        return cls(parse_fail_on(fail_on), doc, baseline_path, settings, acks)
+
+    def judge(self, record: Mapping[str, Any], machine: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The record's gate section and the messages that must fail its test."""
+        section = gate_record(self.rules, self.baseline, record, machine, self.baseline_path, self.settings,
+                              self.acks)
+        return section, gate_failures(section)
+
+    def judge_run(self, records: Sequence[Mapping[str, Any]]) -> RunVerdict:
+        """The run-level verdict over ``records`` (a refusal any record's gate section reports stands for the run)."""
+        refused = next((g["refused"] for r in records if isinstance(g := r.get("gate"), Mapping) and g.get("refused")),
+                       None)
+        if refused is not None:
+            return RunVerdict(refused=str(refused))
+        return judge_run(self.rules, self.baseline, records, self.acks)
+
+    def baseline_batch(self, record_id: str) -> int | None:
+        """The batch size the baseline's passed record ran at, so efficiency is compared at the same batch."""
+        base = baseline_record(self.baseline, record_id)
+        batch = base.get("batch_size") if base is not None and base.get("status") == "passed" else None
+        return batch if isinstance(batch, int) and batch > 0 else None
+
+    def skip_regression(self, record_id: str, reason: str) -> str | None:
+        """Why a record skipped now fails: it passed in the baseline (e.g. it no longer fits the memory budget)."""
+        base = baseline_record(self.baseline, record_id)
+        if base is None or base.get("status") != "passed":
+            return None
+        return f"{record_id}: regression against the baseline: it passed there, but now {reason}"

@@ -1,0 +1,126 @@
+"""The table of reported figures: every figure's name, where it lives in a record's dict form, its unit, which way
+is better and how it was obtained. Every reader (JSON, CSV, Markdown, the terminal matrix, JUnit, CI outputs, the
+plots, the page and the gate) takes its columns from here, so one name means one number everywhere.
+
+Cell figures are :data:`FIGURES`; a user's measured windows add ``window_<name>_<suffix>`` figures
+(:func:`window_figure`), and :func:`figure` finds either by name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_longeff.record.sections import lookup
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A reported figure: where it lives in the record's dict form, its unit, which way is better, how it was
+    obtained, and (for gated figures) its confidence interval."""
+
+    name: str
+    path: tuple[str, ...]
+    unit: str
+    higher_is_better: bool
+    method: str
+    ci_path: tuple[str, ...] | None = None
+    energy_part: str | None = None
+    """The record section whose energy method qualifies this figure (energy figures only)."""
+    gated: bool = True
+    """Whether ``--longeff-fail-on`` may name it."""
+
+    @property
+    def time_based(self) -> bool:
+        """Whether the figure scales with machine speed: throughput (``samples/s``) and times (``s``). Energy does
+        not (a slower shared machine draws power for longer, but at another level: energy per unit of work does not
+        scale like time), and neither does memory."""
+        return self.unit in ("samples/s", "s")
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the figure varies from one measurement to the next (times, throughputs, energies), so that
+        measuring again can tell a burst from a regression. Scores, peak memory and the batch size come out the same
+        every time."""
+        return self.time_based or self.energy_part is not None
+
+    def value(self, record: Mapping[str, Any]) -> float | None:
+        """The figure in ``record``, or None where it was not measured."""
+        v = lookup(record, *self.path)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+_TIME = "perf_counter between device-synchronised window edges"
+_MEDIAN = "; median with a percentile-bootstrap 95% CI"
+_ENERGY = "the session's energy meter over the window (method in the record)"
+_MEMORY = "peak per window: CUDA peak allocated, or CPU process high-water mark plus weights"
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("score", ("accuracy", "score"), "points", True, "SCROLLS metric x100 on greedy generations"),
+    Figure("batch_size", ("batch_size",), "samples", True, "largest batch that fits the memory budget", gated=False),
+    Figure("train_samples_per_s", ("train", "samples_per_s_stats", "median"), "samples/s", True,
+           f"per training step after the warm-up steps, {_TIME}{_MEDIAN}", ("train", "samples_per_s_stats", "ci95")),
+    Figure("train_time_s", ("train", "time_s"), "s", False, _TIME, gated=False),
+    Figure("train_energy_j", ("train", "energy_j"), "J", False, _ENERGY, energy_part="train"),
+    Figure("train_samples_per_kj", ("train", "samples_per_kj"), "samples/kJ", True, f"samples / {_ENERGY}",
+           energy_part="train"),
+    Figure("train_peak_memory_bytes", ("train", "peak_memory_bytes"), "B", False, _MEMORY),
+    Figure("train_flops_per_step", ("train", "flops_per_step"), "FLOP", False,
+           "torch FlopCounterMode on an untimed step", gated=False),
+    Figure("inference_samples_per_s", ("inference", "samples_per_s_stats", "median"), "samples/s", True,
+           f"per generate() batch, {_TIME}{_MEDIAN}", ("inference", "samples_per_s_stats", "ci95")),
+    Figure("inference_latency_p50_s", ("inference", "latency_s", "stats", "median"), "s", False,
+           f"per-sample latency (batch wall time / its size), {_TIME}{_MEDIAN}",
+           ("inference", "latency_s", "stats", "ci95")),
+    Figure("inference_time_s", ("inference", "time_s"), "s", False, _TIME, gated=False),
+    Figure("inference_energy_j", ("inference", "energy_j"), "J", False, _ENERGY, energy_part="inference"),
+    Figure("inference_j_per_sample", ("inference", "j_per_sample"), "J/sample", False, f"{_ENERGY} / samples",
+           energy_part="inference"),
+    Figure("inference_peak_memory_bytes", ("inference", "peak_memory_bytes"), "B", False, _MEMORY),
+)
+FIGURES_BY_NAME: Mapping[str, Figure] = {f.name: f for f in FIGURES}
+GATED: Mapping[str, Figure] = {f.name: f for f in FIGURES if f.gated}
+
+
+# -- figures of a user's measured windows (``longeff_window``) -------------------------------------------------------
+NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+PREFIX = "window_"
+_WINDOW_TIME = "perf_counter between device-synchronised window edges; median over repeats with a bootstrap 95% CI"
+_WINDOW_ENERGY = "the session's energy meter over the window, median over repeats (method in the record)"
+#: suffix -> (key in the window's section, unit, CI key or None, energy-qualified); longest suffixes first.
+WINDOW_FIGURES: Mapping[str, tuple[str, str, str | None, bool, str]] = {
+    "peak_memory_bytes": ("peak_memory_bytes", "B", None, False, "highest peak memory over repeats"),
+    "energy_net_j": ("energy_net_j", "J", None, True, f"{_WINDOW_ENERGY}, less the session's idle draw"),
+    "energy_j": ("energy_j", "J", None, True, _WINDOW_ENERGY),
+    "time_s": ("time_s", "s", "time_s_stats", False, _WINDOW_TIME),
+}
+
+
+def window_figure(metric: str) -> Figure | None:
+    """The figure ``window_<name>_<suffix>`` names (every window figure is lower-is-better), or None."""
+    if not metric.startswith(PREFIX):
+        return None
+    rest = metric[len(PREFIX):]
+    for suffix, (key, unit, ci_key, energy, method) in WINDOW_FIGURES.items():
+        name = rest.removesuffix("_" + suffix)
+        if name != rest and NAME.match(name):
+            ci = ("windows", name, ci_key, "ci95") if ci_key else None
+            return Figure(metric, ("windows", name, key), unit, False, method, ci,
+                          energy_part=f"windows.{name}" if energy else None)
+    return None
+
+
+def window_figures(record: Mapping[str, Any]) -> list[Figure]:
+    """Every window figure a record carries, in the order measured."""
+    windows = record.get("windows")
+    names = list(windows) if isinstance(windows, Mapping) else []
+    return [f for n in names for s in WINDOW_FIGURES if (f := window_figure(f"{PREFIX}{n}_{s}")) is not None]
+
+
+
+
+def figure(name: str) -> Figure | None:
+    """The gateable figure called ``name``: a cell figure, a window figure, or None."""
+    return GATED.get(name) or window_figure(name)

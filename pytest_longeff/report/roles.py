@@ -1,0 +1,349 @@
+"""Reporting roles, chosen once per process in ``pytest_configure`` (as pytest-cov chooses its engine).
+
+* :class:`Controller` (a serial run, or the xdist controller): owns every file. It writes the JSON report after each
+  record, CSV and Markdown at the end, adds JUnit suite properties, aggregates the session counters of every
+  worker, and prints the accuracy-efficiency matrix.
+* :class:`Worker` (an xdist worker): writes nothing; ships its session facts and counters to the controller
+  through ``config.workeroutput``, the only channel xdist offers. Records travel on the test reports.
+
+This module is the one place that knows about pytest-xdist: the roles, ``workerinput`` / ``workeroutput``,
+``pytest_testnodedown`` and the ``xdist_group`` markers that keep a model's cells on one worker. Both roles are
+silent in a suite without benchmark records: no "longeff:" lines, no report files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from pytest_longeff.matrix import Cell
+
+if TYPE_CHECKING:
+    from pytest_longeff.ci.resume import ResumePlan
+    from pytest_longeff.ci.shard import Selection
+    from pytest_longeff.config.settings import Settings
+    from pytest_longeff.record.io import JsonReport
+
+WORKEROUTPUT_KEY = "longeff_session"
+CARRIED_INPUT = "longeff_carried"  # workerinput key: [ids carried over by --longeff-resume, skip reason]
+RECORD_ATTR = "longeff_record"  # the attribute a test report carries its record on (also across xdist)
+
+
+class SessionLike(Protocol):
+    """What the roles read from a :class:`pytest_longeff.cell.resources.LongeffSession`."""
+
+    warnings: list[str]
+
+    def facts(self) -> dict[str, Any]:
+        """Machine and software facts for the report."""
+
+    def describe(self) -> list[str]:
+        """Machine facts as lines for the terminal."""
+
+    def stats_dict(self) -> dict[str, float]:
+        """The session's counters."""
+
+
+def is_worker(config: pytest.Config) -> bool:
+    """Whether this process is an xdist worker."""
+    return hasattr(config, "workerinput")
+
+
+def parallel(config: pytest.Config) -> bool:
+    """Whether this process is an xdist controller with workers."""
+    return bool(config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None))
+
+
+def cell_of(item: pytest.Item) -> Cell | None:
+    """The matrix cell an item runs, if any."""
+    callspec = getattr(item, "callspec", None)
+    cell = callspec.params.get("longeff_cell") if callspec is not None else None
+    return cell if isinstance(cell, Cell) else None
+
+
+def record_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    """The record a test report carries, if any."""
+    record = getattr(report, RECORD_ATTR, None)
+    return record if isinstance(record, dict) else None
+
+
+class Role:
+    """What both roles do: mark cells for ``--dist loadgroup``."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the markers into node ids
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Group each cell's tests by model for xdist's ``--dist loadgroup`` (only with xdist installed)."""
+        if not config.pluginmanager.hasplugin("xdist"):
+            return
+        for item in items:
+            cell = cell_of(item)
+            if cell is not None:
+                # With `-n N --dist loadgroup`, xdist keeps the cells of one model on one worker (one build each).
+                item.add_marker(pytest.mark.xdist_group(f"{cell.family}_{cell.size}"))
+
+    def session_started(self, session: SessionLike) -> None:
+        """A :class:`LongeffSession` opened in this process."""
+
+    def session_finished(self, session: SessionLike) -> None:
+        """This process's session is closing: its counters are final."""
+
+
+class Worker(Role):
+    """An xdist worker: ships its session's facts and counters to the controller."""
+
+    def session_finished(self, session: SessionLike) -> None:
+        """Hand the session's counters, facts and warnings to the controller through ``workeroutput``."""
+        workeroutput: dict[str, Any] = getattr(self.config, "workeroutput")  # noqa: B009 (xdist's public channel)
+        workeroutput[WORKEROUTPUT_KEY] = json.dumps({"stats": session.stats_dict(), "facts": session.facts(),
+                                                     "lines": session.describe(), "warnings": session.warnings})
+
+
+class Controller(Role):
+    """The process that owns the reports (serial run or xdist controller)."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, selection: Selection | None = None,
+                 plan: ResumePlan | None = None) -> None:
+        super().__init__(config, settings)
+        from pytest_longeff.measure.machine import light_facts
+
+        self.started = time.perf_counter()
+        self.report: JsonReport | None = None
+        self.facts: dict[str, Any] = light_facts(settings.device)
+        self.have_facts = False
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+        self.totals: dict[str, float] = {}
+        self.sessions = 0
+        self.selection, self.plan = selection, plan
+        self.written: list[str] = []  # files besides the JSON, CSV and Markdown (plots, HTML, CI outputs)
+        if plan is not None and plan.records:
+            report = self._json()  # read before this run's first write, which may replace the resumed file
+            report.carry([dict(r) for r in plan.records])
+            report.session["resumed_from"] = plan.summary()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Tell each xdist worker which cells are carried over (it must not read the file this process rewrites)."""
+        if self.plan is not None:
+            node.workerinput[CARRIED_INPUT] = json.dumps([sorted(self.plan.ids), self.plan.reason])
+
+    # -- session facts and counters (own session, or a worker's) ----------------------------------------------------
+    def session_started(self, session: SessionLike) -> None:
+        """Take in the controller's own session facts, lines and warnings."""
+        self._facts(session.facts(), session.describe(), session.warnings)
+
+    def session_finished(self, session: SessionLike) -> None:
+        """Add the controller's own session counters."""
+        self._stats(session.stats_dict())
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Take in the facts and counters a finished xdist worker shipped."""
+        raw = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if raw:
+            info = json.loads(raw)
+            self._facts(info["facts"], info["lines"], info["warnings"])
+            self._stats(info["stats"])
+
+    def _facts(self, facts: dict[str, Any], lines: list[str], warnings: list[str]) -> None:
+        if self.have_facts:
+            return  # the first worker's facts stand for all (workers share the machine)
+        self.have_facts = True
+        self.facts, self.lines, self.warnings = facts, list(lines), list(warnings)
+        report = self._json()
+        report.header["machine"] = facts
+        report.header["software"].update({k: facts.get(k) for k in ("torch", "transformers", "python")})
+
+    def _stats(self, stats: Mapping[str, float]) -> None:
+        for key, value in stats.items():
+            self.totals[key] = self.totals.get(key, 0) + value
+        self.sessions += 1
+        report = self._json()
+        report.session.update(self.totals)
+        report.session["wall_s"] = time.perf_counter() - self.started
+        report.session["workers"] = self.sessions
+        if "measured_s" in self.totals and "session_wall_s" in self.totals:
+            # Summed over workers (one in a serial run): session time minus time inside measured windows.
+            report.session["outside_windows_s"] = self.totals["session_wall_s"] - self.totals["measured_s"]
+        if report.records:
+            report.write()
+
+    def _json(self) -> JsonReport:
+        if self.report is None:
+            from pytest_longeff.record.io import JsonReport
+
+            path = Path(self.settings.json_path)
+            if not path.is_absolute():
+                path = self.config.invocation_params.dir / path
+            header = {"machine": self.facts, "software": header_software(self.facts),
+                      "settings": header_settings(self.settings, self.selection),
+                      "shard": self.selection.header() if self.selection is not None else None}
+            self.report = JsonReport(path, header)
+        return self.report
+
+    # -- records ----------------------------------------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Add the record a test report carries to the JSON report and the JUnit suite properties."""
+        record = record_of(report)
+        if record is None:
+            return
+        from pytest_longeff.report.junit import add_suite_properties
+
+        written = self._json().add(record)
+        add_suite_properties(self.config, written)
+
+    def pytest_sessionfinish(self) -> None:
+        """Write the JSON report (with findings, gate verdict, Pareto front), then CSV, Markdown, plots and HTML."""
+        if self.report is None or not self.report.records:
+            return
+        from pytest_longeff.record.io import atomic_write_text
+        from pytest_longeff.record.sections import is_cell
+        from pytest_longeff.report.findings import findings
+        from pytest_longeff.report.tables import render_csv, render_markdown
+
+        cells = [r for r in self.report.records if is_cell(r)]
+        self.report.session["findings"] = [f.to_dict() for f in findings(cells)]
+        from pytest_longeff.gate.plugin import RUN_VERDICT_KEY
+        from pytest_longeff.report.pareto import front
+
+        if (verdict := self.config.stash.get(RUN_VERDICT_KEY, None)) is not None:
+            self.report.session["gate"] = verdict.to_dict()
+        if cells:
+            self.report.session["pareto"] = front(self.report.document())
+        self.report.session.setdefault("wall_s", time.perf_counter() - self.started)
+        self.report.write()  # first: whatever the renderers below do, the JSON is safe
+        if cells:
+            atomic_write_text(self.report.path.with_suffix(".csv"), render_csv(cells))
+            atomic_write_text(self.report.path.with_suffix(".md"),
+                              render_markdown(cells, self.report.header["settings"]))
+        from pytest_longeff.report.outputs import render_extras
+
+        cwd, s = self.config.invocation_params.dir, self.settings
+        draw = s.plots != "none"
+        self.written = render_extras(self.report.document(), self.report.path,
+                                     plots_dir=cwd / s.plots if s.plots and draw else None,
+                                     html_path=cwd / s.html if s.html else None, settings=s, root=cwd,
+                                     draw_plots=draw)
+
+    # -- terminal ---------------------------------------------------------------------------------------------------
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+        """Describe the settings (and shard, resume) in the header when benchmark cells were collected."""
+        # Said only when benchmark cells were collected: unrelated suites in the same environment stay quiet.
+        cells = sum(cell_of(i) is not None for i in items)
+        if not cells:
+            return []
+        lines = settings_lines(self.settings, f"{cells} cell{'s' if cells != 1 else ''} collected")
+        if self.selection is not None:
+            lines.append(self.selection.line(cells))
+        if self.plan is not None:
+            lines.append(f"longeff: resume from {self.plan.path}: {self.plan.note}")
+        return lines
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Print the cell matrix, windows, session facts, warnings, gate lines and report paths."""
+        if self.report is None or not self.report.records:
+            return
+        from pytest_longeff.record.sections import is_cell
+
+        tr = terminalreporter
+        records = self.report.records
+        cells, windows = [r for r in records if is_cell(r)], [r for r in records if not is_cell(r)]
+        if parallel(self.config):
+            # The xdist controller collects nothing itself, so the settings are said here.
+            for line in settings_lines(self.settings, "cells run by the workers"):
+                tr.write_line(line)
+        if cells:
+            tr.section("longeff: accuracy-efficiency matrix")
+            for line in matrix_lines(cells, self.report.header["settings"], tr.config.get_terminal_writer().fullwidth,
+                                     tr.config.get_verbosity() > 0):
+                tr.write_line(line)
+        if windows:
+            from pytest_longeff.report.tables import render_windows
+
+            tr.section("longeff: measured windows")
+            tr.write_line(render_windows(windows))
+        for line in self.lines:
+            tr.write_line(f"  {line}")
+        for warning in self.warnings:
+            tr.write_line(f"  warning: {warning}", yellow=True)
+        for line in gate_lines(records, self.settings):
+            tr.write_line(line)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            from pytest_longeff.report.github import error_annotations
+
+            for line in error_annotations(self.report.document()):
+                tr.write_line(line)
+        also = [".csv and .md beside it"] if cells else []
+        from pytest_longeff.report.outputs import compact_paths
+
+        also += compact_paths(self.written)
+        tr.write_line(f"  reports: {self.report.path}" + (f" (also {', '.join(also)})" if also else ""))
+
+
+def settings_lines(s: Settings, what: str) -> list[str]:
+    """The run's matrix and budgets, for the terminal."""
+    return [
+        (f"longeff: profile {s.profile}, {what} from {'/'.join(s.families)} x "
+         f"{'/'.join(s.sizes)} x {'/'.join(map(str, s.lengths))} x {'/'.join(s.tasks)}"),
+        (f"longeff: training budget {s.train_budget.spec}, memory budget {s.memory_budget_bytes / 2**30:.2f} GiB "
+         f"({s.memory_budget_source}), energy {s.energy}, report {s.json_path}"),
+    ]
+
+
+def matrix_lines(cells: list[dict[str, Any]], settings: dict[str, Any], width: int | None = None,
+                 verbose: bool = False) -> list[str]:
+    """The matrix (the most important columns on a narrow terminal, all with ``-v``), how each figure was obtained,
+    and what the cells say about the seed study's findings."""
+    from pytest_longeff.report.findings import findings
+    from pytest_longeff.report.tables import method_notes, render_matrix
+
+    lines = [render_matrix(cells, width, verbose), *(f"  {note}" for note in method_notes(cells, settings))]
+    decided = [f for f in findings(cells) if f.decided]
+    if not decided:
+        return [*lines, "  the seed study's findings: these cells cannot tell (details in the JSON's session)"]
+    return [*lines, "  the seed study's findings on this matrix:",
+            *(f"    {f.verdict}: {f.claim} ({f.evidence})" for f in decided)]
+
+
+def gate_lines(records: list[dict[str, Any]], s: Settings) -> list[str]:
+    """One line counting the gate's verdicts, when a baseline was given."""
+    counts: dict[str, int] = {}
+    for gate in (r["gate"] for r in records if r.get("gate")):
+        if gate.get("refused"):
+            counts["refused"] = counts.get("refused", 0) + 1
+        for c in gate.get("checks", []):
+            counts[c["status"]] = counts.get(c["status"], 0) + 1
+    if not counts:
+        return []
+    return [f"  gate against {s.baseline} ({s.fail_on}): " +
+            ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+
+
+def header_software(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The report header's ``software``: versions and the package's code digest (what resume and merge compare)."""
+    from pytest_longeff._version import __version__
+    from pytest_longeff.record.io import code_digest
+
+    return {"pytest_longeff": __version__, "code_digest": code_digest(), "pytest": pytest.__version__,
+            "torch": facts.get("torch"), "transformers": facts.get("transformers"), "python": facts.get("python")}
+
+
+def header_settings(settings: Settings, selection: Selection | None) -> dict[str, Any]:
+    """The report header's ``settings``, with the shard resolved to ``K/N`` (``auto`` says nothing afterwards)."""
+    return {**settings.to_dict(), "shard": selection.shard.spec if selection is not None else settings.shard}
+
+
+def make_role(config: pytest.Config, settings: Settings, selection: Selection | None = None,
+              plan: ResumePlan | None = None) -> Role:
+    """The role of this process: a worker under xdist, the controller otherwise."""
+    return Worker(config, settings) if is_worker(config) else Controller(config, settings, selection, plan)

@@ -1,0 +1,32 @@
+"""SCROLLS tasks: one small spec per task, metadata and metric as data.
+
+The ``input`` field of SCROLLS rows already carries the query for query-based tasks (query, blank line,
+document), so a task adds nothing to the text; it says how the output is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One SCROLLS task: ``metric`` is a key of ``pytest_longeff.tasks.metrics.METRICS``."""
+
+    name: str
+    kind: str  # summarization | query_summarization | qa | multiple_choice | nli
+    metric: str
+    has_query: bool
+    higher_is_better: bool = True
+    max_target_tokens: int = 128  # the study truncates targets to 128 tokens
+
+
+BUILTIN_TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec("gov_report", "summarization", "rouge", has_query=False),
+    TaskSpec("summ_screen_fd", "summarization", "rouge", has_query=False),
+    TaskSpec("qmsum", "query_summarization", "rouge", has_query=True),
+    TaskSpec("qasper", "qa", "f1", has_query=True),
+    TaskSpec("narrative_qa", "qa", "f1", has_query=True),
+    TaskSpec("quality", "multiple_choice", "exact_match", has_query=True),
+    TaskSpec("contract_nli", "nli", "exact_match", has_query=True),
+)

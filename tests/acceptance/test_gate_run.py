@@ -1,0 +1,186 @@
+"""The gate, end to end: a baseline from a first run, then regressions, noise and other machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ONE_CELL = [
+    "--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
+    "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-batch-size=2", "--longeff-train-budget=steps=4",
+    "--longeff-device=cpu", "--longeff-energy=none", "-p", "no:randomly",
+]
+
+
+@pytest.fixture
+def baseline(bench: pytest.Pytester) -> Path:
+    pytester = bench
+    pytester.runpytest(*ONE_CELL, "--longeff-json=base.json").assert_outcomes(passed=1)
+    return pytester.path / "base.json"
+
+
+def _edit(path: Path, fn: object) -> Path:
+    doc = json.loads(path.read_text())
+    fn(doc)  # type: ignore[operator]
+    out = path.with_name("edited.json")
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_a_generous_tolerance_passes_and_records_the_checks(pytester: pytest.Pytester, baseline: Path) -> None:
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={baseline}",
+                                "--longeff-fail-on=train_samples_per_s:1000%,score:100%")
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert [c["metric"] for c in record["gate"]["checks"]] == ["train_samples_per_s", "score"]
+    assert "gate against" in result.stdout.str()
+
+
+def test_a_regression_fails_the_cell_with_baseline_current_change_and_tolerance(pytester: pytest.Pytester,
+                                                                               baseline: Path) -> None:
+    def faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
+        stats = doc["records"][0]["train"]["samples_per_s_stats"]
+        stats["median"] *= 100
+        stats["ci95"] = [v * 100 for v in stats["ci95"]]
+
+    edited = _edit(baseline, faster_baseline)
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}",
+                                "--longeff-fail-on=train_samples_per_s:10%")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "regression against the baseline" in out
+    # A 100x faster baseline: the change is about -99 % (printed -100.0% when the machine is very busy).
+    assert "train_samples_per_s: baseline" in out and "change -" in out and "tolerance 10%" in out
+
+
+def test_a_baseline_from_another_machine_is_refused(pytester: pytest.Pytester, baseline: Path) -> None:
+    def other_machine(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["machine"]["cpu"] = "Some Other CPU"
+
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={_edit(baseline, other_machine)}")
+    result.assert_outcomes(failed=1)
+    assert "gate refused: the baseline comes from another machine" in result.stdout.str()
+
+
+def test_gate_option_errors(pytester: pytest.Pytester, baseline: Path) -> None:
+    result = pytester.runpytest("--collect-only", "--longeff-fail-on=score:5%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "needs --longeff-baseline" in result.stderr.str()
+    (pytester.path / "bad.json").write_text("{}")
+    result = pytester.runpytest("--collect-only", "--longeff-baseline=bad.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "--longeff-baseline" in result.stderr.str()
+
+
+def test_a_cell_that_passed_in_the_baseline_and_is_skipped_now_fails(bench: pytest.Pytester) -> None:
+    """Guards against a regression hiding as a skip (e.g. a cell that no longer fits the memory budget)."""
+    from pytest_longeff.record.io import SCHEMA_VERSION
+
+    skipping = ["--longeff-profile=paper", "--longeff-families=bigbird", "--longeff-sizes=base",
+                "--longeff-lengths=256", "--longeff-tasks=qasper", "--longeff-device=cpu", "--longeff-energy=none",
+                "--longeff-idle-s=0"]
+    bench.runpytest(*skipping).assert_outcomes(skipped=1)  # no pretrained Big Bird base: a plain skip
+    (bench.path / "base.json").write_text(json.dumps({
+        "schema_version": SCHEMA_VERSION, "machine": {}, "settings": {},
+        "records": [{"id": "bigbird-base-256-qasper", "status": "passed"}]}))
+    result = bench.runpytest(*skipping, "--longeff-baseline=base.json", "--longeff-fail-on=score:5%")
+    result.assert_outcomes(errors=1)
+    assert "regression against the baseline: it passed there, but now no pretrained Big Bird base" in \
+        result.stdout.str()
+    (record,) = json.loads((bench.path / "reports" / "longeff.json").read_text())["records"]
+    assert record["status"] == "error" and "it passed there" in record["reason"]
+
+
+# -- the run-level gate (FDR, suite rule) and acknowledged regressions ------------------------------------------------
+
+
+def _faster_baseline(doc: dict) -> None:  # type: ignore[type-arg]
+    stats = doc["records"][0]["train"]["samples_per_s_stats"]
+    stats["median"] *= 100
+    stats["ci95"] = [v * 100 for v in stats["ci95"]]
+
+
+def test_the_run_level_gate_fails_the_session_and_acknowledgements_pass_it(pytester: pytest.Pytester,
+                                                                          baseline: Path) -> None:
+    edited = _edit(baseline, _faster_baseline)
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%")
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*longeff gate over the run: FAILED*",
+                                 "*suite train_samples_per_s: failed, geometric mean change -9*",
+                                 "*regression led-base-256-qasper train_samples_per_s*"])
+    (pytester.path / "ack.toml").write_text('[[acknowledged]]\ncell = "led-*"\nmetric = "train_samples_per_s"\n'
+                                            'reason = "accepted on purpose"\n\n[[acknowledged]]\ncell = "suite"\n'
+                                            'metric = "train_samples_per_s"\nreason = "same change"\n')
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
+                                "--longeff-acknowledged=ack.toml")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*longeff gate over the run: passed*",
+                                 "*acknowledged led-base-256-qasper train_samples_per_s*accepted on purpose*"])
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert record["gate"]["checks"][0]["status"] == "acknowledged"
+
+
+def test_an_acknowledged_file_without_a_reason_is_a_usage_error(pytester: pytest.Pytester, baseline: Path) -> None:
+    (pytester.path / "ack.json").write_text('[{"metric": "score"}]')
+    result = pytester.runpytest("--collect-only", f"--longeff-baseline={baseline}", "--longeff-acknowledged=ack.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "needs a reason" in result.stderr.str()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--longeff-acknowledged=ack.toml"], "--longeff-acknowledged needs --longeff-baseline"),
+    (["--longeff-durations=old.json"], "--longeff-durations needs --longeff-shard"),
+    (["--longeff-remeasure=2"], "--longeff-remeasure needs --longeff-baseline"),
+    (["--longeff-early-stop-metric=study", "--longeff-train-budget=steps=4"],
+     "--longeff-early-stop-metric needs an epochs=N,patience=K budget"),
+])
+def test_options_that_would_do_nothing_are_usage_errors(pytester: pytest.Pytester, args: list[str],
+                                                        message: str) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str()
+
+
+# -- a suspect cell is measured again before the gate judges it --------------------------------------------------------
+
+
+def test_a_suspect_cell_is_measured_again_and_a_persisting_regression_still_fails(pytester: pytest.Pytester,
+                                                                                baseline: Path) -> None:
+    """With a 100x faster baseline every measurement is suspect: --longeff-remeasure 2 measures the cell twice more
+    (each a complete measurement with its own reference), keeps the least suspect one and the other two in
+    ``remeasured``, and still fails; 0 measures once."""
+    edited = _edit(baseline, _faster_baseline)
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
+                                "--longeff-remeasure=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*note: 1 cell was measured again after a suspect measurement*least suspect*stands*"])
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    section = record["remeasured"]
+    others = section["others"]
+    assert section["measurements"] == 3 and len(others) == 2
+    assert sorted([section["kept"], *(o["measurement"] for o in others)]) == [1, 2, 3]
+    assert all(o["why"][0].startswith("train_samples_per_s -") for o in others)
+    windows = [(w["train"]["time_s"], w["train"]["samples_per_s_stats"]["mean"]) for w in [*others, record]]
+    assert len(set(windows)) == 3  # three distinct measurements, not copies
+    assert all(o["reference"]["ops_per_s"] > 0 for o in others) and record["reference"]["ops_per_s"] > 0
+    # The least suspect measurement stands: here the fastest once each is divided by its own machine-speed reading.
+    kept = max([*others, record],
+               key=lambda w: w["train"]["samples_per_s_stats"]["median"] / w["reference"]["ops_per_s"])
+    assert kept is record
+    assert all(o["batch_size"] == record["batch_size"] for o in others)  # one batch choice, not three searches
+    assert all(w["cell_wall_s"] > 0 for w in [*others, record])  # each measurement's own time
+    assert record["gate"]["checks"][0]["status"] == "failed" and record["status"] == "failed"
+
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
+                                "--longeff-remeasure=0")
+    result.assert_outcomes(failed=1)
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert "remeasured" not in record and "measured again" not in result.stdout.str()
+
+
+def test_a_cell_within_tolerance_is_measured_once(pytester: pytest.Pytester, baseline: Path) -> None:
+    result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={baseline}",
+                                "--longeff-fail-on=train_samples_per_s:1000%", "--longeff-remeasure=3")
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
+    assert "remeasured" not in record

@@ -1,0 +1,73 @@
+"""The GPU validation script, prepared on the CPU: its commands use real options, its verdicts follow the
+figures, and its report says what ran. (`python benchmarks/gpu_validation.py --rehearse` runs every step at tiny
+size on the CPU; it takes about a minute and a half, so the suite checks the pieces.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pytest_longeff.config.settings import OPTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gpu_validation", ROOT / "benchmarks" / "gpu_validation.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("rehearse", [False, True])
+def test_cell_commands_use_only_real_options(script: ModuleType, rehearse: bool, tmp_path: Path) -> None:
+    command = script._cells_command(rehearse, tmp_path / "r.json")
+    flags = {a for a in command if a.startswith("--longeff-")}
+    assert flags <= {o.flag for o in OPTIONS}
+    assert "--longeff-precision" in flags and "steps=3" in command
+    if not rehearse:
+        assert command[command.index("--longeff-memory-budget") + 1] == "48GiB"
+        assert command[command.index("--longeff-profile") + 1] == "dims"
+
+
+def _record(peak: int, within: bool, energy_valid: bool, status: str = "passed") -> dict[str, object]:
+    return {"id": "led-base-4096-gov_report", "status": status, "batch_size": 3, "reason": None,
+            "batch_search": {"peak_memory_bytes": peak},
+            "train": {"steps": 3, "peak_memory_bytes": peak, "within_memory_budget": within,
+                      "energy_valid": energy_valid, "energy_j": 900.0 if energy_valid else None,
+                      "energy_uncertainty_j": 7.0, "energy_method": "nvml"}}
+
+
+@pytest.mark.parametrize(("peak", "within", "energy", "status", "expected"), [
+    (40 * 2**30, True, True, "passed", True),
+    (49 * 2**30, True, True, "passed", False),   # the steady-state peak overran the budget
+    (40 * 2**30, False, True, "passed", False),  # the exact probe said it did not fit
+    (40 * 2**30, True, False, "passed", False),  # energy not valid on a GPU
+    (40 * 2**30, True, True, "failed", False),   # e.g. out of memory at step 2
+])
+def test_a_cell_passes_only_within_budget_with_valid_energy(script: ModuleType, peak: int, within: bool,
+                                                           energy: bool, status: str, expected: bool) -> None:
+    row, ok = script._cell_row(_record(peak, within, energy, status), 48 * 2**30, need_energy=True)
+    assert ok is expected
+    assert row[-1].startswith("PASS" if expected else "FAIL")
+
+
+def test_report_says_what_ran_and_exit_status_follows_failures(script: ModuleType, tmp_path: Path) -> None:
+    def runner(rehearse: bool, workdir: Path) -> tuple[list[tuple[str, bool | None, str]], list[str]]:
+        return [("(a) energy", None, "skipped"), ("(b) memory", True, "table"), ("(c) overhead", False, "0.9")], \
+            ["- date: today"]
+
+    out = tmp_path / "v.md"
+    assert script.main(["--out", str(out)], runner=runner) == 1
+    text = out.read_text()
+    assert "| (a) energy | not run |" in text and "| (b) memory | PASS |" in text and "| (c) overhead | FAIL |" in text
+    assert "CPU rehearsal" not in text
+    assert script.main(["--rehearse", "--out", str(out)], runner=lambda r, w: ([("(b)", True, "")], [])) == 0
+    assert "CPU rehearsal: not a GPU result" in out.read_text()

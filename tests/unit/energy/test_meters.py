@@ -1,0 +1,184 @@
+"""Tests for choosing a meter (the built-in table, registering more, auto's fallbacks on this machine) and for
+the estimate and null meters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.energy import assert_unmeasured
+from support.fake_pynvml import ManualClock
+
+from pytest_longeff.energy import (
+    ENERGY_CHOICES,
+    EstimateMeter,
+    Meter,
+    MeterRequest,
+    NullMeter,
+    make_meter,
+    meter_names,
+    register_meter,
+    unregister_meter,
+)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+# -- the meter table -------------------------------------------------------------------------------------------
+
+
+def test_energy_choices_are_all_buildable_names() -> None:
+    assert ENERGY_CHOICES == ("auto", "nvml", "nvml-power", "rapl", "estimate", "none")
+    with pytest.raises(ValueError, match="choose one of auto, nvml"):
+        make_meter("joulemeter", "cpu")
+    with pytest.raises(ValueError, match="sample_hz"):
+        make_meter("none", "cpu", sample_hz=0.0)
+
+
+def test_importing_the_package_loads_neither_pynvml_nor_torch() -> None:
+    code = "import sys, pytest_longeff.energy; print('pynvml' in sys.modules, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+@pytest.fixture
+def registered() -> Iterator[list[MeterRequest]]:
+    """Registers a meter "fixed-null" that records its requests; removed again after the test."""
+    requests: list[MeterRequest] = []
+
+    def build(request: MeterRequest) -> tuple[Meter, list[str]]:
+        requests.append(request)
+        return NullMeter("a registered meter", request.clock), ["built by a plugin"]
+
+    register_meter("fixed-null", build)
+    yield requests
+    unregister_meter("fixed-null")
+
+
+def test_a_registered_meter_is_built_by_name(registered: list[MeterRequest], clock: ManualClock) -> None:
+    assert meter_names() == (*ENERGY_CHOICES, "fixed-null")
+    assert ENERGY_CHOICES == ("auto", "nvml", "nvml-power", "rapl", "estimate", "none")  # built-ins only
+    meter, warnings = make_meter("fixed-null", "cuda:1", clock=clock, sample_hz=5.0, legacy=False)
+    assert warnings == ["built by a plugin"]
+    [request] = registered
+    assert (request.device, request.target.kind, request.target.index) == ("cuda:1", "cuda", 1)
+    assert (request.sample_hz, request.legacy, request.clock) == (5.0, False, clock)
+    meter.start()
+    clock.advance(2.0)
+    assert meter.stop().note == "a registered meter"
+
+
+def test_register_meter_refuses_clashes(registered: list[MeterRequest]) -> None:
+    def build(request: MeterRequest) -> tuple[Meter, list[str]]:
+        return NullMeter(clock=request.clock), []
+
+    with pytest.raises(ValueError, match="built-in"):
+        register_meter("nvml", build)
+    with pytest.raises(ValueError, match="already registered"):
+        register_meter("fixed-null", build)
+    with pytest.raises(ValueError, match="non-empty"):
+        register_meter(" padded ", build)
+    register_meter("fixed-null", build, replace=True)
+    assert make_meter("fixed-null", "cpu")[1] == []
+
+
+def test_unregistered_meters_are_unknown_again_and_built_ins_stay() -> None:
+    register_meter("temporary", lambda request: (NullMeter(clock=request.clock), []))
+    unregister_meter("temporary")
+    unregister_meter("nvml")  # built-ins cannot be removed
+    assert meter_names() == ENERGY_CHOICES
+    with pytest.raises(ValueError, match="unknown energy meter 'temporary'"):
+        make_meter("temporary", "cpu")
+
+
+# -- auto on this machine --------------------------------------------------------------------------------------
+
+
+def test_auto_on_cpu_without_rapl_is_null_meter(tmp_path: Path) -> None:
+    meter, warnings = make_meter("auto", "cpu", rapl_root=str(tmp_path / "no-powercap"))
+    assert meter.method == "none"
+    assert len(warnings) == 1 and "RAPL" in warnings[0]
+    meter.start()
+    reading = meter.stop()
+    assert_unmeasured(reading)
+    assert (reading.note or "").startswith("no energy meter available on this machine (RAPL")
+
+
+def test_auto_never_raises_for_odd_devices() -> None:
+    meter, warnings = make_meter("auto", "mps")
+    assert meter.method == "none"
+    assert warnings
+
+
+# -- estimate and none -----------------------------------------------------------------------------------------
+
+
+def test_estimate_is_cpu_time_times_constant_and_labelled(clock: ManualClock) -> None:
+    cpu = ManualClock(5.0)
+    meter = EstimateMeter(w_per_busy_core=10.0, clock=clock, cpu_clock=cpu)
+    meter.start()
+    clock.advance(2.0)
+    cpu.advance(3.0)  # two threads busy for part of the window
+    reading = meter.stop()
+    assert reading.method == "estimate"
+    assert reading.valid
+    assert reading.energy_j == pytest.approx(30.0)
+    assert (reading.note or "").startswith("ESTIMATE, not a measurement")
+
+
+def test_estimate_from_make_meter_warns_on_gpu_cells() -> None:
+    meter, warnings = make_meter("estimate", "cpu")
+    assert meter.method == "estimate" and warnings == []
+    meter.start()
+    sum(i * i for i in range(20_000))
+    reading = meter.stop()
+    assert reading.energy_j is not None and reading.energy_j >= 0.0
+    _, gpu_warnings = make_meter("estimate", "cuda")
+    assert len(gpu_warnings) == 1 and "CPU time only" in gpu_warnings[0]
+
+
+def test_none_meter_measures_time_only() -> None:
+    meter, warnings = make_meter("none", "cuda")
+    assert warnings == []
+    meter.start()
+    reading = meter.stop()
+    assert_unmeasured(reading)
+    assert reading.note == "no energy meter selected"
+    assert reading.time_s >= 0.0
+    assert meter.describe() == {}
+
+
+def test_estimate_read_mid_window_keeps_the_window_open(clock: ManualClock) -> None:
+    cpu = ManualClock(5.0)
+    meter = EstimateMeter(w_per_busy_core=10.0, clock=clock, cpu_clock=cpu)
+    meter.start()
+    clock.advance(1.0)
+    cpu.advance(1.0)
+    first = meter.read()
+    assert first.valid and first.energy_j == pytest.approx(10.0) and first.time_s == pytest.approx(1.0)
+    clock.advance(1.0)
+    cpu.advance(2.0)
+    assert meter.read().energy_j == pytest.approx(30.0)
+    reading = meter.stop()
+    assert reading.energy_j == pytest.approx(30.0) and reading.time_s == pytest.approx(2.0)
+    with pytest.raises(RuntimeError, match="before start"):
+        meter.read()
+
+
+def test_null_read_mid_window_is_time_only(clock: ManualClock) -> None:
+    meter = NullMeter(clock=clock)
+    with pytest.raises(RuntimeError, match="before start"):
+        meter.read()
+    meter.start()
+    clock.advance(1.5)
+    reading = meter.read()
+    assert_unmeasured(reading)
+    assert reading.time_s == pytest.approx(1.5)
+    clock.advance(0.5)
+    assert meter.stop().time_s == pytest.approx(2.0)
