@@ -12,12 +12,13 @@ Then each new report's throughput figures (medians, quartiles, means and interva
 20 % (latencies up accordingly) and the share of pairs the gate fails is the detection rate. Not a timed test.
 
 ``--harness`` runs the cells in-process instead of through pytest (one fresh process per run, as pytest would be),
-with the default machine-speed reference (:mod:`pytest_longeff.measure.reference`) around each cell, and measures each cell
-``1 + --remeasure`` times back to back. The replay is then done three ways: at the defaults (drift-corrected, and a
-cell the per-cell gate finds suspect is measured again and the least suspect measurement stands, by the plugin's own
-:func:`pytest_longeff.gate.remeasure.settle`, as ``--longeff-remeasure`` does right after the first); drift-corrected with
-one measurement per cell; and uncorrected with one measurement per cell. An injected slowdown applies to every
-measurement of a cell (a regression of the code is found again); pytest-generated reports hold one measurement.
+with the default machine-speed reference (:mod:`pytest_longeff.measure.reference`) around each cell, and measures
+each cell ``1 + --remeasure`` times back to back. The replay is then done three ways: at the defaults
+(drift-corrected, and a cell the per-cell gate finds suspect is measured again and the least suspect measurement
+stands, by the plugin's own :func:`pytest_longeff.gate.remeasure.settle`, as ``--longeff-remeasure`` does right after
+the first); drift-corrected with one measurement per cell; and uncorrected with one measurement per cell. An
+injected slowdown applies to every measurement of a cell (a regression of the code is found again); pytest-generated
+reports hold one measurement.
 """
 
 from __future__ import annotations
@@ -89,14 +90,16 @@ def harness_run(path: Path, given: Mapping[str, str], cache: Path, again: int) -
     from pytest_longeff.cell.resources import LongeffSession
     from pytest_longeff.cell.run import run_cell
     from pytest_longeff.config.settings import resolve
+    from pytest_longeff.energy import BUILTIN_METERS
     from pytest_longeff.matrix import build_matrix
     from pytest_longeff.models.families import BUILTIN_FAMILIES
     from pytest_longeff.record.sections import CellRecord, Identity
+    from pytest_longeff.tasks.metrics import BUILTIN_METRICS
     from pytest_longeff.tasks.specs import BUILTIN_TASKS
 
     families, tasks = {f.name: f for f in BUILTIN_FAMILIES}, {t.name: t for t in BUILTIN_TASKS}
     s = resolve(_Options(given), tuple(families), tuple(tasks))  # type: ignore[arg-type]
-    session = LongeffSession(s, cache, families, tasks)
+    session = LongeffSession(s, cache, families, tasks, meters=BUILTIN_METERS, metrics=BUILTIN_METRICS)
 
     def measure(c: Any, first: CellRecord | None = None) -> CellRecord:
         record = CellRecord(Identity(c.id, c.family, c.size, c.seq_len, c.task, s.profile, session.device))
@@ -105,9 +108,7 @@ def harness_run(path: Path, given: Mapping[str, str], cache: Path, again: int) -
         return record
 
     def as_dict(record: CellRecord) -> dict[str, Any]:
-        rec = record.to_dict()
-        rec.pop("_predictions", None)
-        return rec
+        return record.to_dict()
 
     records = []
     try:

@@ -2,18 +2,19 @@
 
 A benchmark test asks for ``longeff_record`` (the plugin parametrizes it over the matrix, ids like
 ``led-base-4096-gov_report``, and runs the cell in the fixture) or for ``longeff_window`` (to measure its own work).
-After the test body, the plugin gates the record against a baseline; the reporting role of this process
-(:mod:`pytest_longeff.report.roles`) writes or ships the record.
+With a baseline, the fixture has the gate judge each measurement once (:mod:`pytest_longeff.gate.plugin`) and the
+plugin enforces that judgement after the body. The record stays typed until the test's final report, which sets its
+outcome and serialises it once; the reporting role of this process (:mod:`pytest_longeff.report.roles`) writes or
+ships it, and on the controller owns the run-level gate. The gate, the sharding and the resume logic live in their
+own modules, imported only in a run that asks for them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
-from collections.abc import Generator, Iterator
-from pathlib import Path
+from collections.abc import Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,30 +27,41 @@ from pytest_longeff.cell.outcome import (
     current_record,
     final_record,
     is_final,
+    measured_windows,
 )
 from pytest_longeff.config.caches import batch_cache, cache_dir
-from pytest_longeff.config.registry import Extensions, gather, release
+from pytest_longeff.config.registry import Extensions, builtin_meters, gather
 from pytest_longeff.config.settings import Settings, add_options, resolve
 from pytest_longeff.errors import CellSkip, LongeffError, LongeffWarning
 from pytest_longeff.matrix import Cell, build_matrix, check_id_tokens
 from pytest_longeff.report.junit import per_testcase, properties
-from pytest_longeff.report.roles import CARRIED_INPUT, RECORD_ATTR, Role, cell_of, is_worker, make_role
+from pytest_longeff.report.roles import (
+    PREDICTIONS_ATTR,
+    RECORD_ATTR,
+    Role,
+    carried_input,
+    cell_of,
+    is_worker,
+    make_role,
+)
 
 if TYPE_CHECKING:
     from pytest_longeff.cell.progress import Progress
     from pytest_longeff.cell.resources import LongeffSession
     from pytest_longeff.ci.resume import ResumePlan
     from pytest_longeff.ci.shard import Selection
+    from pytest_longeff.energy.factory import MeterBuilder
     from pytest_longeff.gate.check import Gate
+    from pytest_longeff.gate.plugin import GateRun
     from pytest_longeff.measure.recorder import WindowRecorder
     from pytest_longeff.models.families import Family
-    from pytest_longeff.record.sections import CellRecord
+    from pytest_longeff.tasks.metrics import Metric
     from pytest_longeff.tasks.specs import TaskSpec
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 EXTENSIONS_KEY = pytest.StashKey[Extensions]()
 ROLE_KEY = pytest.StashKey[Role]()
-GATE_KEY = pytest.StashKey["Gate"]()
+GATE_KEY: pytest.StashKey[Gate] = pytest.StashKey()
 SESSION_KEY = pytest.StashKey["LongeffSession | None"]()
 SESSION_ERROR_KEY = pytest.StashKey[str]()
 SELECTION_KEY = pytest.StashKey["Selection"]()
@@ -86,106 +98,72 @@ def pytest_longeff_tasks() -> list[TaskSpec]:
     return list(BUILTIN_TASKS)
 
 
+def pytest_longeff_meters() -> Mapping[str, MeterBuilder]:
+    """Contribute the built-in energy meters."""
+    return builtin_meters()
+
+
+def pytest_longeff_metrics() -> Mapping[str, Metric]:
+    """Contribute the built-in task metrics."""
+    from pytest_longeff.tasks.metrics import BUILTIN_METRICS
+
+    return BUILTIN_METRICS
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Resolve the settings, load the gate, shard and resume plan, and register this process's role."""
     ext = config.stash[EXTENSIONS_KEY] = gather(config)
-    settings = resolve(config, tuple(ext.families), tuple(ext.tasks))
+    settings = resolve(config, tuple(ext.families), tuple(ext.tasks), tuple(ext.meters))
     try:
         check_id_tokens([*settings.families, *settings.sizes, *settings.tasks, *map(str, settings.lengths)])
     except ValueError as exc:
         raise pytest.UsageError(f"pytest-longeff: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
-    if settings.baseline:
-        _load_gate(config, settings)
-    selection = _selection(config, settings)
-    plan = _resume_plan(config, settings, selection)
-    if plan is not None and plan.records:
-        from pytest_longeff.gate.plugin import GateRun
-
-        if isinstance(gate_run := config.pluginmanager.get_plugin(GateRun.NAME), GateRun):
-            # Carried-over cells never run, but the run-level gate (FDR, suite rule) judges the whole matrix.
-            gate_run.records.update({str(r.get("id")): r for r in plan.records})
-    role = config.stash[ROLE_KEY] = make_role(config, settings, selection, plan)
+    run_gate = _gate(config, settings) if settings.baseline else None
+    selection, plan = _plan(config, settings)
+    role = config.stash[ROLE_KEY] = make_role(config, settings, selection, plan, run_gate)
     config.pluginmanager.register(role, ROLE_NAME)
 
 
-def _load_gate(config: pytest.Config, settings: Settings) -> None:
-    """The baseline, the rules and the acknowledged changes; on the controller also the run-level gate (FDR over
-    every gated pair, the suite rule), which fails the session once all records are in."""
-    from pytest_longeff.gate.plugin import GateRun
+def _gate(config: pytest.Config, settings: Settings) -> GateRun | None:
+    """Load the gate (the baseline, the rules, the acknowledged changes) in every process, and make the run-level
+    gate the controller owns (None on an xdist worker)."""
+    from pytest_longeff.gate.plugin import GateRun, load_gate
 
+    gate = config.stash[GATE_KEY] = load_gate(settings, config.invocation_params.dir)
+    return None if is_worker(config) else GateRun(gate)
+
+
+def _plan(config: pytest.Config, settings: Settings) -> tuple[Selection | None, ResumePlan | None]:
+    """This run's shard (:mod:`pytest_longeff.ci.shard`) and what ``--longeff-resume`` carries over
+    (:mod:`pytest_longeff.ci.resume`; an xdist worker gets the carried ids from the controller), each module imported
+    only when its option is given."""
+    cwd, selection, plan = config.invocation_params.dir, None, None
     try:
-        from pytest_longeff.gate.check import Gate
+        if settings.shard:
+            from pytest_longeff.ci.shard import run_selection
 
-        gate = config.stash[GATE_KEY] = Gate.load(settings.baseline or "", settings.fail_on or "",
-                                                  settings.to_dict(), config.invocation_params.dir)
-    except ValueError as exc:
-        about_ack = bool(settings.acknowledged) and str(settings.acknowledged) in str(exc)
-        raise pytest.UsageError(f"{'--longeff-acknowledged' if about_ack else '--longeff-baseline'}: {exc}") from None
-    if not is_worker(config):
-        config.pluginmanager.register(GateRun(gate, config), GateRun.NAME)
+            selection = run_selection(settings, os.environ, cwd)
+        if settings.resume and not is_worker(config):
+            from pytest_longeff.ci.resume import run_plan
 
-
-def _selection(config: pytest.Config, settings: Settings) -> Selection | None:
-    """This run's shard of the matrix (``--longeff-shard``), or None for the whole matrix."""
-    if not settings.shard:
-        return None
-    from pytest_longeff.ci.shard import ShardError, select
-
-    durations = Path(settings.durations) if settings.durations else None
-    if durations is not None and not durations.is_absolute():
-        durations = config.invocation_params.dir / durations
-    cells = build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)
-    try:
-        selection = select(settings.shard, os.environ, cells, durations, settings.durations)
-    except ValueError as exc:
-        option = "--longeff-shard" if isinstance(exc, ShardError) else "--longeff-durations"
-        raise pytest.UsageError(f"{option}: {exc}") from None
-    config.stash[SELECTION_KEY] = selection
-    return selection
-
-
-def _resume_plan(config: pytest.Config, settings: Settings, selection: Selection | None) -> ResumePlan | None:
-    """What ``--longeff-resume`` carries over: read once, here, before the run writes its report. An xdist worker
-    gets the carried ids from the controller instead (the file may be the one the controller rewrites)."""
-    if is_worker(config):
-        raw = getattr(config, "workerinput", {}).get(CARRIED_INPUT)
-        if raw:
-            ids, reason = json.loads(raw)
-            config.stash[CARRIED_KEY] = (frozenset(ids), reason)
-        return None
-    if not settings.resume:
-        return None
-    from pytest_longeff.ci.resume import load_plan
-    from pytest_longeff.measure.machine import light_facts
-    from pytest_longeff.report.roles import header_settings, header_software
-
-    cells = {c.id for c in build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)}
-    if selection is not None:
-        cells &= selection.cells
-    light = light_facts(settings.device)
-    try:
-        plan = load_plan(settings.resume, config.invocation_params.dir, header_settings(settings, selection),
-                         header_software(light), light, cells)
+            plan = run_plan(settings, selection, cwd)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[CARRIED_KEY] = (plan.ids, plan.reason)
-    return plan
+    if selection is not None:
+        config.stash[SELECTION_KEY] = selection
+    carried = carried_input(config) if is_worker(config) else (plan.ids, plan.reason) if plan is not None else None
+    if carried is not None:
+        config.stash[CARRIED_KEY] = carried
+    return selection, plan
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Unregister the role and the run gate, release extensions and clear this plugin's stash keys."""
+    """Unregister the role (with the run-level gate it owns) and clear this plugin's stash keys (the session's
+    registries with them)."""
     if (role := config.stash.get(ROLE_KEY, None)) is not None:
         config.pluginmanager.unregister(role, ROLE_NAME)
-    from pytest_longeff.gate.plugin import RUN_VERDICT_KEY, GateRun
-
-    if (gate_run := config.pluginmanager.get_plugin(GateRun.NAME)) is not None:
-        config.pluginmanager.unregister(gate_run, GateRun.NAME)
-    if RUN_VERDICT_KEY in config.stash:
-        del config.stash[RUN_VERDICT_KEY]
-    if (ext := config.stash.get(EXTENSIONS_KEY, None)) is not None:
-        release(ext)
     for key in CONFIG_KEYS:
         if key in config.stash:
             del config.stash[key]
@@ -242,7 +220,8 @@ def longeff_session(pytestconfig: pytest.Config, longeff_settings: Settings) -> 
 
     ext = pytestconfig.stash[EXTENSIONS_KEY]
     try:
-        session = LongeffSession(longeff_settings, cache_dir(pytestconfig), ext.families, ext.tasks)
+        session = LongeffSession(longeff_settings, cache_dir(pytestconfig), ext.families, ext.tasks,
+                                 meters=ext.meters, metrics=ext.metrics)
     except CellUnavailable as exc:
         # Every cell reports this (with its record) instead of one traceback and an empty report.
         pytestconfig.stash[SESSION_ERROR_KEY] = str(exc)
@@ -271,8 +250,10 @@ def _started(config: pytest.Config, session: LongeffSession | None, what: str) -
 def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
                    longeff_session: LongeffSession | None) -> dict[str, Any]:
     """Run the cell and return its record in dict form (DESIGN §6 keys: ``train``, ``inference``, ``accuracy``,
-    ...). A cell that does not fit the memory budget is skipped with that reason (a failure when it passed in the
-    baseline); one that cannot be measured as asked is an error; either way its record reaches the report."""
+    ...): a copy for the test body, while the typed record stays with the item until its final report. With a
+    baseline the gate judges the measurement here (once; a suspect one is measured again). A cell that does not fit
+    the memory budget is skipped with that reason (a failure when it passed in the baseline); one that cannot be
+    measured as asked is an error; either way its record reaches the report."""
     from pytest_longeff.cell.run import run_cell
     from pytest_longeff.record.sections import CellRecord, Identity
 
@@ -290,9 +271,13 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
         run_cell(session, c, record, batch_cache(config), gate.baseline_batch(c.id) if gate is not None else None,
                  progress)
         record.cell_wall_s = time.perf_counter() - t0  # this measurement's; a measurement made again has its own
-        if gate is not None and s.remeasure:
-            record = _remeasured(config, session, gate, c, record)
+        if gate is not None:  # each measurement judged once; the section of the one that stands is enforced later
+            from pytest_longeff.gate.plugin import settled
+
+            record, section = settled(gate, session, c, record, s.remeasure, lambda label: _progress(config, label))
             request.node.stash[CELL_RECORD_KEY] = record
+            if section is not None:
+                request.node.stash[GATE_SECTION_KEY] = section
     except CellSkip as exc:
         skip_reason = str(exc)
     except (LongeffError, FileNotFoundError) as exc:
@@ -310,30 +295,6 @@ def longeff_record(request: pytest.FixtureRequest, longeff_cell: Cell,
     if failure is not None:
         pytest.fail(failure, pytrace=False)
     return record.to_dict()
-
-
-def _remeasured(config: pytest.Config, session: LongeffSession, gate: Gate, c: Cell,
-                first: CellRecord) -> CellRecord:
-    """The measurement of the cell that stands: ``first``, or, while the gate finds the latest suspect, the least
-    suspect of it and up to ``--longeff-remeasure`` new ones (:mod:`pytest_longeff.gate.remeasure`), with the others in
-    its ``remeasured`` section."""
-    from pytest_longeff.cell.run import run_cell
-    from pytest_longeff.gate.remeasure import settle
-    from pytest_longeff.record.sections import CellRecord
-
-    facts = session.facts()
-
-    def again() -> CellRecord:  # the fixture's progress line is the same object: it finishes it
-        record, t0 = CellRecord(first.identity), time.perf_counter()
-        run_cell(session, c, record, None, None, _progress(config, f"{first.id} (measured again)"),
-                 first.batch)  # the first measurement's batch: no second search
-        record.cell_wall_s = time.perf_counter() - t0
-        return record
-
-    final, remeasured = settle(first, lambda r: gate.judge(r.to_dict(), facts)[0], again,
-                               config.stash[SETTINGS_KEY].remeasure, CellRecord.to_dict)
-    final.remeasured = remeasured
-    return final
 
 
 def _progress(config: pytest.Config, label: str) -> Progress | None:
@@ -371,31 +332,41 @@ def longeff_window(request: pytest.FixtureRequest, longeff_session: LongeffSessi
     return recorder
 
 
-# -- after the body: the gate; then the outcome into the record -----------------------------------------------------
+# -- after the body: the gate's judgement enforced; then the outcome into the record --------------------------------
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Gate the record once the body ran: a regression fails the test (so it holds under ``python -O`` and for
-    every benchmark that uses the fixtures, whatever its body asserts)."""
+    """Enforce the gate's judgement once the body ran: a regression fails the test (so it holds under ``python -O``
+    and for every benchmark that uses the fixtures, whatever its body asserts). The cell was judged in its fixture;
+    windows the body measured are judged here, once."""
     result = yield  # a failing body propagates: its own failure stands, the gate is not consulted
     gate, session = item.config.stash.get(GATE_KEY, None), item.config.stash.get(SESSION_KEY, None)
-    record = current_record(item) if gate is not None and session is not None else None
-    if gate is not None and session is not None and record is not None:
-        section, failures = gate.judge(record, session.facts())
-        item.stash[GATE_SECTION_KEY] = section
-        if failures:
-            pytest.fail(f"{record['id']}: regression against the baseline:\n  " + "\n  ".join(failures),
-                        pytrace=False)
+    if gate is None or session is None:
+        return result
+    from pytest_longeff.gate.check import gate_failures
+
+    section = item.stash.get(GATE_SECTION_KEY, None)
+    if measured_windows(item) is not None and (record := current_record(item)) is not None:
+        from pytest_longeff.gate.plugin import judge_windows
+
+        section = item.stash[GATE_SECTION_KEY] = judge_windows(gate, record, session.facts(), section)
+    if failures := gate_failures(section):
+        cell = item.stash.get(CELL_RECORD_KEY, None)
+        pytest.fail(f"{cell.id if cell is not None else item.nodeid}: regression against the baseline:\n  "
+                    + "\n  ".join(failures), pytrace=False)
     return result
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Attach the test's record to its final report (and, per testcase, to JUnit properties)."""
+    """Attach the test's finished record (serialised here, once) to its final report, the cell's predictions beside
+    it, and, per testcase, the record's figures to JUnit properties."""
     report: pytest.TestReport = yield
-    record = final_record(item, report, call) if is_final(report) else None
+    record, predictions = final_record(item, report, call) if is_final(report) else (None, None)
     if record is not None:
         # Travels with the report (also from xdist workers) to the controller, which writes it.
         setattr(report, RECORD_ATTR, record)
+        if predictions is not None:
+            setattr(report, PREDICTIONS_ATTR, predictions)
         if per_testcase(item.config):
             item.user_properties.extend(properties(record))  # junitxml reads them from the teardown report
     return report

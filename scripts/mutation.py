@@ -7,8 +7,8 @@ Each module is mutated on its own and checked only against its own test files (`
 stays short. The working tree is never touched: the tracked and untracked-but-not-ignored files are copied
 into a temporary directory, a ``setup.cfg`` with a ``[mutmut]`` section is written there, and mutmut's
 ``mutants/`` directory and every cache live and die with that copy. Mutants listed in
-``tests/equivalent_mutants.txt`` (name, reason and the changed lines) are left out of the score when they
-survive and their diff still matches. Not part of CI; see docs/mutation.md.
+``tests/support/equivalent_mutants.txt`` (name, reason and the changed lines) are left out of the score when they
+survive and their diff still matches. Not part of CI; see docs/validation/mutation.md.
 """
 
 from __future__ import annotations
@@ -27,23 +27,23 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-EQUIVALENTS_FILE = ROOT / "tests" / "equivalent_mutants.txt"
+EQUIVALENTS_FILE = ROOT / "tests" / "support" / "equivalent_mutants.txt"
 
 # Module (under pytest_longeff/, dotted for a subpackage: "energy.ticks") -> the test files that check it. To cover
 # another module, add one line.
 MODULES: dict[str, list[str]] = {
-    "metrics": ["tests/test_metrics.py"],
-    "stats": ["tests/test_stats.py"],
-    "batch_search": ["tests/test_batch_search.py"],
-    "budget": ["tests/test_budget.py"],
-    "units": ["tests/test_units.py"],
-    "record": ["tests/test_record.py"],
-    "energy.arithmetic": ["tests/test_energy_arithmetic.py", "tests/test_energy_uncertainty.py"],
-    "energy.ticks": ["tests/test_energy_ticks.py", "tests/test_energy_uncertainty.py"],
-    # The gate (with its drift-correcting reference): tests/test_plugin_gate.py is left out, its pytester runs take
-    # minutes, too long to rerun for every mutant.
-    "gate": ["tests/test_gate.py", "tests/test_gate_units.py"],
-    "gate_suite": ["tests/test_gate_suite.py", "tests/test_gate_units.py"],
+    "tasks.metrics": ["tests/unit/tasks/test_metrics.py"],
+    "stats": ["tests/unit/test_stats.py"],
+    "cell.search": ["tests/unit/cell/test_search.py"],
+    "cell.budget": ["tests/unit/cell/test_budget.py"],
+    "units": ["tests/unit/test_units.py"],
+    "record.sections": ["tests/unit/record/test_sections.py"],
+    "energy.arithmetic": ["tests/unit/energy/test_arithmetic.py", "tests/unit/energy/test_uncertainty.py"],
+    "energy.ticks": ["tests/unit/energy/test_ticks.py", "tests/unit/energy/test_uncertainty.py"],
+    # The gate (with its drift-correcting reference): tests/acceptance/test_gate_run.py is left out, its pytester runs
+    # take minutes, too long to rerun for every mutant.
+    "gate.check": ["tests/unit/gate/test_gate.py", "tests/unit/gate/test_check.py"],
+    "gate.suite": ["tests/unit/gate/test_suite.py", "tests/unit/gate/test_check.py"],
 }
 
 PACKAGE = "pytest_longeff"
@@ -183,7 +183,7 @@ def run_module(copy: Path, module: str, jobs: int, equivalents: dict[str, Equiva
         "[mutmut]\n"
         f"source_paths = {PACKAGE}\n"
         f"only_mutate = {source}\n"
-        # Some tests load a benchmark script by path (tests/test_gate_suite.py: benchmarks/gate_replay.py).
+        # Some tests load a benchmark script by path (tests/unit/gate/test_suite.py: benchmarks/gate_replay.py).
         "also_copy =\n    benchmarks\n"
         # The plugin (entry point "longeff") is not needed by these tests: leaving it out keeps the runs fast and
         # independent of plugin code that is not under test.
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in r.stale:
             print(
                 f"warning: {name} is listed as equivalent but was {r.statuses.get(name, 'not generated')} "
-                "or its diff changed; update tests/equivalent_mutants.txt"
+                "or its diff changed; update tests/support/equivalent_mutants.txt"
             )
         for name in r.undetected:
             print(f"undetected: {name} ({r.statuses[name]})")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the pure modules (mutmut 3) on a temporary copy of the repository; see docs/mutation.md.
+# Mutation testing of the pure modules (mutmut 3) on a temporary copy of the repository; see docs/validation/mutation.md.
 # Usage: scripts/mutation.sh [module ...] [--jobs N] [--show] [--keep] [--fail-under PCT]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up pytest-longeff in ./.venv: the package (editable), its test and plots extras, and torch.
+# Set up pytest-longeff in ./.venv: the package (editable), its test, plots and docs extras, and torch.
 #
 # torch: an environment that can already import torch keeps it (a GPU build stays a GPU build: the venv then
 # sees the system's packages); otherwise the CPU wheel torch==2.13.0 is installed, never a multi-GB CUDA build.
@@ -23,5 +23,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check \
       --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,plots]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,plots,docs]"
 echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

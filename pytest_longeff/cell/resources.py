@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_longeff.cell.prepare import Inputs
-from pytest_longeff.energy import IdleBaseline, Meter, MeterUnavailable, make_meter, measure_idle
+from pytest_longeff.energy import IdleBaseline, Meter, MeterBuilder, MeterUnavailable, make_meter, measure_idle
 from pytest_longeff.errors import CellUnavailable
 from pytest_longeff.matrix import DEFAULT_LENGTHS, Cell
 from pytest_longeff.measure import machine
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pytest_longeff.config.settings import Settings
     from pytest_longeff.measure.reference import ReferenceReading
     from pytest_longeff.models.families import Family
+    from pytest_longeff.tasks.metrics import Metric
     from pytest_longeff.tasks.specs import TaskSpec
 
 
@@ -72,13 +73,19 @@ class SessionStats:
 
 
 class LongeffSession:
-    """Everything shared by the cells of one pytest session (on one worker)."""
+    """Everything shared by the cells of one pytest session (on one worker).
+
+    ``families``, ``tasks``, ``meters`` and ``metrics`` are the session's registries (what the ``pytest_longeff_*``
+    hooks returned, built-ins included): the meter is built from ``meters``, the cells are scored with ``metrics``.
+    """
 
     def __init__(self, settings: Settings, cache_dir: Path, families: Mapping[str, Family],
-                 tasks: Mapping[str, TaskSpec], model_cache_size: int = 2) -> None:
+                 tasks: Mapping[str, TaskSpec], *, meters: Mapping[str, MeterBuilder], metrics: Mapping[str, Metric],
+                 model_cache_size: int = 2) -> None:
         self.settings = settings
         self.profile: Profile = PROFILES[settings.profile]
         self.families, self.tasks = dict(families), dict(tasks)
+        self.meters, self.metrics = meters, metrics
         self.stats = SessionStats()
         self.started = time.perf_counter()
         self.device = resolve_device(settings.device)
@@ -112,7 +119,7 @@ class LongeffSession:
         error for every cell when it was asked for explicitly, and is a quiet ``none`` under ``auto``."""
         try:
             meter, warnings = make_meter(self.settings.energy, self.device, sample_hz=self.settings.energy_hz,
-                                         align=self.settings.energy_align)
+                                         align=self.settings.energy_align, meters=self.meters)
         except MeterUnavailable as exc:
             self.meter_error = f"--longeff-energy {self.settings.energy}: {exc}"
             return

@@ -8,7 +8,7 @@ attention settings after training, so every phase starts from what the cell prom
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from pytest_longeff.record.sections import (
     TrainWindow,
 )
 from pytest_longeff.stats import percentile, summarize
-from pytest_longeff.tasks.metrics import score_predictions
+from pytest_longeff.tasks.metrics import Metric, score_predictions
 from pytest_longeff.tasks.study import study_scores
 
 if TYPE_CHECKING:
@@ -57,11 +57,12 @@ class Prepared:
     precision: Precision
     flops_by_batch: dict[int, int]
 
-    def study_score(self, batch_size: int) -> float:
-        """The study's teacher-forced score on the validation examples (its early-stopping metric)."""
+    def study_score(self, batch_size: int, metrics: Mapping[str, Metric]) -> float:
+        """The study's teacher-forced score on the validation examples (its early-stopping metric), with the task's
+        metric from ``metrics`` (the session's table)."""
         predictions, labels = teacher_forced_texts(self.built, self.validation, self.tokenizer, batch_size,
                                                    self.precision.device, self.precision)
-        return study_scores(self.task.metric, predictions, labels)["score"]
+        return study_scores(self.task.metric, predictions, labels, metrics)["score"]
 
 
 def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None,
@@ -161,7 +162,7 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
     torch.manual_seed(session.profile.seed)
     meter = session.meter
     energy_so_far = EnergySoFar(meter) if meter is not None and requires_energy_meter(s.train_budget) else None
-    study = (lambda: p.study_score(batch.batch_size)) if s.early_stop_metric == "study" else None
+    study = (lambda: p.study_score(batch.batch_size, session.metrics)) if s.early_stop_metric == "study" else None
     plan = TrainPlan(batch.batch_size, batch.accumulation, s.train_budget, session.device, session.profile.seed,
                      s.lr, energy_so_far or (lambda: None), p.precision, study, on_step)
     with window("train", session.device, meter) as w:
@@ -217,6 +218,6 @@ def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str
     if session.settings.teacher_forced:
         predictions_tf, labels = teacher_forced_texts(p.built, p.validation, p.tokenizer, batch_size,
                                                       session.device, p.precision)
-        teacher_forced = study_scores(p.task.metric, predictions_tf, labels)
-    return Accuracy(score_predictions(p.task.metric, predictions, refs),
+        teacher_forced = study_scores(p.task.metric, predictions_tf, labels, session.metrics)
+    return Accuracy(score_predictions(p.task.metric, predictions, refs, session.metrics),
                     f"greedy generation, SCROLLS {p.task.metric}, x100", teacher_forced)

@@ -16,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_longeff.measure.machine import mismatch
 from pytest_longeff.record.io import ReportError, load_report, settings_diff, software_diff
 from pytest_longeff.record.sections import is_cell
+
+if TYPE_CHECKING:
+    from pytest_longeff.ci.shard import Selection
+    from pytest_longeff.config.settings import Settings
 
 #: Machine facts compared before a session starts (``cpu_threads`` is only known once torch is configured).
 KIND_KEYS: tuple[str, ...] = ("device", "accelerator", "cpu", "torch", "transformers")
@@ -121,3 +125,20 @@ def load_plan(resume: str, cwd: Path, settings: Mapping[str, Any], software: Map
         return plan_resume(path if path.is_absolute() else cwd / path, resume, settings, software, kind, cells)
     except ReportError as exc:
         raise ValueError(f"--longeff-resume: {exc}") from None
+
+
+def run_plan(settings: Settings, selection: Selection | None, cwd: Path) -> ResumePlan | None:
+    """What ``--longeff-resume`` carries over into this run (None without the option), read once, before the run
+    writes its report: this run's settings (shard resolved), software and kind of machine against the file's, over
+    the matrix cells this shard runs. ValueError naming the option when the file is unusable."""
+    if not settings.resume:
+        return None
+    from pytest_longeff.matrix import build_matrix
+    from pytest_longeff.measure.machine import light_facts
+    from pytest_longeff.report.roles import header_settings, header_software
+
+    cells = {c.id for c in build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)}
+    if selection is not None:
+        cells &= selection.cells
+    light = light_facts(settings.device)
+    return load_plan(settings.resume, cwd, header_settings(settings, selection), header_software(light), light, cells)

@@ -28,8 +28,12 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pytest_longeff.matrix import Cell
+from pytest_longeff.matrix import Cell, build_matrix
+
+if TYPE_CHECKING:
+    from pytest_longeff.config.settings import Settings
 
 #: Relative work of a model size in the cost model (unknown sizes count as ``base``).
 SIZE_FACTOR: Mapping[str, float] = {"base": 1.0, "large": 3.0}
@@ -197,3 +201,19 @@ def select(spec: str, env: Mapping[str, str], cells: Sequence[Cell], durations: 
     else:
         balance = "the cost model (size factor x input length)"
     return Selection(shard, frozenset(c.id for c in shard_cells(cells, shard, times)), balance)
+
+
+def run_selection(settings: Settings, env: Mapping[str, str], cwd: Path) -> Selection | None:
+    """This run's shard of the settings' matrix (``--longeff-shard``; ``--longeff-durations`` relative to ``cwd``),
+    or None for the whole matrix; ValueError naming the option when the shard or the durations are unusable."""
+    if not settings.shard:
+        return None
+    durations = Path(settings.durations) if settings.durations else None
+    if durations is not None and not durations.is_absolute():
+        durations = cwd / durations
+    cells = build_matrix(settings.families, settings.sizes, settings.lengths, settings.tasks)
+    try:
+        return select(settings.shard, env, cells, durations, settings.durations)
+    except ValueError as exc:
+        option = "--longeff-shard" if isinstance(exc, ShardError) else "--longeff-durations"
+        raise ValueError(f"{option}: {exc}") from None

@@ -9,8 +9,10 @@ import pytest
 from pytest_longeff.matrix import DEFAULT_FAMILIES, DEFAULT_TASKS
 
 
-def check_options(v: dict[str, Any], known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> None:
-    """Usage errors that need more than one option, or the registries that hooks extend."""
+def check_options(v: dict[str, Any], known_families: tuple[str, ...], known_tasks: tuple[str, ...],
+                  known_meters: tuple[str, ...]) -> None:
+    """Usage errors that need more than one option, or the session's registries (the names of its families, tasks
+    and energy meters, built-ins and hook additions alike)."""
     for option, names, known in (("families", v["families"] or DEFAULT_FAMILIES, known_families),
                                  ("tasks", v["tasks"] or DEFAULT_TASKS, known_tasks)):
         unknown = [n for n in names if n not in known]
@@ -18,12 +20,8 @@ def check_options(v: dict[str, Any], known_families: tuple[str, ...], known_task
             raise pytest.UsageError(
                 f"--longeff-{option}: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(known)}"
             )
-    if v["energy"] is not None:
-        from pytest_longeff.energy import meter_names
-
-        if v["energy"] not in meter_names():
-            raise pytest.UsageError(f"--longeff-energy: unknown meter {v['energy']!r}; accepted: "
-                                    f"{', '.join(meter_names())}")
+    if v["energy"] is not None and v["energy"] not in known_meters:
+        raise pytest.UsageError(f"--longeff-energy: unknown meter {v['energy']!r}; accepted: {', '.join(known_meters)}")
     if bool(v["dataset"]) != bool(v["columns"]):
         raise pytest.UsageError("--longeff-dataset and --longeff-columns go together: name the dataset and map its "
                                 "columns, e.g. --longeff-dataset my/data --longeff-columns input=text,output=summary")

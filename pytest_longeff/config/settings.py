@@ -355,11 +355,12 @@ def _value(config: pytest.Config, opt: Option) -> Any:
 _FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
-def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...]) -> Settings:
-    """Resolve every option once; unknown family or task names (checked against the registries, which hooks can
-    extend) are usage errors that list the accepted names."""
+def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks: tuple[str, ...],
+            known_meters: tuple[str, ...] = ENERGY_CHOICES) -> Settings:
+    """Resolve every option once; unknown family, task or energy meter names (checked against the session's
+    registries, which hooks extend; meters default to the built-ins) are usage errors that list the accepted names."""
     v = {opt.name: _value(config, opt) for opt in OPTIONS}
-    check_options(v, known_families, known_tasks)
+    check_options(v, known_families, known_tasks, known_meters)
     profile = PROFILES[v["profile"] or "tiny"]
     if v["memory-budget"] is not None:
         budget, budget_source = v["memory-budget"], "option"

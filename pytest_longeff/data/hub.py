@@ -1,6 +1,6 @@
 """Data through the ``datasets`` library: users' own datasets (``--longeff-dataset`` with ``--longeff-columns``) and
-the hub's parquet conversion of SCROLLS. Either becomes the same :class:`~pytest_longeff.data.scrolls.Split` objects as the
-JSONL files, each also written as SCROLLS JSONL (its ``path``: caches key on that file).
+the hub's parquet conversion of SCROLLS. Either becomes the same :class:`~pytest_longeff.data.scrolls.Split` objects
+as the JSONL files, each also written as SCROLLS JSONL (its ``path``: caches key on that file).
 
 ``datasets`` is imported inside the functions: the plugin loads in every pytest run of the environment.
 """

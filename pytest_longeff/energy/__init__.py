@@ -3,7 +3,8 @@
 A meter measures one window: the caller synchronises the device, calls ``start()``, runs the work,
 synchronises again and calls ``stop()``, which returns an :class:`EnergyReading`; ``read()`` gives the energy
 so far without closing the window. Meters are strategies behind the :class:`Meter` protocol, one class each,
-chosen by :func:`make_meter` from a table that :func:`register_meter` extends.
+chosen by :func:`make_meter` from a table of builders: :data:`BUILTIN_METERS`, or a session's own table (built by
+:func:`meter_table` from what the ``pytest_longeff_meters`` hooks returned, and kept in the session's registry).
 
 Missing hardware is not an error: under ``auto`` the result is the null meter plus one warning. Only a meter the
 user asked for by name that cannot work here raises :class:`MeterUnavailable`, with a message that says how to
@@ -14,7 +15,8 @@ Nothing heavy is imported at package load: ``pynvml`` is imported the first time
 Layout: ``readings`` (value objects), ``ticks`` (update periods and the counters' error bound), ``base`` (the
 protocol and the counter-meter base class), ``arithmetic`` (pure functions), ``sampler`` (the power-sampling
 thread), ``nvml_session``, ``nvml_checks`` (sharing, throttling, pstate) and ``nvml``, ``rapl``, ``estimate``,
-``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the table).
+``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the built-in table and
+:func:`make_meter`).
 """
 
 from __future__ import annotations
@@ -36,14 +38,7 @@ from pytest_longeff.energy.arithmetic import (
 from pytest_longeff.energy.base import CounterMeter, CounterReadError, Meter
 from pytest_longeff.energy.device import DeviceTarget, parse_device
 from pytest_longeff.energy.estimate import ESTIMATE_W_PER_BUSY_CORE, EstimateMeter
-from pytest_longeff.energy.factory import (
-    MeterBuilder,
-    MeterRequest,
-    make_meter,
-    meter_names,
-    register_meter,
-    unregister_meter,
-)
+from pytest_longeff.energy.factory import BUILTIN_METERS, MeterBuilder, MeterRequest, make_meter
 from pytest_longeff.energy.legacy import LegacyFigure
 from pytest_longeff.energy.null import NullMeter
 from pytest_longeff.energy.nvml import GAP_WARN_PERIODS, NVML_UPDATE_PERIOD_S, NvmlCounterMeter, NvmlPowerMeter
@@ -61,6 +56,7 @@ from pytest_longeff.energy.sampler import DEFAULT_SAMPLE_HZ, PowerSampler
 from pytest_longeff.energy.ticks import COARSE_PERIODS, UpdatePeriod, measure_update_period
 
 __all__ = [
+    "BUILTIN_METERS",
     "COARSE_PERIODS",
     "DEFAULT_RAPL_ROOT",
     "DEFAULT_SAMPLE_HZ",
@@ -103,10 +99,7 @@ __all__ = [
     "max_sample_gap",
     "measure_idle",
     "measure_update_period",
-    "meter_names",
     "net_energy_j",
     "parse_device",
     "power_uncertainty_j",
-    "register_meter",
-    "unregister_meter",
 ]

@@ -1,12 +1,18 @@
-"""Choosing a meter: the table of meter builders, the public way to add one, and :func:`make_meter`."""
+"""Choosing a meter: the built-in meter builders, the check that turns what the ``pytest_longeff_meters`` hooks
+returned into a session's table (:func:`meter_table`), and :func:`make_meter`, which builds a meter from such a table.
+
+Nothing here is mutable module state: a session's table lives in the session's registry
+(:class:`pytest_longeff.config.registry.Extensions`) and is passed to :func:`make_meter` explicitly.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
+from types import MappingProxyType, ModuleType
+from typing import Protocol
 
 from pytest_longeff.energy.base import Meter
 from pytest_longeff.energy.device import DeviceTarget, parse_device
@@ -18,8 +24,6 @@ from pytest_longeff.energy.nvml_session import nvml_error_type, open_nvml
 from pytest_longeff.energy.rapl import DEFAULT_RAPL_ROOT, RAPL_PERMISSION_HINT, RaplMeter, find_rapl_domains
 from pytest_longeff.energy.readings import MeterUnavailable
 from pytest_longeff.energy.sampler import DEFAULT_SAMPLE_HZ
-
-#: The built-in meter names, in the order the command line lists them.
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,12 @@ class MeterRequest:
     outside the window; tightens the uncertainty to the actual power instead of the power limit)."""
 
 
-MeterBuilder = Callable[[MeterRequest], tuple[Meter, list[str]]]
-"""Builds a meter for a request: returns it with warnings to show once, or raises :class:`MeterUnavailable`."""
+class MeterBuilder(Protocol):
+    """Builds a meter for a request (a value of a meter table; a plain function or lambda is one)."""
+
+    def __call__(self, request: MeterRequest, /) -> tuple[Meter, list[str]]:
+        """Return the meter with warnings to show once, or raise :class:`MeterUnavailable` saying how to fix it."""
+        ...
 
 
 def _build_nvml(req: MeterRequest) -> tuple[Meter, list[str]]:
@@ -158,40 +166,18 @@ def _build_auto(req: MeterRequest) -> tuple[Meter, list[str]]:
     return NullMeter(note, req.clock), [" ".join([f"energy is not measured: {note}.", *details])]
 
 
-_BUILTIN_BUILDERS: dict[str, MeterBuilder] = {
+BUILTIN_METERS: Mapping[str, MeterBuilder] = MappingProxyType({
     "auto": _build_auto,
     "nvml": _build_nvml,
     "nvml-power": _build_nvml_power,
     "rapl": _build_rapl,
     "estimate": _build_estimate,
     "none": _build_none,
-}
-_BUILDERS: dict[str, MeterBuilder] = dict(_BUILTIN_BUILDERS)
-
-
-def register_meter(name: str, builder: MeterBuilder, *, replace: bool = False) -> None:
-    """Make ``make_meter(name, ...)`` build a meter with ``builder`` (e.g. one a plugin hook returned).
-
-    Built-in names cannot be taken. A name registered before raises ValueError unless ``replace`` is True.
-    """
-    if not name or name != name.strip():
-        raise ValueError(f"a meter name must be non-empty without surrounding blanks, got {name!r}")
-    if name in _BUILTIN_BUILDERS:
-        raise ValueError(f"{name!r} is a built-in energy meter and cannot be replaced")
-    if name in _BUILDERS and not replace:
-        raise ValueError(f"an energy meter named {name!r} is already registered; pass replace=True")
-    _BUILDERS[name] = builder
-
-
-def unregister_meter(name: str) -> None:
-    """Forget a meter added with :func:`register_meter`; unknown names are ignored, built-ins are kept."""
-    if name not in _BUILTIN_BUILDERS:
-        _BUILDERS.pop(name, None)
-
-
-def meter_names() -> tuple[str, ...]:
-    """Every name :func:`make_meter` accepts now: :data:`ENERGY_CHOICES`, then registered meters in order."""
-    return tuple(_BUILDERS)
+})
+"""The built-in meters by name, in the order of :data:`~pytest_longeff.choices.ENERGY_CHOICES` (read-only); what
+:func:`make_meter` uses when given no table. A session reaches them through the plugin's own
+``pytest_longeff_meters``, by name (:class:`pytest_longeff.config.registry.BuiltinMeter`), so that starting a session
+imports no meter code."""
 
 
 def make_meter(
@@ -205,8 +191,9 @@ def make_meter(
     legacy: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     align: bool = False,
+    meters: Mapping[str, MeterBuilder] = BUILTIN_METERS,
 ) -> tuple[Meter, list[str]]:
-    """Build the energy meter ``name`` for ``device`` ("cpu", "cuda" or "cuda:N").
+    """Build the energy meter ``name`` of the table ``meters`` for ``device`` ("cpu", "cuda" or "cuda:N").
 
     Returns the meter and warnings to show the user once. ``auto`` picks the NVML counter, then NVML power
     sampling, for CUDA devices and RAPL for the CPU, and otherwise the null meter; it never raises and never
@@ -219,10 +206,15 @@ def make_meter(
     other meters have no power source and leave it None. ``sleep`` is how counter meters wait while measuring
     their update period when made (NVML: about 0.6 s, at most 2 s) and while aligning; ``align`` makes counter
     meters align window edges to counter ticks (see :class:`~pytest_longeff.energy.base.CounterMeter`).
+
+    ``meters`` is the table to choose from: a session passes its own (what the ``pytest_longeff_meters`` hooks
+    returned, built-ins included: :func:`pytest_longeff.config.registry.meter_table`); by default, the built-ins
+    alone. An unknown
+    ``name`` raises ValueError listing the table's names.
     """
-    build = _BUILDERS.get(name)
+    build = meters.get(name)
     if build is None:
-        raise ValueError(f"unknown energy meter {name!r}; choose one of {', '.join(meter_names())}")
+        raise ValueError(f"unknown energy meter {name!r}; choose one of {', '.join(meters)}")
     if not sample_hz > 0 or math.isinf(sample_hz):
         raise ValueError(f"sample_hz must be a positive finite number, got {sample_hz!r}")
     request = MeterRequest(device, parse_device(device), sample_hz, nvml, rapl_root, clock, legacy, sleep, align)

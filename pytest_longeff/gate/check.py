@@ -1,15 +1,17 @@
 """The regression gate: compare a record with the same record in a baseline report.
 
 ``--longeff-fail-on "inference_j_per_sample:10%,train_samples_per_s:10%"`` names figures of :data:`record.GATED`
-(or of a measured window, ``window_<name>_time_s``; see :mod:`pytest_longeff.measure.recorder`) and the change each may make
-for the worse; the direction of "worse" comes from the figure. A check fails only when the change is beyond the
+(or of a measured window, ``window_<name>_time_s``; see :mod:`pytest_longeff.measure.recorder`) and the change each
+may make for the worse; the direction of "worse" comes from the figure. A check fails only when the change is beyond the
 tolerance *and*, where both sides carry a 95 % confidence interval, the current interval lies wholly beyond the
 tolerated value: a gate must tell a regression from noise.
 
-The plugin parses the option once (:meth:`Gate.load`) and enforces the verdict after each test body ran, so the gate
-holds for every benchmark that uses the fixtures, also under ``python -O``. Over the whole run, ``gate_run.GateRun``
-applies the FDR correction and the suite rule of :mod:`pytest_longeff.gate.suite` once all records are in, and fails
-the session pytest-cov style. Regressions in ``--longeff-acknowledged`` are reported ``acknowledged``, not failed.
+The plugin parses the option once (:meth:`Gate.load`), judges each measurement once (its ``gate`` section) and
+enforces the verdict after each test body ran, so the gate holds for every benchmark that uses the fixtures, also
+under ``python -O``. Over the whole run, :class:`pytest_longeff.gate.plugin.GateRun` applies the FDR correction and
+the suite rule of :mod:`pytest_longeff.gate.suite` once all records are in, from the checks in their gate sections
+(:meth:`Gate.judge_run`), and fails the session pytest-cov style. Regressions in ``--longeff-acknowledged`` are
+reported ``acknowledged``, not failed.
 Time-based figures of records that both carry a machine-speed reference are compared drift-corrected
 (:func:`pytest_longeff.gate.suite.drift`); energy and memory never are.
 """
@@ -313,11 +315,42 @@ def lost_cells(baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, A
             and (b := baseline_record(baseline_doc, str(r.get("id")))) is not None and b.get("status") == "passed"]
 
 
+def judged_checks(record: Mapping[str, Any]) -> dict[str, list[Check]] | None:
+    """The checks of the per-cell gate's judgement in ``record``'s gate section, by metric in their order, as
+    :func:`check` made them: an ``acknowledged`` check was a failure (the run level applies the acknowledgements
+    itself). None when the record holds no judgement of this run's gate: no section or no ``checks`` in it, or a
+    record carried over from an earlier run (judged there, maybe against another baseline)."""
+    section = record.get("gate")
+    if record.get("carried_over") or not isinstance(section, Mapping) or not isinstance(section.get("checks"), list):
+        return None
+    out: dict[str, list[Check]] = {}
+    for c in section["checks"]:
+        made = Check(**{f.name: c.get(f.name) for f in dataclasses.fields(Check)})
+        if made.status == "acknowledged":
+            made = dataclasses.replace(made, status="failed")
+        out.setdefault(made.metric, []).append(made)
+    return out
+
+
+def rule_checks(rules: Sequence[Rule], base: Mapping[str, Any], current: Mapping[str, Any],
+                reuse: bool = False) -> list[tuple[Rule, Check]]:
+    """The check of every rule that applies to ``current``, in the rules' order: with ``reuse``, the one its gate
+    section already holds (:func:`judged_checks`; the record is not judged again), else :func:`check` made now."""
+    judged = judged_checks(current) if reuse else None
+    out = []
+    for rule in (r for r in rules if r.applies(current)):
+        held = judged.get(rule.metric.name) if judged is not None else None
+        out.append((rule, held.pop(0) if held else check(rule, base, current)))
+    return out
+
+
 def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
               acks: Sequence[Ack] = (), current_machine: Mapping[str, Any] | None = None,
-              current_settings: Mapping[str, Any] | None = None) -> RunVerdict:
+              current_settings: Mapping[str, Any] | None = None, reuse: bool = False) -> RunVerdict:
     """The gate over a run's records once all are in: FDR over every gated (cell, metric) pair and the suite rule per
-    metric (machine and settings are checked when given; the per-cell gate already checked them in pytest)."""
+    metric (machine and settings are checked when given; the per-cell gate already checked them in pytest). With
+    ``reuse`` (in pytest, where this run's gate judged each record), the checks in the records' gate sections are
+    taken as they are (:func:`rule_checks`); reports read from files are judged afresh."""
     why = refusal(baseline_doc, current_machine, current_settings)
     if why is not None:
         return RunVerdict(refused=why)
@@ -327,7 +360,7 @@ def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: S
         base = baseline_record(baseline_doc, str(rec.get("id")))
         if base is None or base.get("status") != "passed" or rec.get("status") not in ("passed", "failed"):
             continue
-        found = (pair(rule, base, rec, check(rule, base, rec)) for rule in rules if rule.applies(rec))
+        found = (pair(rule, base, rec, c) for rule, c in rule_checks(rules, base, rec, reuse))
         pairs.extend(p for p in found if p is not None)
     lost = lost_cells(baseline_doc, list(latest.values()))
     missing = [str(b.get("id")) for b in baseline_doc.get("records", [])
@@ -370,12 +403,13 @@ class Gate:
         return section, gate_failures(section)
 
     def judge_run(self, records: Sequence[Mapping[str, Any]]) -> RunVerdict:
-        """The run-level verdict over ``records`` (a refusal any record's gate section reports stands for the run)."""
+        """The run-level verdict over ``records`` (a refusal any record's gate section reports stands for the run),
+        from the checks the per-cell judgements left in their gate sections (a record without one is checked now)."""
         refused = next((g["refused"] for r in records if isinstance(g := r.get("gate"), Mapping) and g.get("refused")),
                        None)
         if refused is not None:
             return RunVerdict(refused=str(refused))
-        return judge_run(self.rules, self.baseline, records, self.acks)
+        return judge_run(self.rules, self.baseline, records, self.acks, reuse=True)
 
     def baseline_batch(self, record_id: str) -> int | None:
         """The batch size the baseline's passed record ran at, so efficiency is compared at the same batch."""

@@ -1,56 +1,116 @@
-"""The run-level gate inside pytest: a plugin object the controller registers when a baseline is given.
+"""The gate inside pytest, imported only in a run with a baseline (``--longeff-baseline``).
 
-It collects the records the controller sees (also from xdist workers), judges them once the test loop ended
-(:meth:`pytest_longeff.gate.check.Gate.judge_run`: FDR over all (cell, metric) pairs, the suite rule per metric), keeps the
-verdict under :data:`RUN_VERDICT_KEY` for the report's ``session.gate``, says it in the terminal summary and fails the
-session through ``session.testsfailed`` from a ``pytest_runtestloop`` wrapper, as pytest-cov does.
+* :func:`load_gate` reads the baseline, the rules and the acknowledged changes once per session.
+* :func:`settled` judges each measurement of a cell once, in its fixture: the measurement that stands (measured
+  again while suspect, :mod:`pytest_longeff.gate.remeasure`) comes back with the gate section of its judgement, which
+  the plugin stashes and enforces after the test body, without judging again. :func:`judge_windows` judges what a
+  test body measured with ``longeff_window``.
+* :class:`GateRun`, the run-level gate, is owned by the reporting controller (:mod:`pytest_longeff.report.roles`),
+  which hands it every finished record (carried-over ones included). Once the test loop ended it judges them
+  (:meth:`pytest_longeff.gate.check.Gate.judge_run`: FDR over all (cell, metric) pairs, the suite rule per metric,
+  from the checks already in the records' gate sections), fails the session through ``session.testsfailed`` (as
+  pytest-cov does) and says its verdict in the terminal summary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_longeff.gate.check import Gate
+from pytest_longeff.gate.check import Gate, acknowledge, baseline_record, check
+from pytest_longeff.gate.remeasure import settle_judged
 from pytest_longeff.gate.suite import RunVerdict, terminal_lines
 
-#: The run-level verdict, for the controller's report (``session.gate``) and CI outputs.
-RUN_VERDICT_KEY = pytest.StashKey[RunVerdict]()
+if TYPE_CHECKING:
+    from pytest_longeff.cell.progress import Progress
+    from pytest_longeff.cell.resources import LongeffSession
+    from pytest_longeff.config.settings import Settings
+    from pytest_longeff.matrix import Cell
+    from pytest_longeff.record.sections import CellRecord
+
+
+def load_gate(settings: Settings, cwd: Path) -> Gate:
+    """The baseline, the rules and the acknowledged changes of ``settings`` (paths relative to ``cwd``); a usage
+    error names the option that is wrong."""
+    try:
+        return Gate.load(settings.baseline or "", settings.fail_on or "", settings.to_dict(), cwd)
+    except ValueError as exc:
+        about_ack = bool(settings.acknowledged) and str(settings.acknowledged) in str(exc)
+        raise pytest.UsageError(f"{'--longeff-acknowledged' if about_ack else '--longeff-baseline'}: {exc}") from None
+
+
+def settled(gate: Gate, session: LongeffSession, cell: Cell, first: CellRecord, limit: int,
+            progress: Callable[[str], Progress | None]) -> tuple[CellRecord, dict[str, Any] | None]:
+    """The measurement of the cell that stands and the gate section of its one judgement: ``first``, or, while the
+    gate finds the latest suspect, the least suspect of it and up to ``limit`` new ones (each judged once), with
+    the others in its ``remeasured`` section. ``progress`` starts the progress line of a new measurement."""
+    from pytest_longeff.cell.run import run_cell
+    from pytest_longeff.record.sections import CellRecord
+
+    facts = session.facts()
+
+    def judge(record: CellRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+        as_dict = record.to_dict()
+        return as_dict, gate.judge(as_dict, facts)[0]
+
+    def again() -> CellRecord:  # the fixture's progress line is the same object: it finishes it
+        record, t0 = CellRecord(first.identity), time.perf_counter()
+        run_cell(session, cell, record, None, None, progress(f"{first.id} (measured again)"),
+                 first.batch)  # the first measurement's batch: no second search
+        record.cell_wall_s = time.perf_counter() - t0
+        return record
+
+    result = settle_judged(first, judge, again, limit)
+    result.record.remeasured = result.remeasured
+    return result.record, None if result.gate is None else dict(result.gate)
+
+
+def judge_windows(gate: Gate, record: Mapping[str, Any], machine: Mapping[str, Any],
+                  section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The gate section once the test body measured windows (``record``: the item's record with them): a window
+    record's judgement, or the cell's ``section`` (judged in its fixture, before the body ran) with the checks of
+    the window rules added; the cell's own figures are not judged again."""
+    if section is None:
+        return gate.judge(record, machine)[0]
+    out = dict(section)
+    base = baseline_record(gate.baseline, str(record.get("id")))
+    if out.get("refused") or base is None or base.get("status") != "passed":
+        return out
+    rules = [r for r in gate.rules if r.metric.path[0] == "windows" and r.applies(record)]
+    checks = acknowledge([check(rule, base, record) for rule in rules], str(record.get("id")), gate.acks)
+    out["checks"] = [*out.get("checks", []), *(c.to_dict() for c in checks)]
+    return out
 
 
 class GateRun:
-    """The run-level gate as a plugin object: collects the records the controller sees, judges them once the test
-    loop ended (also under xdist) and fails the session through ``session.testsfailed`` (as pytest-cov does)."""
+    """The run-level gate, owned by the reporting controller: it takes in every finished record, judges them once
+    the test loop ended (not on xdist workers, which own no controller) and fails the session through
+    ``session.testsfailed`` (as pytest-cov does)."""
 
-    NAME = "longeff-gate-run"
-
-    def __init__(self, gate: Gate, config: pytest.Config) -> None:
+    def __init__(self, gate: Gate) -> None:
         self.gate = gate
-        self.config = config
         self.records: dict[str, Mapping[str, Any]] = {}
+        self.verdict: RunVerdict | None = None
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Collect the record each test report carries, keyed by cell id."""
-        record = getattr(report, "longeff_record", None)  # reporting.RECORD_ATTR, without importing the roles
-        if isinstance(record, Mapping):
-            self.records[str(record.get("id"))] = record
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Take in a finished (or carried-over) record; a later record of the same cell replaces the earlier."""
+        self.records[str(record.get("id"))] = record
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
-        """Judge the collected records after the loop (not on xdist workers); a failing verdict fails the session."""
-        result = yield
-        if self.records and not hasattr(self.config, "workerinput"):
-            verdict = self.config.stash[RUN_VERDICT_KEY] = self.gate.judge_run(list(self.records.values()))
-            if verdict.fails():
+    def finish(self, session: pytest.Session) -> RunVerdict | None:
+        """Judge the records taken in (None when there are none); a failing verdict fails the session."""
+        if self.records:
+            self.verdict = self.gate.judge_run(list(self.records.values()))
+            if self.verdict.fails():
                 session.testsfailed += 1
-        return result
+        return self.verdict
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """Write the run-level gate verdict to the terminal summary, its first line red when it fails."""
-        verdict = self.config.stash.get(RUN_VERDICT_KEY, None)
-        if verdict is None:
+    def summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Write the run-level verdict to the terminal summary, its first line red when it fails."""
+        if self.verdict is None:
             return
-        for n, line in enumerate(terminal_lines(verdict)):
-            terminalreporter.write_line(line, red=n == 0 and verdict.fails())
+        for n, line in enumerate(terminal_lines(self.verdict)):
+            terminalreporter.write_line(line, red=n == 0 and self.verdict.fails())

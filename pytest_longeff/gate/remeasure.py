@@ -16,7 +16,8 @@ the same :func:`settle` the plugin uses.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pytest_longeff.record.figures import figure
 
@@ -73,30 +74,51 @@ def earlier(record: Mapping[str, Any], number: int, why: list[str]) -> dict[str,
     return {"measurement": number, "why": why, **{k: record[k] for k in KEPT if k in record}}
 
 
-def settle(first: T, judge: Callable[[T], Mapping[str, Any] | None], again: Callable[[], T], limit: int,
-           as_dict: Callable[[T], Mapping[str, Any]]) -> tuple[T, dict[str, Any] | None]:
-    """Measure again while the gate (``judge``: a record's gate section) finds the latest measurement suspect, at
-    most ``limit`` times. The measurement that stands (the least suspect by :func:`badness`, the earliest of
-    equals) and, when there was more than one measurement or a try failed, the record's ``remeasured`` section: how
-    many measurements, which one was kept (1 = ``first``), the others as :func:`earlier` entries, and why measuring
-    again stopped early (an error of ``again``: the measurements made so far stand)."""
-    measured = [(first, judge(first))]
+@dataclass(frozen=True)
+class Settled(Generic[T]):
+    """What :func:`settle_judged` settles on: the measurement that stands, the gate section of its judgement (the
+    one judgement of that measurement) and the record's ``remeasured`` section (None: measured once)."""
+
+    record: T
+    gate: Mapping[str, Any] | None
+    remeasured: dict[str, Any] | None
+
+
+def settle_judged(first: T, judge: Callable[[T], tuple[Mapping[str, Any], Mapping[str, Any] | None]],
+                  again: Callable[[], T], limit: int) -> Settled[T]:
+    """Measure again while the gate finds the latest measurement suspect, at most ``limit`` times. ``judge`` gives a
+    measurement's dict form and its gate section; it is called once per measurement, and both are kept: the section
+    of the measurement that stands is returned, the dict forms of the others go into the ``remeasured`` section.
+
+    The measurement that stands is the least suspect by :func:`badness` (the earliest of equals). With more than one
+    measurement, or a try that failed, the ``remeasured`` section says how many measurements, which one was kept
+    (1 = ``first``), the others as :func:`earlier` entries, and why measuring again stopped early (an error of
+    ``again``: the measurements made so far stand)."""
+    measured = [(first, *judge(first))]
     stopped = None
-    while len(measured) <= max(limit, 0) and suspects(measured[-1][1]):
+    while len(measured) <= max(limit, 0) and suspects(measured[-1][2]):
         try:
             nxt = again()
         except Exception as exc:  # noqa: BLE001 - whatever failed, a complete measurement is not thrown away
             stopped = f"measuring again failed: {type(exc).__name__}: {exc}"
             break
-        measured.append((nxt, judge(nxt)))
+        measured.append((nxt, *judge(nxt)))
     if len(measured) == 1 and stopped is None:
-        return first, None
-    best = min(range(len(measured)), key=lambda k: (badness(measured[k][1]), k))
-    others = [earlier(as_dict(m), k + 1, suspects(g)) for k, (m, g) in enumerate(measured) if k != best]
+        return Settled(first, measured[0][2], None)
+    best = min(range(len(measured)), key=lambda k: (badness(measured[k][2]), k))
+    others = [earlier(d, k + 1, suspects(g)) for k, (_, d, g) in enumerate(measured) if k != best]
     section: dict[str, Any] = {"measurements": len(measured), "kept": best + 1, "others": others}
     if stopped is not None:
         section["stopped"] = stopped
-    return measured[best][0], section
+    return Settled(measured[best][0], measured[best][2], section)
+
+
+def settle(first: T, judge: Callable[[T], Mapping[str, Any] | None], again: Callable[[], T], limit: int,
+           as_dict: Callable[[T], Mapping[str, Any]]) -> tuple[T, dict[str, Any] | None]:
+    """:func:`settle_judged` for a ``judge`` that gives a measurement's gate section alone (``as_dict`` gives its dict
+    form): the measurement that stands and the record's ``remeasured`` section (None: measured once)."""
+    settled = settle_judged(first, lambda m: (as_dict(m), judge(m)), again, limit)
+    return settled.record, settled.remeasured
 
 
 def run_note(records: Iterable[Mapping[str, Any]]) -> str | None:

@@ -1,7 +1,7 @@
 """The gate over a whole run: false-discovery-rate control across (cell, metric) pairs and a suite-level rule.
 
-A per-cell test fails at once only for a clear regression (intervals apart, :func:`pytest_longeff.gate.check.check`). With
-many cells, borderline changes are judged together once every record is in:
+A per-cell test fails at once only for a clear regression (intervals apart, :func:`pytest_longeff.gate.check.check`).
+With many cells, borderline changes are judged together once every record is in:
 
 * **FDR**: per (cell, metric) a one-sided p-value for "worse by more than the tolerance", from the log ratio of the
   medians with a normal standard error read off both 95 % bootstrap intervals (``(ln hi - ln lo) / 3.92``); figures
@@ -10,8 +10,8 @@ many cells, borderline changes are judged together once every record is in:
 * **Suite**: per metric, the geometric mean of current/baseline over all cells; it fails when worse than the
   tolerance and, with a standard error from the cells' intervals and their spread, significantly so (``SUITE_ALPHA``).
 * **Drift**: where both records carry a machine-speed reference (``record["reference"]``, measured around the cell by
-  :mod:`pytest_longeff.measure.reference`), time-based figures (throughput, latency, window times) are compared as if both runs
-  had the baseline's machine speed (:func:`drift`): the per-cell check, the FDR p-values (the reference's own
+  :mod:`pytest_longeff.measure.reference`), time-based figures (throughput, latency, window times) are compared as if
+  both runs had the baseline's machine speed (:func:`drift`): the per-cell check, the FDR p-values (the reference's own
   uncertainty added to the standard error) and the suite's geometric mean all see the corrected value. Energy and
   memory are never corrected.
 

@@ -114,8 +114,8 @@ class WindowRecorder:
     Two forms, both adding one repeat per run of the work to the window's record:
 
     * a context manager, ``with longeff_window("decode") as w: model.generate(...)``; ``w`` (a
-      :class:`pytest_longeff.measure.window.WindowResult`) holds that run's time, energy reading and peak memory after the
-      block. Use the same name in a loop for repeats;
+      :class:`pytest_longeff.measure.window.WindowResult`) holds that run's time, energy reading and peak memory
+      after the block. Use the same name in a loop for repeats;
     * a call, ``summary = longeff_window.measure("decode", lambda: model.generate(...), repeats=5, warmup=1)``,
       which runs ``warmup`` unmeasured times, then ``repeats`` measured ones, and returns the
       :class:`WindowSummary`.

@@ -3,7 +3,9 @@ is better and how it was obtained. Every reader (JSON, CSV, Markdown, the termin
 plots, the page and the gate) takes its columns from here, so one name means one number everywhere.
 
 Cell figures are :data:`FIGURES`; a user's measured windows add ``window_<name>_<suffix>`` figures
-(:func:`window_figure`), and :func:`figure` finds either by name.
+(:func:`window_figure`), and :func:`figure` finds either by name. A figure that is reported but may not be gated
+(the whole-window rates, times, the energy readings' error bounds) is a row with ``gated=False``: under its own
+name, never under a gated figure's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ class Figure:
     """The record section whose energy method qualifies this figure (energy figures only)."""
     gated: bool = True
     """Whether ``--longeff-fail-on`` may name it."""
+    label: str = ""
+    """Its column header in the terminal matrix, the Markdown table and the page (the name when empty)."""
+    short: str = ""
+    """A shorter header for a narrow terminal (the label when empty)."""
+
+    @property
+    def header(self) -> str:
+        """The column header: :attr:`label`, else the name."""
+        return self.label or self.name
+
+    @property
+    def short_header(self) -> str:
+        """The header on a narrow terminal: :attr:`short`, else :attr:`header`."""
+        return self.short or self.header
 
     @property
     def time_based(self) -> bool:
@@ -55,30 +71,51 @@ class Figure:
 _TIME = "perf_counter between device-synchronised window edges"
 _MEDIAN = "; median with a percentile-bootstrap 95% CI"
 _ENERGY = "the session's energy meter over the window (method in the record)"
+_BOUND = ("bound on the energy reading's error: one meter update at the power ceiling (error bar of the energy; "
+          "none for an estimate)")
 _MEMORY = "peak per window: CUDA peak allocated, or CPU process high-water mark plus weights"
 
 FIGURES: tuple[Figure, ...] = (
-    Figure("score", ("accuracy", "score"), "points", True, "SCROLLS metric x100 on greedy generations"),
-    Figure("batch_size", ("batch_size",), "samples", True, "largest batch that fits the memory budget", gated=False),
+    Figure("score", ("accuracy", "score"), "points", True, "SCROLLS metric x100 on greedy generations",
+           label="score"),
+    Figure("batch_size", ("batch_size",), "samples", True, "largest batch that fits the memory budget", gated=False,
+           label="batch"),
     Figure("train_samples_per_s", ("train", "samples_per_s_stats", "median"), "samples/s", True,
-           f"per training step after the warm-up steps, {_TIME}{_MEDIAN}", ("train", "samples_per_s_stats", "ci95")),
-    Figure("train_time_s", ("train", "time_s"), "s", False, _TIME, gated=False),
-    Figure("train_energy_j", ("train", "energy_j"), "J", False, _ENERGY, energy_part="train"),
+           f"per training step after the warm-up steps, {_TIME}{_MEDIAN}", ("train", "samples_per_s_stats", "ci95"),
+           label="train samp/s (median)", short="trn s/s"),
+    Figure("train_window_samples_per_s", ("train", "samples_per_s"), "samples/s", True,
+           f"samples / the whole training window (warm-up steps included, early-stopping evaluation left out), "
+           f"{_TIME}", gated=False, label="train samp/s (window)", short="trn win s/s"),
+    Figure("train_time_s", ("train", "time_s"), "s", False, _TIME, gated=False, label="train s", short="trn s"),
+    Figure("train_energy_j", ("train", "energy_j"), "J", False, _ENERGY, energy_part="train", label="train J",
+           short="trn J"),
+    Figure("train_energy_uncertainty_j", ("train", "energy_uncertainty_j"), "J", False, _BOUND,
+           energy_part="train", gated=False, label="train ±J", short="trn ±J"),
     Figure("train_samples_per_kj", ("train", "samples_per_kj"), "samples/kJ", True, f"samples / {_ENERGY}",
-           energy_part="train"),
-    Figure("train_peak_memory_bytes", ("train", "peak_memory_bytes"), "B", False, _MEMORY),
+           energy_part="train", label="train samp/kJ", short="trn s/kJ"),
+    Figure("train_peak_memory_bytes", ("train", "peak_memory_bytes"), "B", False, _MEMORY,
+           label="train peak MiB", short="peak MiB"),
     Figure("train_flops_per_step", ("train", "flops_per_step"), "FLOP", False,
-           "torch FlopCounterMode on an untimed step", gated=False),
+           "torch FlopCounterMode on an untimed step", gated=False, label="train FLOP/step", short="FLOP/step"),
     Figure("inference_samples_per_s", ("inference", "samples_per_s_stats", "median"), "samples/s", True,
-           f"per generate() batch, {_TIME}{_MEDIAN}", ("inference", "samples_per_s_stats", "ci95")),
+           f"per generate() batch, {_TIME}{_MEDIAN}", ("inference", "samples_per_s_stats", "ci95"),
+           label="infer samp/s (median)", short="inf s/s"),
+    Figure("inference_window_samples_per_s", ("inference", "samples_per_s"), "samples/s", True,
+           f"samples / the whole inference window (every pass), {_TIME}", gated=False,
+           label="infer samp/s (window)", short="inf win s/s"),
     Figure("inference_latency_p50_s", ("inference", "latency_s", "stats", "median"), "s", False,
            f"per-sample latency (batch wall time / its size), {_TIME}{_MEDIAN}",
-           ("inference", "latency_s", "stats", "ci95")),
-    Figure("inference_time_s", ("inference", "time_s"), "s", False, _TIME, gated=False),
-    Figure("inference_energy_j", ("inference", "energy_j"), "J", False, _ENERGY, energy_part="inference"),
+           ("inference", "latency_s", "stats", "ci95"), label="p50 s/sample", short="p50 s"),
+    Figure("inference_time_s", ("inference", "time_s"), "s", False, _TIME, gated=False, label="infer s",
+           short="inf s"),
+    Figure("inference_energy_j", ("inference", "energy_j"), "J", False, _ENERGY, energy_part="inference",
+           label="infer J", short="inf J"),
+    Figure("inference_energy_uncertainty_j", ("inference", "energy_uncertainty_j"), "J", False, _BOUND,
+           energy_part="inference", gated=False, label="infer ±J", short="inf ±J"),
     Figure("inference_j_per_sample", ("inference", "j_per_sample"), "J/sample", False, f"{_ENERGY} / samples",
-           energy_part="inference"),
-    Figure("inference_peak_memory_bytes", ("inference", "peak_memory_bytes"), "B", False, _MEMORY),
+           energy_part="inference", label="infer J/sample", short="inf J/s"),
+    Figure("inference_peak_memory_bytes", ("inference", "peak_memory_bytes"), "B", False, _MEMORY,
+           label="infer peak MiB", short="inf MiB"),
 )
 FIGURES_BY_NAME: Mapping[str, Figure] = {f.name: f for f in FIGURES}
 GATED: Mapping[str, Figure] = {f.name: f for f in FIGURES if f.gated}
@@ -117,8 +154,6 @@ def window_figures(record: Mapping[str, Any]) -> list[Figure]:
     windows = record.get("windows")
     names = list(windows) if isinstance(windows, Mapping) else []
     return [f for n in names for s in WINDOW_FIGURES if (f := window_figure(f"{PREFIX}{n}_{s}")) is not None]
-
-
 
 
 def figure(name: str) -> Figure | None:

@@ -84,20 +84,20 @@ class JsonReport:
         """Where each cell's predictions go (``<id>.json`` beside the report)."""
         return self.path.parent / "predictions"
 
-    def add(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Add one finished record (writing its predictions, if any) and rewrite the report."""
-        record = dict(record)
-        predictions = record.pop("_predictions", None)
+    def add(self, record: Mapping[str, Any], predictions: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Add one finished record, writing its predictions (which travel beside it, if any) to their own file, and
+        rewrite the report; returns the record as written."""
+        written = dict(record)
         if predictions is not None:
-            pred_path = self.predictions_dir / f"{record['id']}.json"
+            pred_path = self.predictions_dir / f"{written['id']}.json"
             atomic_write_text(pred_path, json.dumps(predictions, indent=1, ensure_ascii=False) + "\n")
-            record["predictions_path"] = os.path.relpath(pred_path)
+            written["predictions_path"] = os.path.relpath(pred_path)
         else:
-            record.setdefault("predictions_path", None)
-        record = jsonable(record)
-        self.records = [r for r in self.records if r.get("id") != record["id"]] + [record]
+            written.setdefault("predictions_path", None)
+        written = dict(jsonable(written))
+        self.records = [r for r in self.records if r.get("id") != written["id"]] + [written]
         self.write()
-        return record
+        return written
 
     def carry(self, records: list[dict[str, Any]]) -> None:
         """Records taken unchanged from an earlier report (``--longeff-resume``); written with the first write."""

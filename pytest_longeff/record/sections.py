@@ -305,17 +305,22 @@ class CellRecord:
     """The machine-speed reference around the cell (``--longeff-speed-reference``), for the gate's drift
     correction."""
     remeasured: dict[str, Any] | None = None
-    """With more than one measurement of the cell (:mod:`pytest_longeff.gate.remeasure`): how many, which one this record
-    holds, and the others."""
+    """With more than one measurement of the cell (:mod:`pytest_longeff.gate.remeasure`): how many, which one this
+    record holds, and the others."""
 
     @property
     def id(self) -> str:
         """The cell's id."""
         return self.identity.id
 
+    def finish(self, status: str, reason: str | None, gate: dict[str, Any] | None) -> None:
+        """Set how the cell's test ended (``passed``, ``failed``, ``skipped`` or ``error``, and why) and the gate
+        section of its one judgement (None when no gate judged it): the last thing set before :meth:`to_dict`."""
+        self.status, self.reason, self.gate = status, reason, gate
+
     def to_dict(self) -> dict[str, Any]:
-        """The record as the JSON report, CSV, JUnit and the gate read it (predictions under ``_predictions``,
-        which the report writer moves to their own file)."""
+        """The record as the JSON report, CSV, JUnit and the gate read it. The predictions are not part of it: they
+        travel beside the record (:attr:`predictions`) and the report writer puts them in their own file."""
         i = self.identity
         out: dict[str, Any] = {"id": i.id, "family": i.family, "size": i.size, "seq_len": i.seq_len, "task": i.task,
                                "profile": i.profile, "device": i.device, "status": self.status,
@@ -340,6 +345,4 @@ class CellRecord:
             out["reference"] = self.reference.to_dict()
         if self.remeasured:
             out["remeasured"] = self.remeasured
-        if self.predictions is not None:
-            out["_predictions"] = self.predictions
         return out

@@ -24,6 +24,11 @@ Rules, so that a verdict does not mislead:
 Verdicts: "holds" (some pairs support it, none goes against), "does not hold" (some go against, none supports),
 "mixed" (both, or a pair whose figures disagree), "cannot tell" (no pairs, or only ties), "not judged" (the claim
 needs accuracy and the weights are random).
+
+Where they are shown: the terminal gets one line per claim, its verdict and counts (:func:`terminal_lines`); the
+evidence, the costs compared, the scope and the thresholds go to the JSON's ``session.findings`` and the page.
+What the scores mean, in the records' own words about their weights (:func:`accuracy_words`), labels the page's
+banner and the figures of accuracy.
 """
 
 from __future__ import annotations
@@ -50,6 +55,18 @@ MINIATURE_WORDS = ("accuracy of the tiny profile's pretrained checkpoints on gen
 RANDOM_INIT_REASON = "random-init weights: accuracy measures the pipeline, not the model"
 WINDOWS = ("train", "inference")
 VERDICTS = ("holds", "does not hold", "mixed", "cannot tell", "not judged")
+LED_CLAIM = "LED beats Big Bird on accuracy at lower energy"
+ROUTE_CLAIM = "for summarization a bigger model is a more energy-efficient route to accuracy than a longer input"
+SPEED_CLAIM = "a bigger model makes inference much slower"
+QA_CLAIM = "for QA the smaller model wins on accuracy and cost (bigger batches in the same memory)"
+CLAIM_LABELS: Mapping[str, str] = {
+    LED_CLAIM: "LED beats Big Bird on accuracy at lower energy",
+    ROUTE_CLAIM: "summarization: a bigger model is a cheaper route to accuracy than a longer input",
+    SPEED_CLAIM: "a bigger model makes inference much slower",
+    QA_CLAIM: "QA: the smaller model wins on accuracy and cost",
+}
+"""Each claim in a few words, for one terminal line (the JSON and the page keep the claim whole)."""
+DETAIL_WHERE = "evidence in the JSON's session.findings and on the HTML page"
 
 Key = tuple[str, str, int, str]
 Cells = dict[Key, dict[str, Any]]
@@ -100,6 +117,44 @@ def accuracy_meaningful(record: Mapping[str, Any]) -> bool:
     if isinstance(flag, bool):
         return flag
     return record.get("profile") in MEANINGFUL_PROFILES
+
+
+# -- what the scores mean, in the records' own words (the page's banner, the figures' titles and captions) ---------
+PIPELINE_WORDS = "accuracy measures the pipeline, not the study's models"
+UNSTATED = "what the score means is not recorded"
+
+
+def cell_meaning(record: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether ``record``'s score ranks models, and what it means in words: the record's ``accuracy_meaning``
+    (written by the cell from its profile and, in the tiny profile, whether its model is a shipped pretrained
+    checkpoint), else its profile's words (older records)."""
+    from pytest_longeff.profiles import PROFILES
+
+    words = record.get("accuracy_meaning")
+    if not isinstance(words, str) or not words:
+        profile = PROFILES.get(str(record.get("profile")))
+        words = profile.accuracy_meaning if profile is not None else UNSTATED
+    return accuracy_meaningful(record), words
+
+
+def _meaning_sentence(profile: str, meaningful: bool, words: str) -> str:
+    return f"{profile} profile: {words}" if meaningful else f"{profile} profile: {PIPELINE_WORDS} ({words})"
+
+
+def accuracy_words(records: Sequence[Mapping[str, Any]], profile: str = "") -> str:
+    """What the scores of ``records`` mean as the records say it: one sentence per kind of weights among them
+    (each naming its models and cell count when there are several kinds); empty without records. ``profile``
+    stands in for a record without one."""
+    groups: dict[tuple[str, bool, str], list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((str(r.get("profile") or profile or "?"), *cell_meaning(r)), []).append(r)
+    if len(groups) <= 1:
+        return "".join(_meaning_sentence(*key) for key in groups)
+    parts = []
+    for key, members in groups.items():
+        models = sorted({f"{r.get('family')}-{r.get('size')}" for r in members})
+        parts.append(f"{_meaning_sentence(*key)} [{', '.join(models)}: {len(members)} of {len(records)} cells]")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -237,8 +292,7 @@ def _dominance(claim: str, scope: str, pairs: Sequence[tuple[dict[str, Any], dic
 def led_vs_bigbird(cells: Cells) -> Finding:
     """LED vs Big Bird at the same size, length and task: higher score at lower training and inference cost."""
     pairs = [(cells[k], cells[("bigbird", *k[1:])]) for k in cells if k[0] == "led" and ("bigbird", *k[1:]) in cells]
-    return _dominance("LED beats Big Bird on accuracy at lower energy",
-                      "every task: LED vs Big Bird at the same size, length and task", pairs, "LED")
+    return _dominance(LED_CLAIM, "every task: LED vs Big Bird at the same size, length and task", pairs, "LED")
 
 
 def smaller_model_wins_qa(cells: Cells) -> Finding:
@@ -247,8 +301,7 @@ def smaller_model_wins_qa(cells: Cells) -> Finding:
              if k[1] == "base" and k[3] in QA_TASKS and (k[0], "large", *k[2:]) in cells]
     bigger = sum((a.get("batch_size") or 0) > (b.get("batch_size") or 0) for a, b in pairs)
     extra = f"; base's batch larger in {bigger} of {len(pairs)}" if pairs else ""
-    return _dominance("for QA the smaller model wins on accuracy and cost (bigger batches in the same memory)",
-                      f"QA tasks ({', '.join(QA_TASKS)}): base vs large at the same family and length", pairs,
+    return _dominance(QA_CLAIM, f"QA tasks ({', '.join(QA_TASKS)}): base vs large at the same family and length", pairs,
                       "base", extra)
 
 
@@ -280,7 +333,7 @@ def _route_sign(start: dict[str, Any], bigger: dict[str, Any], longer: dict[str,
 def bigger_model_vs_longer_input(cells: Cells) -> Finding:
     """From (base, L): score gained per unit of extra cost by going to (large, L) vs to (base, next length),
     on training and inference cost separately."""
-    claim = "for summarization a bigger model is a more energy-efficient route to accuracy than a longer input"
+    claim = ROUTE_CLAIM
     scope = (f"summarization ({', '.join(SUMMARIZATION_TASKS)}): from base at length L, large at L vs base at the "
              "next measured length")
     lengths = sorted({k[2] for k in cells})
@@ -343,7 +396,7 @@ def slower_sign(base: tuple[float, tuple[float, float] | None],
 
 def bigger_model_infers_slower(cells: Cells) -> Finding:
     """Base vs large on summarization: inference throughput, by intervals where both cells have them."""
-    claim = "a bigger model makes inference much slower"
+    claim = SPEED_CLAIM
     scope = f"summarization ({', '.join(SUMMARIZATION_TASKS)}): base vs large at the same family and length"
     pairs = []
     for k, cell in cells.items():
@@ -369,3 +422,36 @@ def findings(records: Sequence[dict[str, Any]]) -> list[Finding]:
     cells = _passed(records)
     return [led_vs_bigbird(cells), bigger_model_vs_longer_input(cells), bigger_model_infers_slower(cells),
             smaller_model_wins_qa(cells)]
+
+
+def _counts(f: Mapping[str, Any]) -> str:
+    """A finding's comparisons in a few words (from its dict form)."""
+    pairs, support, against, ties = (int(f.get(k) or 0) for k in ("pairs", "support", "against", "ties"))
+    if f.get("verdict") == "not judged":
+        return f"random-init weights: {pairs} comparison(s) not made"
+    if not pairs:
+        return "no comparable cells"
+    split = pairs - support - against - ties
+    return (f"{pairs} compared: {support} for, {against} against" + (f", {split} mixed" if split else "") +
+            f", {ties} within noise")
+
+
+def claim_line(finding: Finding | Mapping[str, Any]) -> str:
+    """One claim on one line: its verdict, the claim in a few words and the comparisons' counts."""
+    f = finding.to_dict() if isinstance(finding, Finding) else finding
+    claim = str(f.get("claim"))
+    return f"{f.get('verdict')}: {CLAIM_LABELS.get(claim, claim)} ({_counts(f)})"
+
+
+def terminal_lines(found: Sequence[Finding | Mapping[str, Any]], indent: str = "  ") -> list[str]:
+    """The findings for the terminal: a heading, then one line per claim (verdict and counts); the evidence, costs
+    and scope stay in the JSON's ``session.findings`` and on the page. ``found`` holds :class:`Finding` objects or
+    their dict form, as :func:`findings` returns them or the report stores them. Where no claim is decided, one
+    line counts the verdicts."""
+    found = list(found)
+    verdicts = [str((f.to_dict() if isinstance(f, Finding) else f).get("verdict")) for f in found]
+    if not any(v in ("holds", "does not hold", "mixed") for v in verdicts):
+        tally = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts) or "no claims"
+        return [f"{indent}the seed study's findings: these cells cannot tell ({tally}; {DETAIL_WHERE})"]
+    return [f"{indent}the seed study's findings on this matrix ({DETAIL_WHERE}):",
+            *(f"{indent}  {claim_line(f)}" for f in found)]

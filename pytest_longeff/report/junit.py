@@ -1,8 +1,9 @@
 """JUnit XML properties of a record, fit for CI parsers.
 
-Properties come from the table of reported figures (:data:`pytest_longeff.record.sections.FIGURES`, plus the figures of
-measured windows): one ``longeff_<figure name>`` property per *measured* figure, with a number as its value, and
-each window's energy method as a string. An unmeasured figure is left out, never written as ``None``.
+Properties come from the table of reported figures (:data:`pytest_longeff.record.figures.FIGURES`, plus the
+figures of measured windows): one ``longeff_<figure name>`` property per *measured* figure, with a number as its
+value (the same number the CSV, the terminal and the gate show under that name), and each window's energy method as
+a string. An unmeasured figure is left out, never written as ``None``.
 
 Where they go depends on pytest's ``junit_family`` (default ``xunit2``):
 

@@ -33,9 +33,9 @@ def _attempt(what: str, explicit: bool, render: Any, missing: tuple[type[BaseExc
 def render_extras(doc: dict[str, Any], json_path: Path, *, plots_dir: Path | None = None,
                   html_path: Path | None = None, settings: Any = None, root: Path | None = None,
                   draw_plots: bool = True) -> list[str]:
-    """Plots (``pytest_longeff.report.plots.draw.render_all``), the HTML page (``pytest_longeff.report.page.write_html``) and,
-    given the session's settings, CI outputs (``pytest_longeff.report.github.write_ci_outputs``; ``root``: what its
-    relative paths are relative to), Plots default to ``plots/`` beside the report,
+    """Plots (``report.plots.draw.render_all``), the HTML page (``report.page.write_html``) and, given the session's
+    settings, CI outputs (``report.github.write_ci_outputs``; ``root``: what its relative paths are relative to).
+    Plots default to ``plots/`` beside the report,
     the page to the report's path with ``.html``; ``draw_plots=False`` (``--longeff-plots none``) skips the figures.
     Returns the files written."""
     from pytest_longeff.report import github

@@ -14,11 +14,14 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_longeff.record.figures import FIGURES
+from pytest_longeff.record.figures import FIGURES, FIGURES_BY_NAME
 from pytest_longeff.record.sections import lookup
 from pytest_longeff.report.pareto import cells as _cells
+
+if TYPE_CHECKING:
+    from pytest_longeff.report.tables import Column
 
 NA = "n/a"
 FILTERS = (("family", "family"), ("size", "size"), ("length", "seq_len"), ("task", "task"))
@@ -54,17 +57,24 @@ def _asset(name: str) -> str:
 
 
 # -- sections -------------------------------------------------------------------------------------------------------
+def _header(column: Column) -> str:
+    """A matrix header; a figure column's names its figure, unit and method on hover."""
+    fig = FIGURES_BY_NAME.get(column.figure or "")
+    title = f' title="{esc(f"{fig.name} ({fig.unit}): {fig.method}")}"' if fig is not None else ""
+    return f'<th scope="col"{title}>{esc(column.header)}</th>'
+
+
 def matrix_section(cells: Sequence[dict[str, Any]]) -> tuple[str, str]:
     """The filter select boxes and the matrix table (every column; rows carry their cell's coordinates)."""
-    from pytest_longeff.report.tables import matrix_rows
+    from pytest_longeff.report.tables import matrix_columns, matrix_rows
 
-    headers, rows = matrix_rows(cells)
+    _, rows = matrix_rows(cells)
     body = []
     for r, row in zip(cells, rows, strict=True):
         data = " ".join(f'data-{name}="{esc(r.get(key))}"' for name, key in FILTERS)
         body.append(f'<tr {data} class="status-{esc(r.get("status"))}">' +
                     "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-    head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
+    head = "".join(_header(c) for c in matrix_columns(cells))
     matrix = f'<table id="matrix"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
     selects = []
     for name, key in FILTERS:
@@ -104,8 +114,11 @@ def plots_section(doc: Mapping[str, Any], plots_dir: Path | None, draw: bool = T
         return f'<p class="warn" id="plots-missing">{PLOTS_MISSING}</p>'
     if not svgs:
         return '<p class="note">No matrix cells: nothing to plot.</p>'
-    figs = [f'<figure id="fig-{esc(name)}">{_prefix_ids(svg, esc(name))}<figcaption>{esc(name)}</figcaption>'
-            "</figure>" for name, svg in svgs]
+    from pytest_longeff.report.plots.draw import captions
+
+    words = captions(doc)
+    figs = [f'<figure id="fig-{esc(name)}">{_prefix_ids(svg, esc(name))}<figcaption>{esc(words.get(name, name))}'
+            "</figcaption></figure>" for name, svg in svgs]
     return '<div class="figures">' + "\n".join(figs) + "</div>"
 
 
@@ -127,8 +140,11 @@ def findings_section(doc: Mapping[str, Any]) -> str:
     if not found:
         return '<p class="note">No findings in this report.</p>'
     rows = [[f'<span class="verdict-{esc(str(f.get("verdict")).replace(" ", "-"))}">{esc(f.get("verdict"))}</span>',
-             esc(f.get("claim")), esc(f.get("evidence")), esc(f.get("cost")), esc(f.get("scope"))] for f in found]
-    return table(["verdict", "claim", "evidence", "cost compared", "scope"], rows)
+             esc(f.get("claim")), esc(f.get("pairs")), esc(f.get("support")), esc(f.get("against")),
+             esc(f.get("ties")), esc(f.get("evidence")), esc(f.get("cost")), esc(f.get("scope")),
+             fmt(f.get("thresholds"))] for f in found]
+    return table(["verdict", "claim", "compared", "for", "against", "within noise", "evidence", "cost compared",
+                  "scope", "minimum effects"], rows, ' id="findings-table"')
 
 
 def gate_section(cells: Sequence[Mapping[str, Any]]) -> str:
@@ -157,10 +173,11 @@ def methods_section(doc: Mapping[str, Any], cells: Sequence[dict[str, Any]]) -> 
     """Every reported figure's unit, direction and method, then the run's method notes."""
     from pytest_longeff.report.tables import method_notes
 
-    rows = [[esc(f.name), esc(f.unit), esc("higher" if f.higher_is_better else "lower"), esc(f.method)]
-            for f in FIGURES]
+    rows = [[esc(f.name), esc(f.header), esc(f.unit), esc("higher" if f.higher_is_better else "lower"),
+             esc("yes" if f.gated else "no"), esc(f.method)] for f in FIGURES]
     notes = method_notes(cells, dict(doc.get("settings") or {}))
-    return (table(["figure", "unit", "better", "method"], rows, ' id="figure-methods"') +
+    return (table(["figure (JSON, CSV, JUnit, gate)", "matrix header", "unit", "better", "gateable", "method"], rows,
+                  ' id="figure-methods"') +
             "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
 
 
@@ -180,15 +197,24 @@ def environment_section(doc: Mapping[str, Any]) -> str:
                    for name, value in parts)
 
 
+def accuracy_banner(cells: Sequence[Mapping[str, Any]], profile: str = "") -> str:
+    """What the scores mean, as the records say it (their weights: the shipped pretrained checkpoints, random init,
+    published checkpoints); a warning where some scores do not rank models. Empty without cells."""
+    from pytest_longeff.report.findings import accuracy_meaningful, accuracy_words
+
+    words = accuracy_words(cells, profile)
+    if not words:
+        return ""
+    kind = "note" if all(accuracy_meaningful(r) for r in cells) else "warn"
+    return f'<p class="{kind}" id="accuracy-meaning">What the scores mean: {esc(words)}.</p>'
+
+
 # -- the page -------------------------------------------------------------------------------------------------------
 def render_html(doc: Mapping[str, Any], plots_dir: Path | None = None, draw_plots: bool = True) -> str:
     """The page as one string (see :func:`write_html`)."""
     cells = _cells(doc)
     profile = lookup(doc, "settings", "profile") or "/".join(sorted({str(r.get("profile")) for r in cells}))
-    warning = ""
-    if profile in ("tiny", "dims"):
-        warning = (f'<p class="warn">{esc(profile)} profile: accuracy measures the pipeline, not the study\'s '
-                   "models (random-init weights); efficiency trends are real.</p>")
+    warning = accuracy_banner(cells, profile)
     filters, matrix = matrix_section(cells)
     return Template(_asset("report.html")).substitute(
         title=esc(f"pytest-longeff: accuracy vs. efficiency ({len(cells)} cells, profile {profile})"),

@@ -1,10 +1,13 @@
 """Reporting roles, chosen once per process in ``pytest_configure`` (as pytest-cov chooses its engine).
 
-* :class:`Controller` (a serial run, or the xdist controller): owns every file. It writes the JSON report after each
-  record, CSV and Markdown at the end, adds JUnit suite properties, aggregates the session counters of every
-  worker, and prints the accuracy-efficiency matrix.
+* :class:`Controller` (a serial run, or the xdist controller): owns the run and every file. It is the one collector
+  of finished records: it writes the JSON report after each record (and the cell's predictions beside it), CSV and
+  Markdown at the end, adds JUnit suite properties, aggregates the session counters of every worker, computes the
+  seed study's findings once, prints the accuracy-efficiency matrix, and hands every record (carried-over ones
+  included) to the run-level gate it owns when a baseline is given (:class:`pytest_longeff.gate.plugin.GateRun`).
 * :class:`Worker` (an xdist worker): writes nothing; ships its session facts and counters to the controller
-  through ``config.workeroutput``, the only channel xdist offers. Records travel on the test reports.
+  through ``config.workeroutput``, the only channel xdist offers. Records, and the predictions beside them, travel
+  on the test reports.
 
 This module is the one place that knows about pytest-xdist: the roles, ``workerinput`` / ``workeroutput``,
 ``pytest_testnodedown`` and the ``xdist_group`` markers that keep a model's cells on one worker. Both roles are
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,11 +31,14 @@ if TYPE_CHECKING:
     from pytest_longeff.ci.resume import ResumePlan
     from pytest_longeff.ci.shard import Selection
     from pytest_longeff.config.settings import Settings
+    from pytest_longeff.gate.plugin import GateRun
     from pytest_longeff.record.io import JsonReport
+    from pytest_longeff.report.findings import Finding
 
 WORKEROUTPUT_KEY = "longeff_session"
 CARRIED_INPUT = "longeff_carried"  # workerinput key: [ids carried over by --longeff-resume, skip reason]
 RECORD_ATTR = "longeff_record"  # the attribute a test report carries its record on (also across xdist)
+PREDICTIONS_ATTR = "longeff_predictions"  # and the cell's predictions, beside the record
 
 
 class SessionLike(Protocol):
@@ -71,6 +77,22 @@ def record_of(report: pytest.TestReport) -> dict[str, Any] | None:
     """The record a test report carries, if any."""
     record = getattr(report, RECORD_ATTR, None)
     return record if isinstance(record, dict) else None
+
+
+def predictions_of(report: pytest.TestReport) -> dict[str, str] | None:
+    """The predictions a test report carries beside its record, if any."""
+    predictions = getattr(report, PREDICTIONS_ATTR, None)
+    return predictions if isinstance(predictions, dict) else None
+
+
+def carried_input(config: pytest.Config) -> tuple[frozenset[str], str] | None:
+    """On an xdist worker, the ids of the cells ``--longeff-resume`` carries over and their skip reason, as the
+    controller sent them (the worker must not read the file the controller rewrites); else None."""
+    raw = getattr(config, "workerinput", {}).get(CARRIED_INPUT)
+    if not raw:
+        return None
+    ids, reason = json.loads(raw)
+    return frozenset(ids), reason
 
 
 class Role:
@@ -112,7 +134,7 @@ class Controller(Role):
     """The process that owns the reports (serial run or xdist controller)."""
 
     def __init__(self, config: pytest.Config, settings: Settings, selection: Selection | None = None,
-                 plan: ResumePlan | None = None) -> None:
+                 plan: ResumePlan | None = None, run_gate: GateRun | None = None) -> None:
         super().__init__(config, settings)
         from pytest_longeff.measure.machine import light_facts
 
@@ -126,10 +148,18 @@ class Controller(Role):
         self.sessions = 0
         self.selection, self.plan = selection, plan
         self.written: list[str] = []  # files besides the JSON, CSV and Markdown (plots, HTML, CI outputs)
+        self.run_gate = run_gate
+        self.findings: list[Finding] | None = None
         if plan is not None and plan.records:
             report = self._json()  # read before this run's first write, which may replace the resumed file
             report.carry([dict(r) for r in plan.records])
             report.session["resumed_from"] = plan.summary()
+            for record in plan.records:  # never run, but the run-level gate judges the whole matrix
+                self._judge_later(record)
+
+    def _judge_later(self, record: Mapping[str, Any]) -> None:
+        if self.run_gate is not None:
+            self.run_gate.add(record)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -193,14 +223,35 @@ class Controller(Role):
 
     # -- records ----------------------------------------------------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Add the record a test report carries to the JSON report and the JUnit suite properties."""
+        """Take in the record a test report carries: into the JSON report (its predictions into their own file),
+        the JUnit suite properties and the run-level gate."""
         record = record_of(report)
         if record is None:
             return
         from pytest_longeff.report.junit import add_suite_properties
 
-        written = self._json().add(record)
+        written = self._json().add(record, predictions_of(report))
         add_suite_properties(self.config, written)
+        self._judge_later(record)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """Once the test loop ended, the run-level gate judges every record; a failing verdict fails the session."""
+        result = yield
+        if self.run_gate is not None:
+            self.run_gate.finish(session)
+        return result
+
+    def run_findings(self) -> list[Finding]:
+        """The seed study's findings on this run's cells, computed once all records are in, for the JSON report
+        and the terminal."""
+        if self.findings is None:
+            from pytest_longeff.record.sections import is_cell
+            from pytest_longeff.report.findings import findings
+
+            records = self.report.records if self.report is not None else []
+            self.findings = findings([r for r in records if is_cell(r)])
+        return self.findings
 
     def pytest_sessionfinish(self) -> None:
         """Write the JSON report (with findings, gate verdict, Pareto front), then CSV, Markdown, plots and HTML."""
@@ -208,16 +259,14 @@ class Controller(Role):
             return
         from pytest_longeff.record.io import atomic_write_text
         from pytest_longeff.record.sections import is_cell
-        from pytest_longeff.report.findings import findings
         from pytest_longeff.report.tables import render_csv, render_markdown
 
         cells = [r for r in self.report.records if is_cell(r)]
-        self.report.session["findings"] = [f.to_dict() for f in findings(cells)]
-        from pytest_longeff.gate.plugin import RUN_VERDICT_KEY
+        self.report.session["findings"] = [f.to_dict() for f in self.run_findings()]
         from pytest_longeff.report.pareto import front
 
-        if (verdict := self.config.stash.get(RUN_VERDICT_KEY, None)) is not None:
-            self.report.session["gate"] = verdict.to_dict()
+        if self.run_gate is not None and self.run_gate.verdict is not None:
+            self.report.session["gate"] = self.run_gate.verdict.to_dict()
         if cells:
             self.report.session["pareto"] = front(self.report.document())
         self.report.session.setdefault("wall_s", time.perf_counter() - self.started)
@@ -265,7 +314,7 @@ class Controller(Role):
         if cells:
             tr.section("longeff: accuracy-efficiency matrix")
             for line in matrix_lines(cells, self.report.header["settings"], tr.config.get_terminal_writer().fullwidth,
-                                     tr.config.get_verbosity() > 0):
+                                     tr.config.get_verbosity() > 0, found=self.run_findings()):
                 tr.write_line(line)
         if windows:
             from pytest_longeff.report.tables import render_windows
@@ -288,6 +337,8 @@ class Controller(Role):
 
         also += compact_paths(self.written)
         tr.write_line(f"  reports: {self.report.path}" + (f" (also {', '.join(also)})" if also else ""))
+        if self.run_gate is not None:
+            self.run_gate.summary(tr)
 
 
 def settings_lines(s: Settings, what: str) -> list[str]:
@@ -301,18 +352,15 @@ def settings_lines(s: Settings, what: str) -> list[str]:
 
 
 def matrix_lines(cells: list[dict[str, Any]], settings: dict[str, Any], width: int | None = None,
-                 verbose: bool = False) -> list[str]:
+                 verbose: bool = False, *, found: Sequence[Finding]) -> list[str]:
     """The matrix (the most important columns on a narrow terminal, all with ``-v``), how each figure was obtained,
-    and what the cells say about the seed study's findings."""
-    from pytest_longeff.report.findings import findings
+    and what the cells say about the seed study's findings (``found``: computed once, by the controller)."""
     from pytest_longeff.report.tables import method_notes, render_matrix
 
     lines = [render_matrix(cells, width, verbose), *(f"  {note}" for note in method_notes(cells, settings))]
-    decided = [f for f in findings(cells) if f.decided]
-    if not decided:
-        return [*lines, "  the seed study's findings: these cells cannot tell (details in the JSON's session)"]
-    return [*lines, "  the seed study's findings on this matrix:",
-            *(f"    {f.verdict}: {f.claim} ({f.evidence})" for f in decided)]
+    from pytest_longeff.report.findings import terminal_lines
+
+    return [*lines, *terminal_lines(found)]
 
 
 def gate_lines(records: list[dict[str, Any]], s: Settings) -> list[str]:
@@ -344,6 +392,8 @@ def header_settings(settings: Settings, selection: Selection | None) -> dict[str
 
 
 def make_role(config: pytest.Config, settings: Settings, selection: Selection | None = None,
-              plan: ResumePlan | None = None) -> Role:
-    """The role of this process: a worker under xdist, the controller otherwise."""
-    return Worker(config, settings) if is_worker(config) else Controller(config, settings, selection, plan)
+              plan: ResumePlan | None = None, run_gate: GateRun | None = None) -> Role:
+    """The role of this process: a worker under xdist, the controller otherwise (owning the run-level gate)."""
+    if is_worker(config):
+        return Worker(config, settings)
+    return Controller(config, settings, selection, plan, run_gate)

@@ -1,4 +1,8 @@
-"""Reports: the JSON report written as each record finishes, predictions, the terminal matrix, CSV and Markdown.
+"""Reports: the terminal matrix, CSV and Markdown, every figure column taken from the table of figures
+(:data:`pytest_longeff.record.figures.FIGURES`): a column's name, and the number under it, are the figure's
+everywhere (JSON, CSV, Markdown, the terminal, JUnit, CI outputs, plots and the page). Besides figures the tables
+hold identity columns (which cell, its status) and qualifiers (how a figure was obtained: the energy meter, the
+batch's source), never a second number under a figure's name.
 
 Only the controller writes files, and every write is atomic (temp file, then rename), so a crash loses at most the
 cell in flight.
@@ -11,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_longeff.record.figures import FIGURES, FIGURES_BY_NAME, Figure
 from pytest_longeff.record.sections import lookup
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -28,61 +33,66 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
-def _energy(record: Mapping[str, Any], part: str, key: str) -> str:
-    if not lookup(record, part, "energy_valid"):
-        return NA
-    value = lookup(record, part, key)
-    if value is None:
-        return NA
-    method = lookup(record, part, "energy_method") or "?"
-    return f"{value:.3g} ({method})"
-
-
-def _mib(value: Any) -> str:
-    return NA if value is None else f"{value / 2**20:.0f}"
-
-
-def _batch(r: Mapping[str, Any]) -> str:
-    batch, source = r.get("batch_size"), lookup(r, "batch_search", "source")
-    return NA if batch is None else f"{batch} ({source})" if source else str(batch)
-
-
 def _machine(r: Mapping[str, Any]) -> str:
     from pytest_longeff.report.pareto import machine_label
 
     return machine_label(r) or NA
 
 
+def figure_text(fig: Figure, record: Mapping[str, Any]) -> str:
+    """``fig``'s value in ``record`` as the matrix shows it: ``n/a`` where unmeasured, bytes in MiB, an energy
+    figure with its meter, the batch with how it was chosen, the score to one decimal, the rest to 3 digits."""
+    value = fig.value(record)
+    if value is None:
+        return NA
+    if fig.unit == "B":
+        return f"{value / 2**20:.0f}"
+    if fig.energy_part is not None:
+        return f"{value:.3g} ({lookup(record, fig.energy_part, 'energy_method') or '?'})"
+    if fig.name == "batch_size":
+        source = lookup(record, "batch_search", "source")
+        return f"{value:.0f} ({source})" if source else f"{value:.0f}"
+    return _fmt(value, ".1f" if fig.name == "score" else ".3g")
+
+
 @dataclass(frozen=True)
 class Column:
     """A matrix column: its header, a shorter header for narrow terminals, and whether a narrow terminal keeps it
-    (``keep`` 0) or in which order it gives it up (1 first)."""
+    (``drop_order`` 0) or in which order it gives it up (1 first); ``figure`` names the figure of
+    :data:`FIGURES` it shows (None for an identity column)."""
 
     header: str
     short: str
     drop_order: int
     cell: Callable[[Mapping[str, Any]], str]
+    figure: str | None = None
 
 
+def figure_column(name: str, drop_order: int = 0) -> Column:
+    """The matrix column of the figure ``name``: header, short header and value all from :data:`FIGURES`."""
+    fig = FIGURES_BY_NAME[name]
+    return Column(fig.header, fig.short_header, drop_order, lambda r: figure_text(fig, r), fig.name)
+
+
+MATRIX_FIGURES: tuple[tuple[str, int], ...] = (
+    ("score", 0), ("batch_size", 4), ("train_samples_per_s", 0), ("train_energy_j", 0),
+    ("inference_samples_per_s", 3), ("inference_latency_p50_s", 2), ("inference_j_per_sample", 0),
+    ("train_peak_memory_bytes", 0),
+)
+"""The figures the matrix shows, with the order in which a narrow terminal gives them up (0: never)."""
 MATRIX_COLUMNS: tuple[Column, ...] = (
     Column("cell", "cell", 0, lambda r: str(r.get("id", "?"))),
     Column("status", "status", 0, lambda r: str(r.get("status", "?"))),
-    Column("score", "score", 0, lambda r: _fmt(lookup(r, "accuracy", "score"), ".1f")),
-    Column("batch", "batch", 4, _batch),
-    Column("train samp/s (median)", "trn s/s", 0,
-           lambda r: _fmt(lookup(r, "train", "samples_per_s_stats", "median") or lookup(r, "train", "samples_per_s"))),
-    Column("train J", "trn J", 0, lambda r: _energy(r, "train", "energy_j")),
-    Column("infer samp/s", "inf s/s", 3, lambda r: _fmt(lookup(r, "inference", "samples_per_s"))),
-    Column("p50 s/sample", "p50 s", 2, lambda r: _fmt(lookup(r, "inference", "latency_s", "p50"))),
-    Column("infer J/sample", "inf J/s", 0, lambda r: _energy(r, "inference", "j_per_sample")),
-    Column("train peak MiB", "peak MiB", 0, lambda r: _mib(lookup(r, "train", "peak_memory_bytes"))),
+    *(figure_column(name, drop) for name, drop in MATRIX_FIGURES),
     Column("attention", "attn", 1, lambda r: _fmt(r.get("attention")).split(" ")[0]),
 )
 MACHINE_COLUMN = Column("machine", "machine", 0, _machine)
 """Shown only for reports merged from several machines (see :func:`pareto.machine_label`)."""
 
 
-def _columns(records: Sequence[Mapping[str, Any]]) -> list[Column]:
+def matrix_columns(records: Sequence[Mapping[str, Any]]) -> list[Column]:
+    """The matrix's columns for ``records``: :data:`MATRIX_COLUMNS`, with the machine after the status in a report
+    merged from several machines."""
     from pytest_longeff.report.pareto import merged
 
     return [*MATRIX_COLUMNS[:2], MACHINE_COLUMN, *MATRIX_COLUMNS[2:]] if merged(records) else list(MATRIX_COLUMNS)
@@ -90,7 +100,7 @@ def _columns(records: Sequence[Mapping[str, Any]]) -> list[Column]:
 
 def matrix_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The accuracy-efficiency matrix: one row per cell, ``n/a`` where a figure was not measured."""
-    columns = _columns(records)
+    columns = matrix_columns(records)
     return [c.header for c in columns], [[c.cell(r) for c in columns] for r in records]
 
 
@@ -111,7 +121,7 @@ def render_matrix(records: Sequence[dict[str, Any]], width: int | None = None, v
     up in their drop order, then headers shortened, until the table fits; the most important columns (cell,
     status, score, train samples/s, train J, inference J/sample, peak memory) always stay, and a last line names
     what was left out (every column is in the JSON, CSV and Markdown reports). ``width=None`` shows everything."""
-    columns = _columns(records)
+    columns = matrix_columns(records)
     table = _table(columns, records, short=False)
     if verbose or width is None or _width(table) <= width:
         return table
@@ -128,6 +138,10 @@ def render_matrix(records: Sequence[dict[str, Any]], width: int | None = None, v
     note = (f"({len(hidden)} column(s) left out at width {width}: {', '.join(hidden)}; -v shows them; "
             "all are in the .csv/.md reports)")
     return f"{table}\n{note}" if hidden or short else table
+
+
+def _mib(value: Any) -> str:
+    return NA if value is None else f"{value / 2**20:.0f}"
 
 
 def render_windows(records: Sequence[dict[str, Any]]) -> str:
@@ -153,9 +167,11 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
     notes = [
         ("score: SCROLLS metric x100 on greedy generations (ROUGE geometric mean; F1 for QA; exact match for "
          "multiple choice / NLI)"),
-        (f"time: perf_counter between device-synchronised window edges; train samp/s is the median over steps "
-         f"after {settings.get('warmup_steps')} warm-up step(s) (IQR, 95% bootstrap CI and samples / whole window "
-         "are in the JSON)"),
+        (f"time: perf_counter between device-synchronised window edges; train samp/s (median) is "
+         f"train_samples_per_s, the median over steps after {settings.get('warmup_steps')} warm-up step(s); infer "
+         "samp/s (median) is inference_samples_per_s, the median over generate() batches (95% bootstrap CIs in the "
+         "JSON; the whole-window rates are train_window_samples_per_s and inference_window_samples_per_s in the "
+         "CSV)"),
         (f"inference: {settings.get('repeats')} pass(es) over the validation examples; each batch is one latency "
          "sample (p50 of per-sample latency)"),
     ]
@@ -185,20 +201,41 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
 # CSV and Markdown
 # ---------------------------------------------------------------------------------------------------------------
 
-CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+RecordPath = tuple[str, ...]
+CSV_IDENTITY: tuple[tuple[str, RecordPath], ...] = (
     ("id", ("id",)), ("family", ("family",)), ("size", ("size",)), ("seq_len", ("seq_len",)), ("task", ("task",)),
-    ("profile", ("profile",)), ("status", ("status",)), ("score", ("accuracy", "score")),
-    ("batch_size", ("batch_size",)), ("batch_source", ("batch_search", "source")),
-    ("train_samples_per_s_median", ("train", "samples_per_s_stats", "median")),
-    ("train_time_s", ("train", "time_s")), ("train_energy_j", ("train", "energy_j")),
-    ("train_energy_method", ("train", "energy_method")), ("train_peak_memory_bytes", ("train", "peak_memory_bytes")),
-    ("train_flops_per_step", ("train", "flops_per_step")),
-    ("inference_samples_per_s", ("inference", "samples_per_s")),
-    ("inference_latency_p50_s", ("inference", "latency_s", "p50")),
-    ("inference_j_per_sample", ("inference", "j_per_sample")),
-    ("inference_energy_method", ("inference", "energy_method")),
-    ("inference_peak_memory_bytes", ("inference", "peak_memory_bytes")), ("attention", ("attention",)),
+    ("profile", ("profile",)), ("status", ("status",)),
 )
+"""The columns that say which cell a row is and how it ended (no figure among them)."""
+CSV_QUALIFIERS: Mapping[str, tuple[tuple[str, RecordPath], ...]] = {
+    "score": (("accuracy_meaningful", ("accuracy_meaningful",)),),
+    "batch_size": (("batch_source", ("batch_search", "source")),),
+    "train_energy_j": (("train_energy_method", ("train", "energy_method")),),
+    "inference_energy_j": (("inference_energy_method", ("inference", "energy_method")),),
+}
+"""Words beside a figure's column that say how it was obtained (whether the score ranks models, the batch's
+source, the energy meter); never a number."""
+CSV_TRAILING: tuple[tuple[str, RecordPath], ...] = (("attention", ("attention",)),)
+
+
+def _csv_columns() -> tuple[tuple[str, RecordPath], ...]:
+    columns = list(CSV_IDENTITY)
+    for fig in FIGURES:
+        columns += [(fig.name, fig.path), *CSV_QUALIFIERS.get(fig.name, ())]
+    return (*columns, *CSV_TRAILING)
+
+
+CSV_COLUMNS: tuple[tuple[str, RecordPath], ...] = _csv_columns()
+"""The CSV's columns as (name, path in the record): the identity columns, then every figure of :data:`FIGURES`
+under its own name (each followed by its qualifiers), then the attention; ``machine`` comes last."""
+
+
+def _csv_value(name: str, path: RecordPath, record: Mapping[str, Any]) -> Any:
+    fig = FIGURES_BY_NAME.get(name)
+    if fig is not None:  # the figure's own number (an int stays an int), or empty where unmeasured
+        return "" if fig.value(record) is None else lookup(record, *path)
+    value = lookup(record, *path)
+    return "" if value is None else value
 
 
 def render_csv(records: Sequence[dict[str, Any]]) -> str:
@@ -211,16 +248,25 @@ def render_csv(records: Sequence[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([name for name, _ in CSV_COLUMNS] + ["machine"])
     for r in records:
-        row: list[Any] = ["" if (v := lookup(r, *path)) is None else v for _, path in CSV_COLUMNS]
+        row = [_csv_value(name, path, r) for name, path in CSV_COLUMNS]
         writer.writerow([*row, "" if _machine(r) == NA else _machine(r)])
     return buf.getvalue()
 
 
+def column_legend(columns: Sequence[Column]) -> list[str]:
+    """What each figure column of the matrix is: its header, the figure's name (the name in the CSV, JSON, JUnit
+    and the gate), unit and method."""
+    figures = [FIGURES_BY_NAME[c.figure] for c in columns if c.figure is not None]
+    return [f"{f.header}: {f.name} ({f.unit}), {f.method}" for f in figures]
+
+
 def render_markdown(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """The terminal matrix as a Markdown table, with how each figure was obtained."""
+    """The terminal matrix as a Markdown table, what each column is and how each figure was obtained."""
     from tabulate import tabulate
 
     headers, rows = matrix_rows(records)
+    legend = "\n".join(f"- {line}" for line in column_legend(matrix_columns(records)))
     notes = "\n".join(f"- {n}" for n in method_notes(records, settings))
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    return f"# pytest-longeff: accuracy-efficiency matrix\n\n{table}\n\n{notes}\n"
+    return (f"# pytest-longeff: accuracy-efficiency matrix\n\n{table}\n\n## Columns\n\n{legend}\n\n"
+            f"## Methods\n\n{notes}\n")

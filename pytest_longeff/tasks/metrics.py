@@ -24,6 +24,11 @@ Nothing here touches the network. ``evaluate.load("rouge")`` fetches its module 
 so ROUGE is computed with ``rouge_score`` directly, configured as ``evaluate``'s ``rouge`` metric is by
 default (``use_stemmer=False``, default tokenizer); per-example values therefore match ``evaluate``'s
 ``rouge`` with ``use_aggregator=False``.
+
+Which metrics exist is a table, name -> :class:`Metric`: :data:`BUILTIN_METRICS`, or a session's own table, built by
+:func:`metric_table` from what the ``pytest_longeff_metrics`` hooks returned (the plugin returns the built-ins there
+too) and kept in the session's registry. :func:`score_predictions` takes the table to use as an argument; nothing
+here is mutable module state.
 """
 
 from __future__ import annotations
@@ -39,17 +44,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
+    "BUILTIN_METRICS",
     "METRICS",
     "ROUGE_TYPES",
+    "Metric",
+    "MetricFunction",
     "MetricSpec",
     "exact_match",
     "group_references",
+    "metric_table",
     "normalize_answer",
-    "register_metric",
     "rouge_scores",
     "score_predictions",
     "token_f1",
-    "unregister_metric",
 ]
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
@@ -153,8 +160,8 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
-class _Scoring:
-    """How one metric turns (prediction, reference) pairs into its reported values."""
+class Metric:
+    """How one metric turns (prediction, reference) pairs into its reported values (a value of a metric table)."""
 
     components: tuple[str, ...]
     """Sub-metric keys reported besides ``"score"``, each best-over-references, averaged, 0..100."""
@@ -162,6 +169,12 @@ class _Scoring:
     """Scores one prediction against one reference; returns every component in 0..1."""
     headline: Callable[[Mapping[str, float]], float]
     """Combines the averaged components (0..1) into the headline ``"score"`` (0..1)."""
+
+    @classmethod
+    def from_pair(cls, name: str, per_pair: Callable[[str, str], float]) -> Metric:
+        """The metric ``name`` with one component, ``per_pair(prediction, reference)`` in 0..1, as its score."""
+        return cls(components=(name,), per_pair=lambda prediction, reference: {name: per_pair(prediction, reference)},
+                   headline=lambda averages: averages[name])
 
 
 def _geometric_mean_of_rouge(averages: Mapping[str, float]) -> float:
@@ -171,61 +184,51 @@ def _geometric_mean_of_rouge(averages: Mapping[str, float]) -> float:
     return product ** (1.0 / len(ROUGE_TYPES))
 
 
-_TABLE: dict[str, _Scoring] = (
-    {
-        "rouge": _Scoring(
-            components=ROUGE_TYPES,
-            per_pair=rouge_scores,
-            headline=_geometric_mean_of_rouge,
-        ),
-        "f1": _Scoring(
-            components=("f1",),
-            per_pair=lambda prediction, reference: {"f1": token_f1(prediction, reference)},
-            headline=lambda averages: averages["f1"],
-        ),
-        "exact_match": _Scoring(
-            components=("exact_match",),
-            per_pair=lambda prediction, reference: {"exact_match": exact_match(prediction, reference)},
-            headline=lambda averages: averages["exact_match"],
-        ),
-    }
-)
-_BUILTIN = frozenset(_TABLE)
-_SCORINGS: Mapping[str, _Scoring] = types.MappingProxyType(_TABLE)
-_SPECS: dict[str, MetricSpec] = {name: MetricSpec(name) for name in _TABLE}
-METRICS: Mapping[str, MetricSpec] = types.MappingProxyType(_SPECS)
-"""Every metric :func:`score_predictions` accepts, by name (the built-ins and those registered)."""
+BUILTIN_METRICS: Mapping[str, Metric] = types.MappingProxyType({
+    "rouge": Metric(components=ROUGE_TYPES, per_pair=rouge_scores, headline=_geometric_mean_of_rouge),
+    "f1": Metric.from_pair("f1", token_f1),
+    "exact_match": Metric.from_pair("exact_match", exact_match),
+})
+"""The SCROLLS metrics by name (read-only). The plugin returns this table from its own ``pytest_longeff_metrics``;
+:func:`score_predictions` uses it when given no table."""
+METRICS: Mapping[str, MetricSpec] = types.MappingProxyType({name: MetricSpec(name) for name in BUILTIN_METRICS})
+"""The built-in metrics as data, by name (read-only); a session's table may add more (:func:`metric_table`)."""
+
+MetricFunction = Callable[[str, str], float]
+"""What a ``pytest_longeff_metrics`` hook may return for a name besides a :class:`Metric`: ``(prediction,
+reference) -> float`` in 0..1, made a metric by :meth:`Metric.from_pair`."""
 
 
-def register_metric(name: str, per_pair: Callable[[str, str], float]) -> None:
-    """Add a task metric (for tasks registered through ``pytest_longeff_tasks``): ``per_pair(prediction,
-    reference)`` scores one prediction against one reference in 0..1; like the built-ins, the best over an id's
-    references is averaged over ids and reported x100 as ``name`` and ``score``. Built-in names cannot be
-    replaced; registering a name again replaces the earlier registration."""
-    if name in _BUILTIN:
-        raise ValueError(f"metric {name!r} is built in and cannot be replaced")
-    _TABLE[name] = _Scoring(components=(name,), per_pair=lambda p, r: {name: per_pair(p, r)},
-                            headline=lambda averages: averages[name])
-    _SPECS[name] = MetricSpec(name)
+def metric_table(metrics: Mapping[str, Metric | MetricFunction]) -> Mapping[str, Metric]:
+    """A session's metric table from the name -> metric entries the ``pytest_longeff_metrics`` hooks returned, merged.
 
-
-def unregister_metric(name: str) -> None:
-    """Remove a metric added by :func:`register_metric` (a no-op for unknown names)."""
-    if name not in _BUILTIN:
-        _TABLE.pop(name, None)
-        _SPECS.pop(name, None)
-
-
-def _accepted_metrics() -> str:
-    return ", ".join(repr(name) for name in METRICS)
+    A function ``(prediction, reference) -> float`` becomes :meth:`Metric.from_pair`; a :class:`Metric` is kept.
+    Returns a read-only table with the built-in names first, then the others in their order. Raises ValueError for
+    a name that is empty or has surrounding blanks, a value that is neither, or a built-in name bound to anything
+    but its built-in metric (a built-in cannot be replaced).
+    """
+    table: dict[str, Metric] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise ValueError(f"a metric name must be non-empty without surrounding blanks, got {name!r}")
+        if name in BUILTIN_METRICS and value is not BUILTIN_METRICS[name]:
+            raise ValueError(f"metric {name!r} is built in and cannot be replaced")
+        if not isinstance(value, Metric) and not callable(value):
+            raise ValueError(f"metric {name!r}: expected a function (prediction, reference) -> float or a Metric, "
+                             f"got {value!r}")
+        table[name] = value if isinstance(value, Metric) else Metric.from_pair(name, value)
+    builtins = {name: metric for name, metric in BUILTIN_METRICS.items() if name in table}
+    return types.MappingProxyType({**builtins, **{n: m for n, m in table.items() if n not in BUILTIN_METRICS}})
 
 
 def score_predictions(
     metric: str,
     predictions: Mapping[str, str],
     references: Mapping[str, Sequence[str]],
+    metrics: Mapping[str, Metric] = BUILTIN_METRICS,
 ) -> dict[str, float]:
-    """Score predictions against references with one SCROLLS metric; every value is in 0..100.
+    """Score predictions against references with the metric ``metric`` of the table ``metrics``; every value is in
+    0..100.
 
     For each id in ``references`` the prediction is compared with every reference of that id and the best
     value of each sub-metric is kept; those values are averaged over the ids and multiplied by 100.
@@ -235,20 +238,25 @@ def score_predictions(
     * ``"rouge"``: ``rouge1``, ``rouge2``, ``rougeL`` and ``score``, the geometric mean of the three (0 as
       soon as one of them is 0, e.g. when every prediction or reference is one word and so has no bigram);
     * ``"f1"``: ``f1`` and ``score`` (equal);
-    * ``"exact_match"``: ``exact_match`` and ``score`` (equal).
+    * ``"exact_match"``: ``exact_match`` and ``score`` (equal);
+    * a metric from :meth:`Metric.from_pair` (e.g. one a ``pytest_longeff_metrics`` hook returned as a function):
+      its name and ``score`` (equal).
+
+    ``metrics`` is the table to choose from: a session passes its own (:func:`metric_table` of what the
+    ``pytest_longeff_metrics`` hooks returned, built-ins included); by default, the built-ins alone.
 
     An id without a prediction is scored as the empty string, i.e. as a miss; predictions whose id has no
     references are ignored.
 
     Raises:
-        ValueError: ``metric`` is not a key of :data:`METRICS` (the message lists the accepted ones),
+        ValueError: ``metric`` is not a key of ``metrics`` (the message lists the accepted ones),
             ``references`` is empty, or an id has an empty list of references.
         TypeError: an id's references are a single ``str`` rather than a sequence of strings (which would
             otherwise be scored character by character).
     """
-    scoring = _SCORINGS.get(metric)
+    scoring = metrics.get(metric)
     if scoring is None:
-        raise ValueError(f"unknown metric {metric!r}; accepted metrics: {_accepted_metrics()}")
+        raise ValueError(f"unknown metric {metric!r}; accepted metrics: {', '.join(map(repr, metrics))}")
     if not references:
         raise ValueError(f"no references to score with metric {metric!r}")
 

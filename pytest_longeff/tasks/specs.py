@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One SCROLLS task: ``metric`` is a key of ``pytest_longeff.tasks.metrics.METRICS``."""
+    """One SCROLLS task: ``metric`` names an entry of the session's metric table (a built-in of
+    ``pytest_longeff.tasks.metrics.BUILTIN_METRICS`` or one a ``pytest_longeff_metrics`` hook added)."""
 
     name: str
     kind: str  # summarization | query_summarization | qa | multiple_choice | nli

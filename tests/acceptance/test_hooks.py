@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
+import textwrap
 
 import pytest
+from support.tables import module_tables_holding
 
 CELL_ARGS = ["--longeff-sizes=base", "--longeff-lengths=256", "--longeff-train-budget=steps=2",
              "--longeff-eval-samples=2", "--longeff-repeats=1", "--longeff-idle-s=0", "--longeff-max-batch=2",
@@ -48,56 +52,127 @@ def pytest_longeff_meters():
 '''
 
 
-def test_a_meter_from_the_hook_is_registered_and_measures_windows(pytester: pytest.Pytester,
-                                                                  heavy_modules: None) -> None:
+def test_a_meter_from_the_hook_is_in_its_session_only_and_measures_windows(pytester: pytest.Pytester,
+                                                                           heavy_modules: None) -> None:
     pytester.makeconftest(METER_CONFTEST)
     pytester.makepyfile(test_m='''
-from pytest_longeff.energy import make_meter, meter_names
+from support.tables import module_tables_holding
+from pytest_longeff.energy import BUILTIN_METERS, make_meter
+from pytest_longeff.plugin import EXTENSIONS_KEY
 
-def test_registered():
-    assert "fake-meter" in meter_names()
-    meter, _ = make_meter("fake-meter", "cpu")
+def test_registered(pytestconfig):
+    meters = pytestconfig.stash[EXTENSIONS_KEY].meters
+    assert list(meters) == [*BUILTIN_METERS, "fake-meter"]
+    meter, _ = make_meter("fake-meter", "cpu", meters=meters)
     assert meter.method == "fake-meter"
+    assert "fake-meter" not in BUILTIN_METERS
+    assert module_tables_holding("fake-meter") == []  # the session's registry alone
 
 def test_window(longeff_window):
     with longeff_window("spin"):
         sum(range(100_000))
 ''')
-    pytester.runpytest("-k", "registered").assert_outcomes(passed=1)
-    from pytest_longeff.energy import meter_names
-
-    assert "fake-meter" not in meter_names()  # unregistered at unconfigure: no leak into later sessions
+    pytester.runpytest("-k", "registered", "-p", "no:randomly").assert_outcomes(passed=1)
     result = pytester.runpytest("--longeff-energy=fake-meter", "--longeff-device=cpu", "--longeff-idle-s=0")
-    if result.ret == pytest.ExitCode.USAGE_ERROR and "--longeff-energy" in result.stderr.str():
-        pytest.xfail("settings.py still checks --longeff-energy against the built-in names when parsing options")
     result.assert_outcomes(passed=2)
     (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
     assert record["windows"]["spin"]["energy_method"] == "fake-meter"
+    (pytester.path / "conftest.py").unlink()  # another session, without the hook, does not know the meter
+    result = pytester.runpytest("--longeff-energy=fake-meter", "-k", "window")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--longeff-energy: unknown meter 'fake-meter'; accepted: auto, nvml, nvml-power, rapl, estimate, none" in (
+        result.stderr.str())
+    assert module_tables_holding("fake-meter") == []
 
 
-def test_metrics_from_the_hook_score_like_the_built_ins_and_leave_at_unconfigure(pytester: pytest.Pytester) -> None:
+def test_a_metric_from_the_hook_scores_like_the_built_ins_in_its_session_only(pytester: pytest.Pytester) -> None:
     pytester.makeconftest('''
 def pytest_longeff_metrics():
     return {"first_word": lambda prediction, reference: float(prediction.split()[:1] == reference.split()[:1])}
 ''')
     pytester.makepyfile(test_x='''
-from pytest_longeff.tasks import metrics
+import pytest
+from support.tables import module_tables_holding
+from pytest_longeff.plugin import EXTENSIONS_KEY
+from pytest_longeff.tasks.metrics import BUILTIN_METRICS, score_predictions
 
-def test_x():
-    assert "first_word" in metrics.METRICS
+def test_x(pytestconfig):
+    metrics = pytestconfig.stash[EXTENSIONS_KEY].metrics
+    assert list(metrics) == [*BUILTIN_METRICS, "first_word"]
     # Best over each id's references, averaged over ids, x100: id a hits its second reference, id b misses.
-    scores = metrics.score_predictions("first_word", {"a": "cat sat", "b": "dog"}, {"a": ["x", "cat"], "b": ["y"]})
+    scores = score_predictions("first_word", {"a": "cat sat", "b": "dog"}, {"a": ["x", "cat"], "b": ["y"]}, metrics)
     assert scores == {"first_word": 50.0, "score": 50.0}
+    assert score_predictions("f1", {"a": "cat"}, {"a": ["cat"]}, metrics) == {"f1": 100.0, "score": 100.0}
+    with pytest.raises(ValueError, match="unknown metric 'first_word'"):
+        score_predictions("first_word", {"a": "cat"}, {"a": ["cat"]})  # the built-in table does not have it
+    assert module_tables_holding("first_word") == []  # the session's registry alone
+''', test_other='''
+from pytest_longeff.plugin import EXTENSIONS_KEY
+
+def test_other(pytestconfig):
+    assert "first_word" not in pytestconfig.stash[EXTENSIONS_KEY].metrics
 ''')
-    from pytest_longeff.tasks import metrics
+    pytester.runpytest("test_x.py").assert_outcomes(passed=1)
+    (pytester.path / "conftest.py").unlink()  # another session, without the hook, does not know the metric
+    pytester.runpytest("test_other.py").assert_outcomes(passed=1)
+    assert module_tables_holding("first_word") == []
 
-    result = pytester.runpytest()
-    result.assert_outcomes(passed=1)
-    assert "first_word" not in metrics.METRICS  # removed again when that session ended
 
-
-def test_a_hook_metric_cannot_replace_a_built_in(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest("def pytest_longeff_metrics():\n    return {'rouge': lambda p, r: 1.0}\n")
+@pytest.mark.parametrize(("hook", "entry", "message"), [
+    ("pytest_longeff_metrics", "'rouge': lambda p, r: 1.0", "pytest_longeff_metrics: metric 'rouge' is built in"),
+    ("pytest_longeff_meters", "'nvml': lambda request: None",
+     "pytest_longeff_meters: 'nvml' is a built-in energy meter and cannot be replaced"),
+    ("pytest_longeff_meters", "' padded ': lambda request: None", "a meter name must be non-empty"),
+])
+def test_a_hook_cannot_replace_a_built_in_meter_or_metric(pytester: pytest.Pytester, hook: str, entry: str,
+                                                          message: str) -> None:
+    pytester.makeconftest(f"def {hook}():\n    return {{{entry}}}\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "metric 'rouge' is built in" in result.stderr.str()
+    assert message in result.stderr.str()
+
+
+def test_a_later_registration_replaces_an_earlier_one(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('''
+from pytest_longeff import TaskSpec
+
+def pytest_longeff_tasks():
+    return [TaskSpec("gov_report", "summarization", "f1", has_query=False)]
+''')
+    pytester.makepyfile(test_t='''
+from pytest_longeff.plugin import EXTENSIONS_KEY
+
+def test_t(pytestconfig):
+    assert pytestconfig.stash[EXTENSIONS_KEY].tasks["gov_report"].metric == "f1"  # the conftest's, not the built-in
+''')
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def _examples() -> list[pytest.ParameterSet]:
+    """(hook, its docstring's example, the options the docstring runs it with) for every hookspec."""
+    from pytest_longeff import hookspecs
+
+    out = []
+    for name in sorted(n for n in vars(hookspecs) if n.startswith("pytest_longeff_")):
+        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+        block = re.search(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", doc + "\n")
+        assert block is not None, f"{name}: no example"
+        then = re.search(r"then ``pytest ([^`]*)``", doc)
+        out.append(pytest.param(name, textwrap.dedent(block.group(1)), then.group(1).split() if then else [], id=name))
+    return out
+
+
+@pytest.mark.parametrize(("hook", "example", "options"), _examples())
+def test_every_hookspec_has_an_example_that_runs(pytester: pytest.Pytester, hook: str, example: str,
+                                                 options: list[str]) -> None:
+    assert f"def {hook}(" in example
+    pytester.makeconftest(example)
+    pytester.makepyfile(test_e='''
+from pytest_longeff.plugin import EXTENSIONS_KEY
+
+def test_registry(pytestconfig):
+    ext = pytestconfig.stash[EXTENSIONS_KEY]
+    assert all(task.metric in ext.metrics for task in ext.tasks.values())
+''')
+    result = pytester.runpytest(*options)
+    result.assert_outcomes(passed=1)

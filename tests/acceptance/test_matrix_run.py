@@ -73,7 +73,7 @@ def test_small_matrix_writes_records_predictions_and_junit(bench: pytest.Pyteste
 
     rows = list(csv.DictReader((bench.path / "reports" / "longeff.csv").open()))
     assert sorted(r["id"] for r in rows) == ids
-    assert all(r["train_energy_j"] == "" and float(r["train_samples_per_s_median"]) > 0 for r in rows)
+    assert all(r["train_energy_j"] == "" and float(r["train_samples_per_s"]) > 0 for r in rows)
     assert "| led-base-256-qasper" in (bench.path / "reports" / "longeff.md").read_text()
 
 
@@ -314,3 +314,52 @@ def test_a_failing_body_is_recorded_with_its_reason(bench: pytest.Pytester) -> N
         if not name.endswith("_energy_method"):
             float(value)  # every figure is a number
     assert float(props["longeff_train_samples_per_s"]) > 0 and int(props["longeff_batch_size"]) >= 1
+
+
+def _same(written: str, value: float | None) -> bool:
+    """Whether a figure as a file wrote it (CSV field, JUnit property) is ``value``: empty where unmeasured."""
+    return written == "" if value is None else float(written) == value
+
+
+def test_one_name_means_one_number_in_every_output(bench: pytest.Pytester) -> None:
+    """Every figure of the table, for every cell of a real run, is the same number in the JSON, the CSV, the JUnit
+    properties, the github-action-benchmark files and the terminal matrix; the page says what the records say about
+    their weights."""
+    import csv
+
+    from pytest_longeff.record.figures import FIGURES, FIGURES_BY_NAME, GATED
+    from pytest_longeff.report.tables import figure_text, matrix_columns
+
+    args = [a for a in FAST if not a.startswith("--longeff-energy")]
+    result = bench.runpytest("--longeff-tasks=qasper", "--longeff-energy=estimate", "--junitxml=junit.xml",
+                             "--longeff-benchmark-json=bench", "-v", *args)
+    result.assert_outcomes(passed=2)
+    records = {r["id"]: r for r in _report(bench)["records"]}
+    rows = {r["id"]: r for r in csv.DictReader((bench.path / "reports" / "longeff.csv").open())}
+    junit = {str(p.get("name")): str(p.get("value")) for p in ET.parse(bench.path / "junit.xml").getroot().iter(
+        "property")}
+    entries = {e["name"]: e["value"] for f in ("longeff-smaller-is-better.json", "longeff-bigger-is-better.json")
+               for e in json.loads((bench.path / "bench" / f).read_text())}
+    assert sorted(rows) == sorted(records) and len(records) == 2
+    for cell_id, record in records.items():
+        for fig in FIGURES:
+            value = fig.value(record)
+            assert _same(rows[cell_id][fig.name], value), (cell_id, fig.name)
+            assert _same(junit.get(f"longeff_{fig.name}[{cell_id}]", ""), value), (cell_id, fig.name)
+            if f"{cell_id} {fig.name}" in entries:
+                assert entries[f"{cell_id} {fig.name}"] == value, (cell_id, fig.name)
+        inference = record["inference"]  # the figure the gate names, never the whole-window rate under its name
+        assert float(rows[cell_id]["inference_samples_per_s"]) == GATED["inference_samples_per_s"].value(record)
+        assert float(rows[cell_id]["inference_samples_per_s"]) == inference["samples_per_s_stats"]["median"]
+        assert float(rows[cell_id]["inference_window_samples_per_s"]) == inference["samples_per_s"]
+        assert entries[f"{cell_id} inference_samples_per_s"] == inference["samples_per_s_stats"]["median"]
+        assert record["train"]["energy_method"] == "estimate" and rows[cell_id]["train_energy_j"] != ""
+        row = next(line for line in result.outlines if line.startswith(f"{cell_id} "))  # -v: every column
+        shown = [figure_text(FIGURES_BY_NAME[c.figure], record) for c in matrix_columns([record]) if c.figure]
+        assert row.split()[2:] and all(f" {text} " in f"{row} " for text in shown), (row, shown)
+    page = (bench.path / "reports" / "longeff.html").read_text()
+    meaning = {r["accuracy_meaning"] for r in records.values()}
+    assert len(meaning) == 1 and all(r.get("accuracy_meaningful") is True for r in records.values())
+    assert "checkpoints shipped in the package" in meaning.pop()  # the default: the shipped pretrained checkpoints
+    banner = page.split('id="accuracy-meaning">')[1].split("</p>")[0]
+    assert "checkpoints shipped in the package" in banner and "random-init" not in banner

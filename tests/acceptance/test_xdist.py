@@ -26,6 +26,9 @@ def test_two_workers_give_one_report_with_every_cell_once(bench: pytest.Pytester
     ids = [r["id"] for r in doc["records"]]
     assert sorted(ids) == ["led-base-1024-gov_report", "led-base-1024-qasper"]
     assert all(r["status"] == "passed" and r["train"]["steps"] == 2 and r["accuracy"] for r in doc["records"])
+    # Predictions travel from the workers beside the records (never inside them) and are written by the controller.
+    for r in doc["records"]:
+        assert "_predictions" not in r and len(json.loads((bench.path / r["predictions_path"]).read_text())) == 2
     # xdist's load scheduling sends one of two tests to each worker: each built its model, both reported.
     assert doc["session"]["workers"] == 2 and doc["session"]["model_builds"] == 2
     assert doc["session"]["session_wall_s"] > 0

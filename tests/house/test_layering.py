@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plugin", "cli"),
     ("api",),
 )
-BASE_MODULES = {"errors", "units", "stats", "profiles", "matrix", "choices", "hookspecs", "_version"}
+BASE_MODULES = {"errors", "units", "stats", "profiles", "matrix", "choices", "hookspecs", "_version", "_lazy"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -55,7 +55,10 @@ def runtime_imports(path: Path, package: str) -> Iterator[tuple[str, int]]:
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == package:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}:{node.lineno}: a relative import; the house writes absolute ones")
+        own = isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package
+        if isinstance(node, ast.ImportFrom) and own and node.module:
             for alias in node.names:
                 yield f"{node.module}.{alias.name}", node.lineno
         elif isinstance(node, ast.Import):
@@ -63,8 +66,8 @@ def runtime_imports(path: Path, package: str) -> Iterator[tuple[str, int]]:
 
 
 def import_graph(root: Path, package: str) -> dict[str, set[tuple[str, int]]]:
-    """module -> the package modules it imports (a ``from pkg.mod import name`` names ``pkg.mod.name`` when that is a
-    module, else ``pkg.mod``)."""
+    """Each module and the package modules it imports: ``from pkg.mod import name`` names ``pkg.mod.name`` where
+    that is a module, else ``pkg.mod``."""
     modules = {module_name(p, root): p for p in (root / package).rglob("*.py")}
     graph: dict[str, set[tuple[str, int]]] = {m: set() for m in modules}
     for name, path in modules.items():

@@ -112,7 +112,7 @@ def test_summary_is_permutation_invariant(values: list[float], seed: int, data: 
     assert summarize(values, seed=seed, resamples=FAST) == summarize(shuffled, seed=seed, resamples=FAST)
 
 
-# --- mutation-testing additions (see docs/mutation.md)
+# --- mutation-testing additions (see docs/validation/mutation.md)
 
 
 def _bootstrap_ci_by_numpy(values: list[float], seed: int, resamples: int) -> tuple[float, float]:

@@ -154,7 +154,7 @@ def test_parse_duration_scales_by_unit(value: float, unit: str) -> None:
     assert parse_duration(text) == pytest.approx(expected)
 
 
-# --- mutation-testing additions (see docs/mutation.md)
+# --- mutation-testing additions (see docs/validation/mutation.md)
 
 
 def test_thirty_digit_numbers_are_the_largest_accepted() -> None:

@@ -34,7 +34,6 @@ SIZE_MARKERS = {"base": "o", "large": "s"}
 MARKERS = ("^", "D", "v", "P", "X")
 STATUS_COLOURS = {"failed": "#d62728", "within_noise": "#ff7f0e", "passed": "#2ca02c"}
 LENGTH_AXIS = "input length (tokens); inputs truncated and padded to the cell's length"
-NOT_STUDY = "{profile} profile: accuracy measures the pipeline, not the study's models"
 DPI = 100
 MIN_FIGURES_TO_SHARE = 6  # below this, starting a second interpreter (about 0.6 s) does not pay
 
@@ -79,15 +78,12 @@ def _marker(size: str) -> str:
 
 
 def _title(fig: Any, what: str, profile: str, accuracy: Sequence[Mapping[str, Any]] | None = None) -> None:
-    """The figure's title; a figure of ``accuracy`` (its records) from a tiny or dims profile says what the score
-    means there: the records' own words when they share them, else that it measures the pipeline."""
-    note = ""
-    if accuracy is not None and profile in ("tiny", "dims"):
-        meanings = {str(r.get("accuracy_meaning")) for r in accuracy}
-        words = meanings.pop() if len(meanings) == 1 and "None" not in meanings else NOT_STUDY.format(
-            profile=profile)
-        note = "\n" + textwrap.fill(f"{profile} profile: {words}" if words != NOT_STUDY.format(profile=profile)
-                                    else words, 110)
+    """The figure's title; a figure of ``accuracy`` (its records) says what the score means as the records say it
+    (their weights: the shipped pretrained checkpoints, random init, published checkpoints)."""
+    from pytest_longeff.report.findings import accuracy_words
+
+    words = accuracy_words(accuracy, profile) if accuracy else ""
+    note = "\n" + textwrap.fill(words, 110, break_on_hyphens=False) if words else ""
     fig.suptitle(f"{what} (profile {profile}){note}", fontsize=9)
 
 
@@ -284,6 +280,29 @@ def _plan(doc: Mapping[str, Any]) -> list[tuple[str, Callable[[], Any]]]:
     if _has_gate(cells):
         plan.append(("gate-changes", lambda: gate_changes(cells, profile)))
     return plan
+
+
+def captions(doc: Mapping[str, Any]) -> dict[str, str]:
+    """Each figure's caption for the page, by file stem (needs no matplotlib): what it shows and, for the figures of
+    accuracy, what the score means as the records say it."""
+    from pytest_longeff.report.findings import accuracy_words
+
+    cells = _cells(doc)
+    profile = _profile(cells, doc)
+    out: dict[str, str] = {}
+    for name in figure_names(doc):
+        kind, _, rest = name.partition("-")
+        if kind == "tradeoff":
+            window, _, task = rest.partition("-")
+            of = [r for r in cells if str(r.get("task")) == task]
+            out[name] = f"{task}: score against {window} cost. {accuracy_words(of, profile)}."
+        elif kind == "length":
+            out[name] = f"{rest}: throughput and cost per sample against input length (no scores)."
+        elif name == "batch-size":
+            out[name] = "The chosen training batch under the memory budget, per task and input length (no scores)."
+        else:
+            out[name] = "The gate's changes against the baseline, per metric and cell."
+    return out
 
 
 def figure_names(doc: Mapping[str, Any]) -> list[str]:

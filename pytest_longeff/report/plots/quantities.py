@@ -1,6 +1,6 @@
 """What the figures plot: a quantity read from a record with its unit, method and interval, built from the table
-of figures (:data:`pytest_longeff.record.sections.FIGURES`), and the cost axis of a window (energy, or time where energy was
-not measured). Pure: no matplotlib here."""
+of figures (:data:`pytest_longeff.record.figures.FIGURES`), and the cost axis of a window (energy, or time where
+energy was not measured). Pure: no matplotlib here."""
 
 from __future__ import annotations
 

@@ -245,7 +245,7 @@ def test_tracker_refuses_bad_input() -> None:
         tracker.update(-1, 0, 0.0, None)
 
 
-# --- mutation-testing additions (see docs/mutation.md)
+# --- mutation-testing additions (see docs/validation/mutation.md)
 
 
 @pytest.mark.parametrize(

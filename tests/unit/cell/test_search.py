@@ -326,7 +326,7 @@ def test_is_oom_catches_a_real_cpu_allocation_failure() -> None:
     assert is_oom(caught.value)
 
 
-# --- mutation-testing additions (see docs/mutation.md)
+# --- mutation-testing additions (see docs/validation/mutation.md)
 
 
 class _FakeTorchOom(Exception):

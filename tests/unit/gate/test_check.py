@@ -1,5 +1,5 @@
-"""Unit tests of the gate's pure functions (``pytest_longeff.gate.check`` and ``pytest_longeff.gate.suite``) on hand-built
-records: exact notes, messages and boundaries, so mutation testing sees every branch (docs/mutation.md).
+"""Unit tests of the gate's pure functions (``gate.check`` and ``gate.suite``) on hand-built
+records: exact notes, messages and boundaries, so mutation testing sees every branch (docs/validation/mutation.md).
 
 Expected values are worked out by hand or by a second, independent formula in the test (``statistics.NormalDist``
 for the normal distribution, ``statistics.fmean``/``stdev`` for the suite rule), never by calling the code under

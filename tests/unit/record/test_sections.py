@@ -26,7 +26,8 @@ from pytest_longeff.stats import summarize
 
 
 def _reading(joules: float | None, seconds: float = 10.0) -> EnergyReading:
-    return EnergyReading(joules, seconds, "nvml" if joules else "none", joules is not None, None, 2, None, None)
+    return EnergyReading(joules, seconds, "nvml" if joules else "none", joules is not None, None, 2, None, None,
+                         uncertainty_j=1.0 if joules else None)
 
 
 def full_record(train_j: float | None = 500.0, infer_j: float | None = 90.0) -> CellRecord:
@@ -107,7 +108,7 @@ def _summary(values: list[float]) -> dict[str, object]:
 def _energy_fields(joules: float, net_j: float) -> dict[str, object]:
     return {"energy_j": joules, "energy_method": "nvml", "energy_valid": True, "energy_note": None,
             "energy_samples": 2, "energy_max_gap_s": None, "legacy_sum_of_30s_mean_power_kw": None,
-            "energy_uncertainty_j": None, "energy_coarse": False, "energy_update_period_s": None,
+            "energy_uncertainty_j": 1.0, "energy_coarse": False, "energy_update_period_s": None,
             "energy_other_processes": [], "energy_throttle_reasons": [], "legacy_buckets": None,
             "legacy_sum_as_extracted_kw": None, "energy_net_j": net_j}  # fmt: skip
 
@@ -162,8 +163,20 @@ def test_optional_sections_and_fields_appear_only_when_set() -> None:
     assert record.to_dict() == {
         "id": "c", "family": "led", "size": "base", "seq_len": 512, "task": "qasper", "profile": "tiny",
         "device": "cuda:0", "status": "failed", "reason": "OOM", "gate": {"verdict": "pass"}, "cell_wall_s": 12.5,
-        "_predictions": {"ex1": "yes"},
-    }  # fmt: skip
+    }  # fmt: skip  (the predictions travel beside the record, never inside it)
+
+
+def test_finish_sets_the_outcome_and_the_gate_section_on_the_typed_record() -> None:
+    record = CellRecord(Identity("c", "led", "base", 512, "qasper", "tiny", "cpu"), predictions={"ex1": "yes"})
+    assert (record.status, record.reason, record.gate) == (None, None, None)
+    section = {"baseline": "b.json", "checks": [], "refused": None}
+    record.finish("failed", "AssertionError: boom", section)
+    assert (record.status, record.reason, record.gate) == ("failed", "AssertionError: boom", section)
+    d = record.to_dict()
+    assert (d["status"], d["reason"], d["gate"]) == ("failed", "AssertionError: boom", section)
+    assert "_predictions" not in d and "predictions" not in d
+    record.finish("passed", None, None)
+    assert "gate" not in record.to_dict() and record.to_dict()["status"] == "passed"
 
 
 def test_a_fixed_batch_states_no_searched_batch_size() -> None:

@@ -10,9 +10,13 @@ from pytest_longeff.report.findings import (
     RANDOM_INIT_REASON,
     Finding,
     accuracy_meaningful,
+    accuracy_words,
+    cell_meaning,
+    claim_line,
     cost_sign,
     findings,
     score_sign,
+    terminal_lines,
 )
 
 LED_CLAIM, ROUTE_CLAIM, SPEED_CLAIM, QA_CLAIM = "LED", "for summarization", "a bigger model", "for QA"
@@ -213,3 +217,52 @@ def test_to_dict_keeps_the_printed_fields_and_adds_the_evidence_fields(prefix: s
                        "thresholds"]
     assert d["thresholds"] == {"score_points": 1.0, "relative_cost": 0.05}
     assert d["claim"].startswith(prefix) and isinstance(d["pairs"], int)
+
+
+# -- the terminal: one line per claim ---------------------------------------------------------------------------------
+def _decided_matrix() -> list[dict[str, Any]]:
+    return [_cell("led", "base", 1024, "qasper", 30, 1.0, batch=8), _cell("bigbird", "base", 1024, "qasper", 20, 2.0),
+            _cell("led", "large", 1024, "qasper", 20, 2.0, batch=2)]
+
+
+@pytest.mark.parametrize("form", ["objects", "dicts"])
+def test_terminal_lines_are_one_line_per_claim_with_verdict_and_counts(form: str) -> None:
+    found = findings(_decided_matrix())
+    lines = terminal_lines(found if form == "objects" else [f.to_dict() for f in found])
+    assert len(lines) == 1 + len(found) and "session.findings" in lines[0] and "HTML page" in lines[0]
+    for f, line in zip(found, lines[1:], strict=True):
+        assert line.strip().startswith(f"{f.verdict}: ") and len(line) <= 120, line
+        assert f.evidence not in line and f.scope not in line  # the detail stays in the JSON and on the page
+    led = next(line for line in lines if "LED beats Big Bird" in line)
+    assert led.strip() == ("holds: LED beats Big Bird on accuracy at lower energy (1 compared: 1 for, 0 against, "
+                           "0 within noise)")
+    assert "cannot tell: a bigger model makes inference much slower (no comparable cells)" in lines[3]
+    assert claim_line(found[0]) == claim_line(found[0].to_dict())
+
+
+def test_terminal_lines_of_a_matrix_that_decides_nothing_are_one_line() -> None:
+    random = [{**r, "profile": "tiny"} for r in _decided_matrix()]
+    (line,) = terminal_lines(findings(random))
+    assert line == ("  the seed study's findings: these cells cannot tell (2 cannot tell, 2 not judged; evidence in "
+                    "the JSON's session.findings and on the HTML page)")
+    not_judged = next(f for f in findings(random) if f.verdict == "not judged")
+    assert claim_line(not_judged).endswith("(random-init weights: 1 comparison(s) not made)")
+
+
+# -- what the scores mean, in the records' words ----------------------------------------------------------------------
+def test_accuracy_words_follow_the_records_weights() -> None:
+    from pytest_longeff.profiles import PROFILES, TINY_PRETRAINED_MEANING
+
+    pretrained = [{"profile": "tiny", "family": "led", "size": "base", "accuracy_meaning": TINY_PRETRAINED_MEANING,
+                   "accuracy_meaningful": True}]
+    random = [{"profile": "tiny", "family": "bigbird", "size": "large",
+               "accuracy_meaning": PROFILES["tiny"].accuracy_meaning, "accuracy_meaningful": False}]
+    assert accuracy_words(pretrained) == f"tiny profile: {TINY_PRETRAINED_MEANING}"
+    assert cell_meaning(pretrained[0]) == (True, TINY_PRETRAINED_MEANING)
+    words = accuracy_words(random)
+    assert "random-init" in words and "not the study's models" in words and "pretrained" not in words
+    both = accuracy_words(pretrained * 3 + random)
+    assert "[led-base: 3 of 4 cells]" in both and "[bigbird-large: 1 of 4 cells]" in both
+    old = {"profile": "tiny", "family": "led", "size": "base"}  # an older record: its profile's words
+    assert accuracy_words([old]) == accuracy_words(random) and accuracy_words([]) == ""
+    assert accuracy_words([{"profile": "paper"}]).startswith("paper profile: the study reproduced: pretrained")

@@ -50,6 +50,77 @@ def test_plots_inline_from_a_plots_dir_and_merged_machines(tmp_path: Path) -> No
     assert len(ids) == len(set(ids))  # several inline SVGs, no id collides
 
 
+def _weights(doc: dict[str, Any], pretrained: set[str]) -> dict[str, Any]:
+    """``doc`` with each record saying what a tiny run writes: the shipped pretrained checkpoint for the families
+    in ``pretrained``, random init for the rest."""
+    from pytest_longeff.profiles import PROFILES, TINY_PRETRAINED_MEANING
+
+    doc = copy.deepcopy(doc)
+    for r in doc["records"]:
+        shipped = r["family"] in pretrained
+        r.update(accuracy_meaning=TINY_PRETRAINED_MEANING if shipped else PROFILES["tiny"].accuracy_meaning,
+                 accuracy_meaningful=shipped)
+    return doc
+
+
+def _banner(text: str) -> str:
+    match = re.search(r'<p class="(\w+)" id="accuracy-meaning">(.*?)</p>', text)
+    assert match is not None
+    return f"{match.group(1)}: {match.group(2)}"
+
+
+def _fake_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plots, "svg_figures", lambda doc: [(n, "<svg></svg>") for n in plots.figure_names(doc)])
+
+
+def test_banner_and_captions_say_what_the_records_say_about_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug: a default run, which fine-tunes the shipped pretrained checkpoints, was labelled random-init."""
+    _fake_plots(monkeypatch)
+    pretrained = html_report.render_html(_weights(matrix(8), {"led", "bigbird"}))
+    banner = _banner(pretrained)
+    assert banner.startswith("note: ") and "pretrained offline (the checkpoints shipped in the package)" in banner
+    assert "random" not in banner and "pipeline" not in banner
+    caption = re.search(r'id="fig-tradeoff-inference-gov_report">.*?<figcaption>(.*?)</figcaption>', pretrained)
+    assert caption is not None and "checkpoints shipped in the package" in caption.group(1)
+    assert "random" not in caption.group(1)
+    random = html_report.render_html(_weights(matrix(8), set()))
+    banner = _banner(random)
+    assert banner.startswith("warn: ") and "random-init" in banner and "pretrained" not in banner
+    assert "accuracy measures the pipeline, not the study&#x27;s models" in banner
+    caption = re.search(r'id="fig-tradeoff-train-gov_report">.*?<figcaption>(.*?)</figcaption>', random)
+    assert caption is not None and "random-init" in caption.group(1) and "pretrained" not in caption.group(1)
+    mixed = _banner(html_report.render_html(_weights(matrix(8), {"led"})))
+    assert mixed.startswith("warn: ") and "[led-base, led-large: 4 of 8 cells]" in mixed and "random-init" in mixed
+    for name, words in plots.captions(_weights(matrix(8), set())).items():  # no score: no claim about it
+        assert ("random-init" in words) == name.startswith("tradeoff"), name
+
+
+def test_an_older_report_without_the_weights_fields_is_read_by_its_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_plots(monkeypatch)
+    banner = _banner(html_report.render_html(skipped_and_failed()))
+    assert banner.startswith("warn: What the scores mean: tiny profile: accuracy measures the pipeline")
+    assert "random-init" in banner
+    paper = skipped_and_failed()
+    for r in paper["records"]:
+        r["profile"] = "paper"
+    paper["settings"]["profile"] = "paper"
+    assert _banner(html_report.render_html(paper)).startswith("note: What the scores mean: paper profile: the study")
+
+
+def test_the_page_holds_the_findings_detail_the_terminal_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_longeff.report.findings import findings
+
+    _no_plots(monkeypatch)
+    doc = _weights(matrix(16), {"led", "bigbird"})
+    found = [f.to_dict() for f in findings(doc["records"])]
+    doc["session"] = {**doc.get("session", {}), "findings": found}
+    section = html_report.render_html(doc).split('id="findings-table"')[1].split("</table>")[0]
+    for f in found:
+        for key in ("claim", "evidence", "scope", "cost"):
+            assert html_report.esc(f[key]) in section, (f["claim"], key)
+    assert "within noise" in section and "minimum effects" in section
+
+
 # -- in a real browser ----------------------------------------------------------------------------------------------
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")

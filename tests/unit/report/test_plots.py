@@ -154,3 +154,18 @@ def test_plugin_import_does_not_import_matplotlib() -> None:
             "pytest_longeff.report.pareto, pytest_longeff.report.tables; print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_accuracy_titles_say_what_the_records_say_about_weights() -> None:
+    from pytest_longeff.profiles import PROFILES, TINY_PRETRAINED_MEANING
+
+    records = matrix(4)["records"]
+    shipped = [{**r, "accuracy_meaning": TINY_PRETRAINED_MEANING, "accuracy_meaningful": True} for r in records]
+    title = plots.tradeoff(shipped, "gov_report", "train", "tiny").get_suptitle().replace("\n", " ")
+    assert "pretrained offline (the checkpoints shipped in the package)" in title and "random" not in title
+    random = [{**r, "accuracy_meaning": PROFILES["tiny"].accuracy_meaning, "accuracy_meaningful": False}
+              for r in records]
+    title = plots.tradeoff(random, "gov_report", "train", "tiny").get_suptitle().replace("\n", " ")
+    assert "random-init" in title and "pretrained" not in title
+    title = plots.tradeoff(shipped[:2] + random[2:], "gov_report", "train", "tiny").get_suptitle().replace("\n", " ")
+    assert "checkpoints shipped" in title and "random-init" in title and "2 of 4 cells" in title

@@ -13,11 +13,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_longeff.tasks.metrics import (
+    BUILTIN_METRICS,
     METRICS,
     ROUGE_TYPES,
+    Metric,
     MetricSpec,
     exact_match,
     group_references,
+    metric_table,
     normalize_answer,
     rouge_scores,
     score_predictions,
@@ -330,7 +333,7 @@ def test_a_repeated_reference_changes_nothing(
     )
 
 
-# --- mutation-testing additions (see docs/mutation.md)
+# --- mutation-testing additions (see docs/validation/mutation.md)
 
 
 def test_unknown_metric_message_is_exact() -> None:
@@ -346,28 +349,50 @@ def test_a_missing_prediction_is_the_empty_string_not_a_placeholder(reference: s
     assert score_predictions("f1", {}, {"q": [reference]})["score"] == 0.0
 
 
-def test_registered_metric_is_scored_like_the_built_ins_and_can_be_removed() -> None:
-    from pytest_longeff.tasks.metrics import register_metric, unregister_metric
-
+def test_a_table_metric_is_scored_like_the_built_ins_and_only_with_its_table() -> None:
     def same_length(prediction: str, reference: str) -> float:
         return 1.0 if len(prediction) == len(reference) else 0.0
 
     with pytest.raises(ValueError) as builtin:
-        register_metric("f1", same_length)
+        metric_table({**BUILTIN_METRICS, "f1": same_length})
     assert str(builtin.value) == "metric 'f1' is built in and cannot be replaced"
-    try:
-        register_metric("same_length", lambda prediction, reference: 0.0)
-        register_metric("same_length", same_length)  # a second registration replaces the first
-        assert METRICS["same_length"] == MetricSpec("same_length")
-        # "abc" vs ["xy", "xyz"]: best 1; "a" vs ["bb"]: 0; missing vs ["c"]: "" has length 0, so 0.
-        references = {"q1": ["xy", "xyz"], "q2": ["bb"], "q3": ["c"]}
-        result = score_predictions("same_length", {"q1": "abc", "q2": "a"}, references)
-        assert result == pytest.approx({"same_length": 100 / 3, "score": 100 / 3})
-    finally:
-        unregister_metric("same_length")
-    assert "same_length" not in METRICS
-    with pytest.raises(ValueError, match="unknown metric 'same_length'"):
-        score_predictions("same_length", {"q": "a"}, {"q": ["a"]})
-    unregister_metric("f1")  # built-ins stay
-    unregister_metric("never registered")
-    assert list(METRICS) == ["rouge", "f1", "exact_match"]
+    with pytest.raises(ValueError, match="non-empty"):
+        metric_table({" padded ": same_length})
+    with pytest.raises(ValueError, match="expected a function"):
+        metric_table({"not_callable": 1.0})  # type: ignore[dict-item]
+    table = metric_table({"same_length": same_length, **BUILTIN_METRICS})
+    assert list(table) == ["rouge", "f1", "exact_match", "same_length"]  # built-ins first
+    assert table["f1"] is BUILTIN_METRICS["f1"]
+    with pytest.raises(TypeError):
+        table["other"] = table["f1"]  # type: ignore[index]
+    # "abc" vs ["xy", "xyz"]: best 1; "a" vs ["bb"]: 0; missing vs ["c"]: "" has length 0, so 0.
+    references = {"q1": ["xy", "xyz"], "q2": ["bb"], "q3": ["c"]}
+    result = score_predictions("same_length", {"q1": "abc", "q2": "a"}, references, table)
+    assert result == pytest.approx({"same_length": 100 / 3, "score": 100 / 3})
+    assert score_predictions("f1", {"q": "the cat"}, {"q": ["cat"]}, table) == score_predictions(
+        "f1", {"q": "the cat"}, {"q": ["cat"]})
+    # Not in the built-in table, nor in another table: nothing was registered anywhere else.
+    for other in (BUILTIN_METRICS, metric_table(BUILTIN_METRICS)):
+        with pytest.raises(ValueError, match="unknown metric 'same_length'"):
+            score_predictions("same_length", {"q": "a"}, {"q": ["a"]}, other)
+    assert list(METRICS) == list(BUILTIN_METRICS) == ["rouge", "f1", "exact_match"]
+
+
+def test_a_metric_with_components_keeps_them() -> None:
+    def halves(prediction: str, reference: str) -> dict[str, float]:
+        return {"exact": exact_match(prediction, reference), "f": token_f1(prediction, reference)}
+
+    table = metric_table({"both": Metric(("exact", "f"), halves, lambda averages: max(averages.values()))})
+    result = score_predictions("both", {"q1": "the cat sat", "q2": "dog"}, {"q1": ["cat"], "q2": ["dog"]}, table)
+    # q1: exact 0, F1 2/3 ("cat sat" against "cat"); q2: both 1. The headline is the larger average.
+    assert result == pytest.approx({"exact": 50.0, "f": 250 / 3, "score": 250 / 3})
+    with pytest.raises(ValueError, match=r"accepted metrics: 'both'$"):
+        score_predictions("f1", {"q": "a"}, {"q": ["a"]}, table)
+
+
+def test_no_module_level_mutable_table() -> None:
+    from pytest_longeff.tasks import metrics
+
+    constants = {"_DELETE_PUNCTUATION"}  # str.translate's deletion table
+    assert not [name for name, value in vars(metrics).items()
+                if isinstance(value, (dict, list, set)) and not name.startswith("__") and name not in constants]

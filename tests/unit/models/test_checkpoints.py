@@ -1,0 +1,145 @@
+"""The shipped tiny checkpoints and the pretraining script, outside any pytest run of cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_longeff.data import scrolls as data_mod
+from pytest_longeff.data.tokenizer import lexicon_tokenizer
+from pytest_longeff.errors import CellSkip, LongeffError
+from pytest_longeff.models.checkpoints import CHECKPOINTS, MAX_LEN, check_tiny_checkpoint, load_tiny, shipped
+from pytest_longeff.models.families import BigBirdFamily, Family, LEDFamily
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+PAIRS = [(LEDFamily(), "base"), (LEDFamily(), "large"), (BigBirdFamily(), "base"), (BigBirdFamily(), "large")]
+
+
+def _ids(pair: tuple[Family, str]) -> str:
+    return f"{pair[0].name}-{pair[1]}"
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=_ids)
+def test_shipped_checkpoint_loads_offline_as_the_declared_architecture(pair: tuple[Family, str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    family, size = pair
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = shipped(family.name, size)
+    assert folder is not None and folder.parent == CHECKPOINTS
+    model = load_tiny(family, size, len(lexicon_tokenizer()))
+    declared = family.build(size, "tiny", len(lexicon_tokenizer()), MAX_LEN, None)
+    assert model.config.d_model == declared.config.d_model
+    assert model.config.encoder_layers == declared.config.encoder_layers
+    made = json.loads((folder / "pretraining.json").read_text())
+    params = sum(p.numel() for p in model.parameters())
+    assert made["params"] == params  # the count recorded when it was made is the count that loads
+    assert made["config"]["generator_version"] == data_mod.GENERATOR_VERSION
+    # The tokenizer shipped beside it is the generator's.
+    assert json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"] == \
+        json.loads(lexicon_tokenizer().backend_tokenizer.to_str())["model"]["vocab"]
+
+
+def test_large_is_about_twice_base() -> None:
+    counts = {}
+    for family, size in PAIRS:
+        folder = shipped(family.name, size)
+        assert folder is not None
+        counts[(family.name, size)] = json.loads((folder / "pretraining.json").read_text())["params"]
+    for name in ("led", "bigbird"):
+        assert 1.5 < counts[(name, "large")] / counts[(name, "base")] < 4
+
+
+@pytest.mark.parametrize("pair", [PAIRS[0], PAIRS[2]], ids=_ids)
+def test_shipped_checkpoints_copy_facts_they_can_see(pair: tuple[Family, str]) -> None:
+    """Trained, not random: on fresh documents short enough to read whole, the model's summary holds most of the
+    values, counted independently of the SCROLLS metric (values in the output that are the document's own)."""
+    import torch
+
+    family, size = pair
+    model = load_tiny(family, size, len(lexicon_tokenizer()))
+    tok = lexicon_tokenizer()
+    pairs = data_mod.generate_examples("gov_report", "test-copy", 4, 1500)
+    enc = tok([p[0] for p in pairs], return_tensors="pt", padding=True)
+    family.prepare(model, enc["input_ids"].shape[1])
+    with torch.no_grad():
+        out = model.generate(**family.model_inputs(enc["input_ids"], enc["attention_mask"]), max_new_tokens=16)
+    texts = tok.batch_decode(out, skip_special_tokens=True)
+    hits = sum(got == want for text, (_, target) in zip(texts, pairs, strict=True)
+               for got, want in zip(text.split(), target.split(), strict=False))
+    assert hits >= 0.5 * 4 * data_mod.N_SLOTS, texts
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    from transformers import LEDForConditionalGeneration
+
+    config = LEDFamily().config("large", "tiny", len(lexicon_tokenizer()), MAX_LEN)
+    LEDForConditionalGeneration(config).save_pretrained(tmp_path)
+    with pytest.raises(LongeffError, match=r"differs from the tiny profile's led base in d_model.*pretrain_tiny"):
+        load_tiny(LEDFamily(), "base", len(lexicon_tokenizer()), tmp_path)
+
+
+def test_cells_the_checkpoints_cannot_serve_are_skipped_with_the_way_out() -> None:
+    with pytest.raises(CellSkip, match=r"up to 4096 tokens, not 8192.*--longeff-tiny-weights random"):
+        check_tiny_checkpoint("bigbird", "base", 8192)
+    with pytest.raises(CellSkip, match=r"no shipped tiny checkpoint for longt5 base.*random"):
+        check_tiny_checkpoint("longt5", "base", 1024)
+
+
+def test_pretraining_script_runs_end_to_end(tmp_path: Path) -> None:
+    """The script must not rot: a smoke run at a tiny share of the schedule writes a loadable checkpoint and
+    prints the length table."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base",
+         "--steps-scale", "0.0005", "--out", str(tmp_path), "--eval-docs", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = tmp_path / "bigbird-base"
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    made = json.loads((folder / "pretraining.json").read_text())
+    assert [s["steps"] for s in made["config"]["stages"]] == [1, 1, 1, 1]
+    load_tiny(BigBirdFamily(), "base", len(lexicon_tokenizer()), folder)
+    assert "score by input length" in out.stdout and "qasper" in out.stdout
+    table = json.loads((folder / "length_scores.json").read_text())
+    assert set(table) == {"gov_report", "summ_screen_fd", "qmsum", "qasper"}
+
+
+@pytest.mark.parametrize(("long_score", "rc"), [(40.0, 0), (12.0, 1)])
+def test_length_score_benchmark_prints_the_table_and_checks_the_targets(tmp_path: Path, long_score: float,
+                                                                         rc: int) -> None:
+    from support.report_variants import matrix
+
+    doc = matrix(32)  # 2 families x 2 sizes x 4 lengths x (gov_report, qasper)
+    for r in doc["records"]:
+        r["accuracy"]["score"] = {1024: 10.0, 4096: long_score}.get(r["seq_len"], 20.0)
+    path = tmp_path / "longeff.json"
+    path.write_text(json.dumps(doc))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "length_scores.py"), str(path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == rc, out.stdout + out.stderr
+    assert "led      base   gov_report          10.0    20.0    20.0" in out.stdout
+    assert "4096 tokens beat 1024 in 4 of 4 series" in out.stdout
+    assert ("MISSED: mean at 4096 at least twice" in out.stdout) == (rc == 1)
+
+
+def test_a_checkpoint_missing_weights_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = shipped("led", "base")
+    assert folder is not None
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(folder / name, tmp_path / name)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    dropped = next(k for k in weights if "fc1.weight" in k)
+    del weights[dropped]
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with pytest.raises(LongeffError, match=r"weights do not match the architecture \(missing \['.*fc1.weight'\]"):
+        load_tiny(LEDFamily(), "base", len(lexicon_tokenizer()), tmp_path)
+
