@@ -64,8 +64,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     cells_a = {r["id"]: r for r in a["records"] if r.get("kind", "cell") == "cell"}
     cells_b = {r["id"]: r for r in b["records"] if r.get("kind", "cell") == "cell"}
     shared = sorted(cells_a.keys() & cells_b.keys())
-    lines = [f"cells: {len(shared)} in both, {len(cells_a.keys() - shared)} only in A, "
-             f"{len(cells_b.keys() - shared)} only in B"]
+    lines = [(f"cells: {len(shared)} in both, {len(cells_a.keys() - shared)} only in A, "
+             f"{len(cells_b.keys() - shared)} only in B")]
     statuses = sum(cells_a[c].get("status") == cells_b[c].get("status") for c in shared)
     lines.append(f"  status: {statuses}/{len(shared)} cells the same")
     for fig in FIGURES:
@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, checkout in (("A", a), ("B", b)):
                 walls[name].append(run_once(checkout, out / f"{name}.json", args.pytest_args))
                 print(f"pair {k + 1} {name}: {walls[name][-1]:.1f} s", flush=True)
-        ratios = sorted(y / x for x, y in zip(walls["A"], walls["B"]))
-        print(f"wall time: A median {statistics.median(walls['A']):.1f} s, B median {statistics.median(walls['B']):.1f} s;"
+        ratios = sorted(y / x for x, y in zip(walls["A"], walls["B"], strict=True))
+        med_a, med_b = statistics.median(walls["A"]), statistics.median(walls["B"])
+        print(f"wall time: A median {med_a:.1f} s, B median {med_b:.1f} s;"
               f" B/A pair by pair median {statistics.median(ratios):.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f})")
         docs = [json.loads((out / f"{n}.json").read_text()) for n in ("A", "B")]
         print("figures of the last pair:")

@@ -3,7 +3,7 @@ the HTML page.
 
     .venv/bin/python benchmarks/render_outputs.py [REPORT.json]
 
-Without a report it uses the project's small real report (tests/data/report_small.json) and replicates its cells
+Without a report it uses the project's small real report (tests/support/data/report_small.json) and replicates its cells
 into the default 64-cell matrix (2 families x 2 sizes x 4 lengths x 4 tasks), scaling the figures by length so
 the curves are not flat. The target is under 5 s on a 2-core CPU.
 """
@@ -56,7 +56,8 @@ def main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("report", nargs="?", type=Path, default=ROOT / "tests" / "data" / "report_small.json",
+    small = ROOT / "tests" / "support" / "data" / "report_small.json"
+    parser.add_argument("report", nargs="?", type=Path, default=small,
                         help="a JSON report whose cells are replicated to 64 (default: the tests' two-cell report)")
     source = parser.parse_args(argv).report
     doc = synthesise(json.loads(source.read_text(encoding="utf-8")))

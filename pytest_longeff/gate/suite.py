@@ -233,13 +233,17 @@ def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequenc
         return SuiteVerdict(metric, 0, None, tolerance, None, "no data")
     k = len(usable)
     t = threshold(fig, tolerance)
+    corrected = sum(q.drift is not None for q in usable)
+    if math.isinf(t):  # a tolerated drop of 100 % or more: nothing can be worse (excess + t would be nan)
+        logs = [w for q in usable if (w := worse_log_ratio(fig, q.baseline, q.current)) is not None]
+        ratio = math.exp(-math.fsum(logs) / len(logs)) if logs else None
+        return SuiteVerdict(metric, k, ratio, tolerance, 1.0, "passed", corrected=corrected)
     worse = [p.excess + t for p in usable if p.excess is not None]
     mean = math.fsum(worse) / k
     ratio = math.exp(-mean if fig.higher_is_better else mean)
     within = math.sqrt(math.fsum((p.se or 0.0) ** 2 for p in usable)) / k
     spread = math.sqrt(math.fsum((w - mean) ** 2 for w in worse) / (k - 1) / k) if k > 1 else 0.0
     p = p_beyond(mean - t, max(within, spread))
-    corrected = sum(q.drift is not None for q in usable)
     if mean <= t or p > SUITE_ALPHA:
         return SuiteVerdict(metric, k, ratio, tolerance, p, "passed", corrected=corrected)
     ack = acknowledged(acks, SUITE_ID, metric)

@@ -665,6 +665,15 @@ def test_suite_verdict_without_data() -> None:
     assert suite_verdict("m", TPUT, none, ()) == SuiteVerdict("m", 0, None, 0.2, None, "no data")
 
 
+def test_a_tolerated_drop_of_100_percent_or_more_passes_the_suite_rule_with_its_change() -> None:
+    # threshold() is infinite for such a tolerance of a higher-is-better figure; the rule must not compute nan.
+    pairs = [_pair("a", excess=-math.inf, base=10.0, cur=2.0, tol=10.0, drift=1.1),
+             _pair("b", excess=-math.inf, base=10.0, cur=8.0, tol=10.0)]
+    v = suite_verdict("m", TPUT, pairs, ())
+    assert v == SuiteVerdict("m", 2, near(math.sqrt(0.2 * 0.8)), 10.0, 1.0, "passed", None, 1)
+    assert v.to_dict()["change"] == near(math.sqrt(0.16) - 1)
+
+
 def test_suite_verdict_with_spread_dominating() -> None:
     t = -math.log(0.9)
     pairs = [_pair("a", excess=0.10, se=0.01, drift=1.1), _pair("b", excess=0.30, se=None),
