@@ -201,7 +201,8 @@ def dispatch(module: str, command: str, argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
-DISPATCHED = {"compare": "pytest_longeff.ci.compare", "plot": "pytest_longeff.report.plots.draw"}
+DISPATCHED = {"compare": "pytest_longeff.ci.compare", "plot": "pytest_longeff.report.plots.draw",
+              "ab": "pytest_longeff.ab.run"}
 
 
 def parser() -> argparse.ArgumentParser:

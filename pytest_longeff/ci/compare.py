@@ -6,12 +6,15 @@ r"""``pytest-longeff compare BASE.json NEW.json``: the regression gate outside p
 Prints a table of changes per (cell, metric) with the per-cell verdict (as the pytest gate gives it) and the
 run-level one (Benjamini-Hochberg FDR), then the suite rule per metric. Exit codes:
 
-* 0: no regression (acknowledged ones included);
+* 0: no regression (acknowledged ones included), every check and the suite rule resolved within the tolerance;
 * 1: a regression: a per-cell failure, an FDR regression, a failed suite rule, or a cell that passed in the
   baseline and is now skipped or errored;
 * 2: refused or unusable input: a report that cannot be read or has another ``schema_version``, reports from
   another machine or software stack or measured under other settings (the message says which keys differ), a
-  wrong ``--fail-on`` or acknowledged file.
+  wrong ``--fail-on`` or acknowledged file;
+* 3: inconclusive: no regression found, but a check or the suite rule could not resolve its tolerance (intervals
+  too wide, or no interval for a noisy figure); never reported as "no regression". Measure side by side with
+  ``pytest-longeff ab`` to decide.
 
 Refreshing the baseline on purpose is a copy of a good run's report: ``cp reports/longeff.json baseline.json``.
 """
@@ -31,7 +34,7 @@ from pytest_longeff.gate.acknowledge import Ack, load_acknowledged
 from pytest_longeff.gate.check import Rule, gate_record, parse_fail_on, refusal
 from pytest_longeff.gate.suite import RunVerdict
 
-EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 HEADERS = ["cell", "metric", "baseline", "current", "change", "tolerance", "per-cell", "q (FDR)", "run"]
 SUITE_HEADERS = ["metric", "cells", "geomean change", "tolerance", "p", "suite"]
 
@@ -46,6 +49,15 @@ class Comparison:
     def fails(self) -> bool:
         """Whether the new report regressed (a per-cell failure or a failing run-level verdict)."""
         return self.run.fails() or any(c.get("status") == "failed" for _, c in self.checks)
+
+    def inconclusive(self) -> bool:
+        """Whether no regression was found but some check or suite rule could not resolve its tolerance."""
+        return not self.fails() and (bool(self.run.inconclusive)
+                                     or any(c.get("status") == "inconclusive" for _, c in self.checks))
+
+    def verdict(self) -> str:
+        """REGRESSION, INCONCLUSIVE or "no regression"."""
+        return "REGRESSION" if self.fails() else "INCONCLUSIVE" if self.inconclusive() else "no regression"
 
 
 def compare_docs(base: Mapping[str, Any], new: Mapping[str, Any], rules: Sequence[Rule],
@@ -94,7 +106,10 @@ def render(comparison: Comparison, fmt: str = "simple") -> str:
     """The changes and the suite verdicts as text tables (``fmt``: a tabulate format, "github" for Markdown)."""
     from tabulate import tabulate
 
-    verdict = "REGRESSION" if comparison.fails() else "no regression"
+    verdict = comparison.verdict()
+    if verdict == "INCONCLUSIVE":
+        verdict += (" (no regression found, but the measurements cannot resolve the tolerance; decide with "
+                    "`pytest-longeff ab`)")
     parts = [f"longeff gate: {verdict}",
              tabulate(change_rows(comparison), HEADERS, tablefmt=fmt, disable_numparse=True),
              tabulate(suite_rows(comparison.run), SUITE_HEADERS, tablefmt=fmt, disable_numparse=True)]
@@ -105,7 +120,8 @@ def render(comparison: Comparison, fmt: str = "simple") -> str:
 def parser() -> argparse.ArgumentParser:
     """The ``compare`` subcommand's arguments."""
     p = argparse.ArgumentParser(prog="pytest-longeff compare", description="The regression gate on two reports. "
-                                "Exit 0: no regression; 1: regression; 2: refused or unusable input.")
+                                "Exit 0: no regression; 1: regression; 2: refused or unusable input; "
+                                "3: inconclusive (cannot resolve the tolerance).")
     p.add_argument("base", type=Path, help="the baseline JSON report")
     p.add_argument("new", type=Path, help="the JSON report to gate")
     p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, metavar="SPEC",
@@ -116,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``compare``; returns the exit code (0 no regression, 1 regression, 2 refused or unusable input)."""
+    """Run ``compare``; returns the exit code (0 no regression, 1 regression, 2 refused or unusable input, 3
+    inconclusive)."""
     from pytest_longeff.record.io import load_report
 
     args = parser().parse_args(argv)
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for line in annotations_from_checks(comparison.checks, comparison.run):
             print(line)
-    return EXIT_REGRESSION if comparison.fails() else EXIT_OK
+    return EXIT_REGRESSION if comparison.fails() else EXIT_INCONCLUSIVE if comparison.inconclusive() else EXIT_OK
 
 
 if __name__ == "__main__":  # python -m pytest_longeff.ci.compare, until the pytest-longeff command dispatches here

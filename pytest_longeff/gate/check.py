@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_longeff.gate.acknowledge import Ack, acknowledged, load_acknowledged
-from pytest_longeff.gate.remeasure import run_note
+from pytest_longeff.gate.remeasure import as_judged, run_note
 from pytest_longeff.gate.suite import (
     Z95,
     Pair,
@@ -93,7 +93,7 @@ class Check:
     """The comparison of one metric of one record with its baseline."""
 
     metric: str
-    status: str  # "passed" | "failed" | "within_noise" | "unmeasured" | "not_gated" | "acknowledged"
+    status: str  # "passed" | "failed" | "inconclusive" | "unmeasured" | "not_gated" | "acknowledged"
     baseline: float | None
     current: float | None
     change: float | None  # relative, signed: (current - baseline) / baseline
@@ -168,6 +168,12 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
         if any(lookup(r, *(m.energy_part or "").split("."), "energy_coarse") for r in (baseline, current)):
             return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                          "coarse energy reading (window shorter than 10 counter update periods) is never gated")
+        invalid = _invalid_now(m, baseline, current)
+        if invalid is not None:
+            return Check(m.name, "failed", base, None, None, rule.tolerance, invalid)
+        wide = _bar_too_wide(m, rule.tolerance, baseline, current)
+        if wide is not None:
+            return Check(m.name, "not_gated", base, cur, None, rule.tolerance, wide)
     if m.name != "score" and _batch(baseline) != _batch(current):
         return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                      f"batch sizes differ ({_batch(baseline)} vs {_batch(current)}): efficiency is not comparable")
@@ -176,6 +182,8 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
                      "not measured on one side: nothing to compare")
     d = drift(m, baseline, current)
     base_ci, cur_ci = _interval(baseline, m), _interval(current, m)
+    if m.energy_part is not None:  # energy carries an error bar, not a CI: compared bar to bar
+        base_ci, cur_ci = _energy_bar(baseline, m), _energy_bar(current, m)
     if d is not None:  # the reference's own uncertainty widens the corrected interval
         cur, w = cur * d.factor, math.exp(Z95 * (d.se or 0.0))
         cur_ci = None if cur_ci is None else (cur_ci[0] * d.factor / w, cur_ci[1] * d.factor * w)
@@ -185,7 +193,9 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
 
 def _compare(rule: Rule, base: float, cur: float, base_ci: tuple[float, float] | None,
              cur_ci: tuple[float, float] | None) -> Check:
-    """The verdict on two measured values (and their intervals, when both have one)."""
+    """The verdict on two measured values and their intervals: ``failed`` when the intervals are apart by more than
+    the tolerance (or, for a figure that does not vary between measurements, when the values are); ``passed`` only
+    when the change's interval stays within the tolerance; ``inconclusive`` when the measurements cannot tell."""
     m = rule.metric
     if base == 0:
         worse = cur < 0 if m.higher_is_better else cur > 0
@@ -193,16 +203,70 @@ def _compare(rule: Rule, base: float, cur: float, base_ci: tuple[float, float] |
                      "baseline is 0: compared by value")
     change = (cur - base) / abs(base)
     worse_by = -change if m.higher_is_better else change
-    if worse_by <= rule.tolerance:
-        return Check(m.name, "passed", base, cur, change, rule.tolerance, "within tolerance")
     if base_ci is None or cur_ci is None:
-        return Check(m.name, "failed", base, cur, change, rule.tolerance,
-                     f"compared as single values (no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides)")
+        if not m.noisy:  # scores, peak memory: the same every measurement, so a single value is the answer
+            status = "passed" if worse_by <= rule.tolerance else "failed"
+            return Check(m.name, status, base, cur, change, rule.tolerance, "compared by value (not a noisy figure)")
+        return Check(m.name, "inconclusive", base, cur, change, rule.tolerance,
+                     f"no interval from >= {MIN_INTERVAL_SAMPLES} samples on both sides: a change cannot be told "
+                     "from noise (measure more repeats, or compare side by side with `pytest-longeff ab`)")
     detail = f"current 95% CI [{cur_ci[0]:.4g}, {cur_ci[1]:.4g}] vs baseline [{base_ci[0]:.4g}, {base_ci[1]:.4g}]"
-    if not _intervals_apart(m, rule.tolerance, base_ci, cur_ci):
-        return Check(m.name, "within_noise", base, cur, change, rule.tolerance,
-                     f"beyond tolerance, but the intervals overlap within it ({detail})")
-    return Check(m.name, "failed", base, cur, change, rule.tolerance, f"intervals apart: {detail}")
+    if _intervals_apart(m, rule.tolerance, base_ci, cur_ci):
+        return Check(m.name, "failed", base, cur, change, rule.tolerance, f"intervals apart: {detail}")
+    high = _worst_change(m, base, cur, base_ci, cur_ci)
+    if high is not None and high <= threshold(m, rule.tolerance):
+        return Check(m.name, "passed", base, cur, change, rule.tolerance, f"within tolerance at 95% ({detail})")
+    resolves = "n/a" if high is None else f"{math.expm1(high - (worse_log_ratio(m, base, cur) or 0.0)):.1%}"
+    return Check(m.name, "inconclusive", base, cur, change, rule.tolerance,
+                 f"the intervals cannot resolve the tolerance (they resolve changes of about {resolves}): {detail}")
+
+
+def _worst_change(fig: Figure, base: float, cur: float, base_ci: tuple[float, float],
+                  cur_ci: tuple[float, float]) -> float | None:
+    """The upper end of the change's 95 % interval as a "worse" log ratio (both sides' standard errors combined)."""
+    w = worse_log_ratio(fig, base, cur)
+    ses = log_se(base_ci), log_se(cur_ci)
+    if w is None or ses[0] is None or ses[1] is None:
+        return None
+    return w + Z95 * math.hypot(ses[0], ses[1])
+
+
+def _energy_bar(record: Mapping[str, Any], fig: Figure) -> tuple[float, float] | None:
+    """The energy figure's error bar as an interval: the reading's own bound, scaled to the figure."""
+    value = fig.value(record)
+    section = lookup(record, *(fig.energy_part or "").split("."))
+    if value is None or not isinstance(section, Mapping):
+        return None
+    energy, bound = section.get("energy_j"), section.get("energy_uncertainty_j")
+    if not isinstance(energy, (int, float)) or not isinstance(bound, (int, float)) or energy <= 0:
+        return None
+    rel = min(bound / energy, 0.999)
+    return (value * (1 - rel), value * (1 + rel)) if value > 0 else None
+
+
+def _bar_too_wide(fig: Figure, tolerance: float, baseline: Mapping[str, Any],
+                  current: Mapping[str, Any]) -> str | None:
+    """Why an energy figure is not gated: its error bar on either side exceeds the tolerance."""
+    for name, record in (("baseline", baseline), ("current", current)):
+        bar = _energy_bar(record, fig)
+        value = fig.value(record)
+        if bar is not None and value and (bar[1] - value) / value > tolerance:
+            return (f"the {name}'s energy error bar (±{(bar[1] - value) / value:.1%}) exceeds the tolerance: "
+                    "measure a longer window")
+    return None
+
+
+def _invalid_now(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """A failure when the baseline's energy reading was valid and this one is not: throttling or another process
+    on the device (what a power regression can cause) must not pass as "unmeasured"."""
+    part = (fig.energy_part or "").split(".")
+    if fig.value(baseline) is None or lookup(current, *part, "energy_valid") is not False:
+        return None
+    if lookup(current, *part, "energy_method") in (None, "none"):
+        return None
+    note = lookup(current, *part, "energy_note") or "no reason given"
+    return (f"the energy reading is invalid now ({note}) and was valid in the baseline: acknowledge it if the "
+            "device was shared on purpose")
 
 
 def _batch(record: Mapping[str, Any]) -> Any:
@@ -270,6 +334,7 @@ def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current:
     if base is None or base.get("status") != "passed":
         out["note"] = "no passed record of this id in the baseline: nothing to compare"
         return out
+    current = as_judged(current)
     checks = [check(rule, base, current) for rule in rules if rule.applies(current)]
     memory = batch_regression(base, current)
     judged = acknowledge(([memory] if memory is not None else []) + checks, str(current.get("id")), acks)
@@ -295,16 +360,22 @@ def baseline_record(baseline_doc: Mapping[str, Any], record_id: str) -> Mapping[
 def pair(rule: Rule, base: Mapping[str, Any], current: Mapping[str, Any], c: Check) -> Pair | None:
     """The FDR evidence of one measured check: its excess over the tolerance, standard error and p-value."""
     fig = rule.metric
-    if c.baseline is None or c.current is None or c.status not in ("passed", "failed", "within_noise"):
+    if c.baseline is None or c.current is None or c.status not in ("passed", "failed", "inconclusive"):
         return None
     worse = worse_log_ratio(fig, c.baseline, c.current)
     excess = None if worse is None else worse - threshold(fig, rule.tolerance)
-    ses = [log_se(_interval(r, fig)) for r in (base, current)]
+    bar = _energy_bar if fig.energy_part is not None else _interval
+    ses = [log_se(bar(r, fig)) for r in (base, current)]
     se = math.hypot(ses[0], ses[1]) if ses[0] is not None and ses[1] is not None else None
     d = drift(fig, base, current)  # c.current is already corrected; the reference's own noise adds to the SE
     if d is not None and se is not None:
         se = math.hypot(se, d.se or 0.0)
-    p = (0.0 if c.fails() else 1.0) if excess is None else p_beyond(excess, se)
+    if excess is None:
+        p = 0.0 if c.fails() else 1.0
+    elif se is None and fig.noisy:  # a noisy figure without intervals is no evidence either way
+        p = 1.0
+    else:
+        p = p_beyond(excess, se)
     return Pair(str(current.get("id")), c.metric, c.baseline, c.current, excess, se, p, rule.tolerance, c.status,
                 None if d is None else d.factor)
 
@@ -360,6 +431,7 @@ def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: S
         base = baseline_record(baseline_doc, str(rec.get("id")))
         if base is None or base.get("status") != "passed" or rec.get("status") not in ("passed", "failed"):
             continue
+        rec = as_judged(rec)
         found = (pair(rule, base, rec, c) for rule, c in rule_checks(rules, base, rec, reuse))
         pairs.extend(p for p in found if p is not None)
     lost = lost_cells(baseline_doc, list(latest.values()))

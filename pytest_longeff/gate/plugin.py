@@ -45,9 +45,9 @@ def load_gate(settings: Settings, cwd: Path) -> Gate:
 
 def settled(gate: Gate, session: LongeffSession, cell: Cell, first: CellRecord, limit: int,
             progress: Callable[[str], Progress | None]) -> tuple[CellRecord, dict[str, Any] | None]:
-    """The measurement of the cell that stands and the gate section of its one judgement: ``first``, or, while the
-    gate finds the latest suspect, the least suspect of it and up to ``limit`` new ones (each judged once), with
-    the others in its ``remeasured`` section. ``progress`` starts the progress line of a new measurement."""
+    """The measurement of the cell that stands (``first``) and the gate section that counts: its own judgement, or,
+    while the gate finds the latest measurement suspect and up to ``limit`` new ones, the judgement of the figures
+    pooled over every measurement, with the later ones in its ``remeasured`` section. ``progress`` starts the progress line of a new measurement."""
     from pytest_longeff.cell.run import run_cell
     from pytest_longeff.record.sections import CellRecord
 
@@ -64,7 +64,7 @@ def settled(gate: Gate, session: LongeffSession, cell: Cell, first: CellRecord, 
         record.cell_wall_s = time.perf_counter() - t0
         return record
 
-    result = settle_judged(first, judge, again, limit)
+    result = settle_judged(first, judge, again, limit, lambda pooled: gate.judge(pooled, facts)[0])
     result.record.remeasured = result.remeasured
     return result.record, None if result.gate is None else dict(result.gate)
 

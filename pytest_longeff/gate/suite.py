@@ -7,8 +7,10 @@ With many cells, borderline changes are judged together once every record is in:
   medians with a normal standard error read off both 95 % bootstrap intervals (``(ln hi - ln lo) / 3.92``); figures
   without intervals from >= 3 samples on both sides (energy, memory, score) get p = 0 when beyond the tolerance, else
   1. Benjamini-Hochberg at ``FDR_Q`` over all gated pairs of the run decides which are regressions.
-* **Suite**: per metric, the geometric mean of current/baseline over all cells; it fails when worse than the
-  tolerance and, with a standard error from the cells' intervals and their spread, significantly so (``SUITE_ALPHA``).
+* **Suite**: per metric, the geometric mean of current/baseline over all cells but the acknowledged ones; it fails
+  when worse than the tolerance and, with a standard error from the cells' intervals and their spread, significantly
+  so (``SUITE_ALPHA``); it passes only when the upper end of its 95 % interval is within the tolerance, and is
+  ``inconclusive`` otherwise: a suite that cannot resolve its tolerance says nothing about the change.
 * **Drift**: where both records carry a machine-speed reference (``record["reference"]``, measured around the cell by
   :mod:`pytest_longeff.measure.reference`), time-based figures (throughput, latency, window times) are compared as if
   both runs had the baseline's machine speed (:func:`drift`): the per-cell check, the FDR p-values (the reference's own
@@ -139,7 +141,7 @@ class Pair:
     se: float | None  # standard error of the log ratio; None: compared as single values
     p: float
     tolerance: float
-    check_status: str  # the per-cell verdict (passed, failed, within_noise, acknowledged)
+    check_status: str  # the per-cell verdict (passed, failed, inconclusive, acknowledged)
     drift: float | None = None  # the machine-speed factor ``current`` was corrected by (None: uncorrected)
 
 
@@ -170,7 +172,7 @@ class SuiteVerdict:
     ratio: float | None  # geometric mean of current / baseline
     tolerance: float
     p: float | None
-    verdict: str  # passed | failed | acknowledged | no data
+    verdict: str  # passed | failed | inconclusive | acknowledged | no data
     reason: str | None = None
     corrected: int = 0  # cells whose ratio was drift-corrected by the machine-speed reference
 
@@ -196,6 +198,11 @@ class RunVerdict:
     def regressions(self) -> list[PairVerdict]:
         """The FDR discoveries not acknowledged."""
         return [v for v in self.fdr if v.verdict == "regression"]
+
+    @property
+    def inconclusive(self) -> list[SuiteVerdict]:
+        """The metrics whose suite rule could not resolve the tolerance."""
+        return [s for s in self.suite if s.verdict == "inconclusive"]
 
     @property
     def suite_failures(self) -> list[SuiteVerdict]:
@@ -226,8 +233,8 @@ def fdr_verdicts(pairs: Sequence[Pair], acks: Sequence[Ack], q: float = FDR_Q) -
 
 
 def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequence[Ack]) -> SuiteVerdict:
-    """The suite rule for one metric over its pairs (those with positive values on both sides)."""
-    usable = [p for p in pairs if p.excess is not None]
+    """The suite rule for one metric over its pairs (those with positive values on both sides, not acknowledged)."""
+    usable = [p for p in pairs if p.excess is not None and acknowledged(acks, p.cell, p.metric) is None]
     tolerance = pairs[0].tolerance if pairs else 0.0
     if not usable:
         return SuiteVerdict(metric, 0, None, tolerance, None, "no data")
@@ -243,9 +250,14 @@ def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequenc
     ratio = math.exp(-mean if fig.higher_is_better else mean)
     within = math.sqrt(math.fsum((p.se or 0.0) ** 2 for p in usable)) / k
     spread = math.sqrt(math.fsum((w - mean) ** 2 for w in worse) / (k - 1) / k) if k > 1 else 0.0
-    p = p_beyond(mean - t, max(within, spread))
-    if mean <= t or p > SUITE_ALPHA:
+    se = max(within, spread)
+    p = p_beyond(mean - t, se)
+    if mean + Z95 * se <= t:
         return SuiteVerdict(metric, k, ratio, tolerance, p, "passed", corrected=corrected)
+    if mean <= t or p > SUITE_ALPHA:
+        reach = math.expm1(Z95 * se)
+        return SuiteVerdict(metric, k, ratio, tolerance, p, "inconclusive",
+                            f"its 95% interval (about ±{reach:.1%}) reaches beyond the tolerance", corrected)
     ack = acknowledged(acks, SUITE_ID, metric)
     return SuiteVerdict(metric, k, ratio, tolerance, p, "acknowledged" if ack else "failed",
                         ack.reason if ack else None, corrected)
@@ -262,7 +274,7 @@ def terminal_lines(verdict: RunVerdict, limit: int = 20) -> list[str]:
     """The run-level gate for the terminal: suite per metric, then FDR regressions and acknowledgements."""
     if verdict.refused is not None:
         return [f"longeff gate: refused: {verdict.refused}"]
-    head = "FAILED" if verdict.fails() else "passed"
+    head = "FAILED" if verdict.fails() else "INCONCLUSIVE" if verdict.inconclusive else "passed"
     lines = [(f"longeff gate over the run: {head} (FDR q={verdict.q_level:g} over {len(verdict.fdr)} "
               f"(cell, metric) pairs; suite rule: geometric mean per metric, alpha={SUITE_ALPHA:g})")]
     for s in verdict.suite:

@@ -21,7 +21,8 @@ PACKAGE = ROOT / "pytest_longeff"
 MAX_FUNCTION_LINES = 60
 
 #: The package's layers, lowest first. A module may import from its own layer and the layers below it. ``base`` is
-#: the flat leaves every layer uses; ``plugin``, ``cli`` and ``api`` (the facade ``__init__``) sit on top.
+#: the flat leaves every layer uses; ``plugin``, ``cli``, ``ab`` (which drives both sides through the plugin) and
+#: ``api`` (the facade ``__init__``) sit on top.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("base",),
     ("energy",),
@@ -36,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ci",),
     ("config",),
     ("plugin", "cli"),
+    ("ab",),
     ("api",),
 )
 BASE_MODULES = {"errors", "units", "stats", "profiles", "matrix", "choices", "hookspecs", "_version", "_lazy"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_longeff.stats import Summary, percentile, summarize
+from pytest_longeff.stats import T_INTERVAL_BELOW, Summary, percentile, summarize
 
 # Measured quantities (seconds, joules, scores) are finite and far from float overflow.
 values_st = st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=40)
@@ -56,7 +56,7 @@ def test_single_value() -> None:
 
 
 def test_to_dict_layout() -> None:
-    summary = summarize([1.0, 2.0, 3.0, 4.0, 100.0], resamples=FAST)
+    summary = summarize([1.0, 2.0, 3.0, 4.0, 100.0], resamples=FAST, t_below=0)
     assert summary is not None
     record = summary.to_dict()
     assert list(record) == ["n", "median", "iqr", "q1", "q3", "mean", "ci95", "ci_method"]
@@ -87,13 +87,15 @@ def test_nan_is_rejected() -> None:
 @given(values=values_st)
 @settings(max_examples=150)
 def test_order_of_location_statistics(values: list[float]) -> None:
-    summary = summarize(values, resamples=FAST)
+    summary = summarize(values, resamples=FAST, t_below=0)
     assert summary is not None
     assert summary.n == len(values)
     assert min(values) <= summary.q1 <= summary.median <= summary.q3 <= max(values)
     assert summary.ci95_low <= summary.median <= summary.ci95_high
     assert min(values) <= summary.ci95_low and summary.ci95_high <= max(values)
     assert summary.iqr >= 0.0
+    small_n = summarize(values, resamples=FAST)  # Student t where the values allow it: holds the median too
+    assert small_n is not None and small_n.ci95_low <= small_n.median <= small_n.ci95_high
 
 
 @given(value=st.floats(min_value=-1e9, max_value=1e9), n=st.integers(1, 30))
@@ -137,7 +139,7 @@ def _bootstrap_ci_by_numpy(values: list[float], seed: int, resamples: int) -> tu
 def test_bootstrap_interval_matches_an_independent_implementation(
     values: list[float], seed: int, resamples: int
 ) -> None:
-    summary = summarize(values, seed=seed, resamples=resamples)
+    summary = summarize(values, seed=seed, resamples=resamples, t_below=0)
     assert summary is not None
     low, high = _bootstrap_ci_by_numpy(values, seed, resamples)
     assert (summary.ci95_low, summary.ci95_high) == pytest.approx((low, high))
@@ -146,7 +148,7 @@ def test_bootstrap_interval_matches_an_independent_implementation(
 
 def test_default_seed_is_zero() -> None:
     values = [1.0, 2.0, 4.0, 8.0, 16.0]
-    summary = summarize(values, resamples=40)
+    summary = summarize(values, resamples=40, t_below=0)
     assert summary is not None and summary.ci_method.endswith("seed 0)")
     assert (summary.ci95_low, summary.ci95_high) == pytest.approx(_bootstrap_ci_by_numpy(values, 0, 40))
 
@@ -177,5 +179,26 @@ def test_error_messages_are_exact() -> None:
     ],
 )
 def test_only_an_all_equal_sequence_skips_the_bootstrap(values: list[float], method: str) -> None:
-    summary = summarize(values, resamples=20)
+    summary = summarize(values, resamples=20, t_below=0)
     assert summary is not None and summary.ci_method == method
+
+
+def _coverage(n: int, t_below: int, trials: int = 2000) -> float:
+    """How often the 95 % interval of ``n`` log-normal values covers their median (1.0), by simulation."""
+    rng = random.Random(7)
+    hits = 0
+    for _ in range(trials):
+        s = summarize([math.exp(rng.gauss(0, 0.2)) for _ in range(n)], resamples=200, t_below=t_below)
+        assert s is not None
+        hits += s.ci95_low <= 1.0 <= s.ci95_high
+    return hits / trials
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_small_n_intervals_cover_what_they_say(n: int) -> None:
+    assert _coverage(n, T_INTERVAL_BELOW) >= 0.93
+
+
+def test_a_bootstrap_from_three_values_covers_far_less_than_95_percent() -> None:
+    """Why small n takes Student's t: the percentile bootstrap of a median of 3 is a 75 % interval."""
+    assert _coverage(3, 0, trials=1000) < 0.85

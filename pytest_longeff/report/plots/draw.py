@@ -32,7 +32,7 @@ FAMILY_COLOURS = {"led": "#1f77b4", "bigbird": "#d62728"}
 PALETTE = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 SIZE_MARKERS = {"base": "o", "large": "s"}
 MARKERS = ("^", "D", "v", "P", "X")
-STATUS_COLOURS = {"failed": "#d62728", "within_noise": "#ff7f0e", "passed": "#2ca02c"}
+STATUS_COLOURS = {"failed": "#d62728", "inconclusive": "#ff7f0e", "passed": "#2ca02c"}
 LENGTH_AXIS = "input length (tokens); inputs truncated and padded to the cell's length"
 DPI = 100
 MIN_FIGURES_TO_SHARE = 6  # below this, starting a second interpreter (about 0.6 s) does not pay
@@ -253,7 +253,7 @@ def gate_changes(records: Sequence[Mapping[str, Any]], profile: str) -> Any | No
                                     f"dashed: tolerated change for the worse", 50), fontsize=7)
         ax.set_title(name, fontsize=8)
         ax.tick_params(axis="y", labelsize=6)
-    _title(fig, "the gate's changes against the baseline (red: failed, orange: within noise, green: passed)",
+    _title(fig, "the gate's changes against the baseline (red: failed, orange: inconclusive, green: passed)",
            profile)
     return fig
 

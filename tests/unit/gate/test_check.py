@@ -74,15 +74,19 @@ def near(expected: Any) -> Any:
     return pytest.approx(expected)
 
 
-def tput(median: float | None, ci: list[float] | None = None, n: int = 5, cell: str = "c", batch: int = 2,
+def tput(median: float | None, ci: list[float] | None | str = "tight", n: int = 5, cell: str = "c", batch: int = 2,
          status: str = "passed", **extra: Any) -> dict[str, Any]:
+    """A record with a train throughput; its 95 % CI is +-1 % unless given (None: no interval)."""
+    if ci == "tight":
+        ci = None if median is None else [median * 0.99, median * 1.01]
     return {"id": cell, "status": status, "batch_size": batch,
             "train": {"samples_per_s_stats": {"median": median, "ci95": ci, "n": n}}, **extra}
 
 
-def energy(j: float | None, method: Any = "rapl", coarse: bool | None = None) -> dict[str, Any]:
+def energy(j: float | None, method: Any = "rapl", coarse: bool | None = None, bound: float | None = None
+           ) -> dict[str, Any]:
     return {"id": "c", "status": "passed", "batch_size": 2,
-            "train": {"energy_j": j, "energy_method": method, "energy_coarse": coarse}}
+            "train": {"energy_j": j, "energy_method": method, "energy_coarse": coarse, "energy_uncertainty_j": bound}}
 
 
 def ref(ops: float, ci: list[float] | None = None, method: str = "m") -> dict[str, Any]:
@@ -176,7 +180,14 @@ def test_energy_checks_that_are_never_gated() -> None:
     coarse = "coarse energy reading (window shorter than 10 counter update periods) is never gated"
     for base, cur in ((energy(1.0, coarse=True), energy(9.0)), (energy(1.0), energy(9.0, coarse=True))):
         assert check(rule, base, cur) == Check("train_energy_j", "not_gated", 1.0, 9.0, None, 0.1, coarse)
-    assert check(rule, energy(1.0), energy(9.0)).status == "failed"
+    assert check(rule, energy(1.0), energy(9.0)).status == "inconclusive"  # no error bar: cannot tell
+    assert check(rule, energy(1.0, bound=0.01), energy(9.0, bound=0.09)).status == "failed"
+    wide = check(rule, energy(1.0, bound=0.2), energy(1.05, bound=0.2))
+    assert wide.status == "not_gated" and "error bar (±20.0%) exceeds the tolerance" in wide.note
+    invalid = energy(1.0)
+    invalid["train"].update(energy_j=None, energy_valid=False, energy_note="throttled: SW power cap")
+    failed = check(rule, energy(1.0), invalid)
+    assert failed.status == "failed" and "invalid now (throttled: SW power cap)" in failed.note
 
 
 def test_window_energy_method_is_read_beside_the_window() -> None:
@@ -187,7 +198,7 @@ def test_window_energy_method_is_read_beside_the_window() -> None:
 
     assert check(rule, win(1.0, "estimate"), win(1.0, "estimate")).status == "not_gated"
     assert check(rule, win(1.0, "rapl"), win(1.0, "nvml")).note == "energy methods differ (nvml, rapl)"
-    assert check(rule, win(1.0, "rapl"), win(2.0, "rapl")).status == "failed"
+    assert check(rule, win(1.0, "rapl"), win(2.0, "rapl")).status == "inconclusive"  # no error bar on either
     coarse = win(2.0, "rapl")
     coarse["windows"]["decode"]["energy_coarse"] = True
     assert check(rule, win(1.0, "rapl"), coarse) == Check(
@@ -232,21 +243,24 @@ def test_zero_and_negative_baselines() -> None:
 
 def test_tolerance_boundary_and_notes() -> None:
     rule = Rule(TPUT, 0.1)
-    assert check(rule, tput(10.0), tput(9.0)) == Check("train_samples_per_s", "passed", 10.0, 9.0, -0.1, 0.1,
-                                                       "within tolerance")
+    single = ("no interval from >= 3 samples on both sides: a change cannot be told from noise (measure more "
+              "repeats, or compare side by side with `pytest-longeff ab`)")
+    assert check(rule, tput(10.0, None), tput(9.0, None)) == Check("train_samples_per_s", "inconclusive", 10.0, 9.0,
+                                                                   -0.1, 0.1, single)
     assert check(Rule(LAT, 0.1), {"inference": {"latency_s": {"stats": {"median": 10.0}}}},
-                 {"inference": {"latency_s": {"stats": {"median": 11.0}}}}).status == "passed"
-    assert check(Rule(LAT, 0.1), {"inference": {"latency_s": {"stats": {"median": 10.0}}}},
-                 {"inference": {"latency_s": {"stats": {"median": 11.5}}}}).status == "failed"
-    single = "compared as single values (no interval from >= 3 samples on both sides)"
-    assert check(rule, tput(10.0), tput(8.0)) == Check("train_samples_per_s", "failed", 10.0, 8.0, -0.2, 0.1, single)
-    # An interval on one side only: single values.
-    assert check(rule, tput(10.0, [9.0, 11.0]), tput(8.0)).note == single
-    assert check(rule, tput(10.0), tput(8.0, [7.0, 9.0])).note == single
+                 {"inference": {"latency_s": {"stats": {"median": 11.0}}}}).status == "inconclusive"
+    assert check(rule, tput(10.0, None), tput(8.0, None)) == Check("train_samples_per_s", "inconclusive", 10.0, 8.0,
+                                                                   -0.2, 0.1, single)
+    # An interval on one side only: no interval of the change.
+    assert check(rule, tput(10.0, [9.0, 11.0]), tput(8.0, None)).note == single
+    assert check(rule, tput(10.0, None), tput(8.0, [7.0, 9.0])).note == single
     noise = check(rule, tput(10.0, [9.0, 11.0]), tput(8.0, [7.0, 9.0]))
-    assert noise == Check("train_samples_per_s", "within_noise", 10.0, 8.0, -0.2, 0.1,
-                          "beyond tolerance, but the intervals overlap within it (current 95% CI [7, 9] vs "
-                          "baseline [9, 11])")
+    assert noise.status == "inconclusive" and noise.note.endswith("current 95% CI [7, 9] vs baseline [9, 11]")
+    assert "the intervals cannot resolve the tolerance" in noise.note
+    tight = check(rule, tput(10.0, [9.9, 10.1]), tput(9.8, [9.7, 9.9]))
+    assert tight.status == "passed" and tight.note.startswith("within tolerance at 95%")
+    wide_but_within = check(rule, tput(10.0, [6.0, 14.0]), tput(9.8, [6.0, 14.0]))
+    assert wide_but_within.status == "inconclusive"  # -2 %, but the intervals could hide -30 %: not "no regression"
     apart = check(rule, tput(10.0, [9.5, 10.5]), tput(7.0, [6.5, 7.5]))
     assert apart == Check("train_samples_per_s", "failed", 10.0, 7.0, near(-0.3), 0.1,
                           "intervals apart: current 95% CI [6.5, 7.5] vs baseline [9.5, 10.5]")
@@ -261,9 +275,9 @@ def test_drift_widens_the_corrected_interval_by_the_reference_noise() -> None:
     w = math.exp(TWO_Z / 2 * se)
     lo, hi = 6.5 * factor / w, 7.5 * factor * w
     c = check(rule, base, cur)
-    assert c.status == "within_noise" and c.current == near(7.0 * factor)
-    assert c.note == (f"beyond tolerance, but the intervals overlap within it (current 95% CI [{lo:.4g}, {hi:.4g}] vs "
-                      f"baseline [9, 11]); drift-corrected by the machine-speed reference: x{factor:.3g} (machine at "
+    assert c.status == "inconclusive" and c.current == near(7.0 * factor)
+    assert c.note.endswith(f"current 95% CI [{lo:.4g}, {hi:.4g}] vs "
+                      f"baseline [9, 11]; drift-corrected by the machine-speed reference: x{factor:.3g} (machine at "
                       "0.85 of the baseline's reference speed)")
     assert f"[{lo:.4g}, {hi:.4g}]" == "[7.53, 8.961]"  # worked by hand (w = 1.0156), not the unwidened [7.647, 8.824]
     # References without intervals: the interval is scaled by the factor alone.
@@ -271,8 +285,8 @@ def test_drift_widens_the_corrected_interval_by_the_reference_noise() -> None:
     assert f"current 95% CI [{6.5 * factor:.4g}, {7.5 * factor:.4g}]" in c.note
     assert "[7.647, 8.824]" in c.note
     # A current value without an interval stays without one.
-    c = check(rule, tput(10.0, [9.0, 11.0], reference=ref(100.0)), tput(7.0, reference=ref(85.0)))
-    assert c.note.startswith("compared as single values") and c.note.endswith("of the baseline's reference speed)")
+    c = check(rule, tput(10.0, [9.0, 11.0], reference=ref(100.0)), tput(7.0, None, reference=ref(85.0)))
+    assert c.note.startswith("no interval from") and c.note.endswith("of the baseline's reference speed)")
 
 
 # -- memory, settings, refusal, acknowledgements -------------------------------------------------------------------
@@ -341,7 +355,7 @@ def test_gate_record_sections() -> None:
               "tolerance": 0.0, "note": "the batch-size search now finds a smaller batch under the same memory "
               "budget: a memory regression"}
     speed = {"metric": "train_samples_per_s", "status": "failed", "baseline": 10.0, "current": 8.0, "change": -0.2,
-             "tolerance": 0.1, "note": "compared as single values (no interval from >= 3 samples on both sides)"}
+             "tolerance": 0.1, "note": "intervals apart: current 95% CI [7.92, 8.08] vs baseline [9.9, 10.1]"}
     assert gate_record(rules, doc, cur, {}, "b.json") == {"baseline": "b.json", "checks": [memory, speed],
                                                           "refused": None}
     acked = gate_record(rules, doc, cur, {}, "b.json", {}, [Ack("a", "batch_size", "smaller GPU")])
@@ -377,18 +391,24 @@ def test_pair_evidence() -> None:
     rule = Rule(TPUT, 0.1)
     base, cur = tput(10.0, [9.0, 11.0], cell="x"), tput(8.0, [7.5, 8.5], cell="x")
     c = check(rule, base, cur)
-    assert c.status == "within_noise"
+    assert c.status == "inconclusive"
     excess = math.log(10 / 8) + math.log(0.9)
     se = math.hypot(math.log(11 / 9) / TWO_Z, math.log(8.5 / 7.5) / TWO_Z)
     p = pair(rule, base, cur, c)
     assert p == Pair("x", "train_samples_per_s", 10.0, 8.0, near(excess), near(se),
-                     near(1 - PHI(excess / se)), 0.1, "within_noise", None)
-    # An interval on one side only: no standard error, a point decision.
-    one = tput(8.0, cell="x")
+                     near(1 - PHI(excess / se)), 0.1, "inconclusive", None)
+    # An interval on one side only: no standard error, and a noisy figure without one is no evidence.
+    one = tput(8.0, None, cell="x")
     p = pair(rule, base, one, check(rule, base, one))
-    assert p is not None and p.se is None and p.p == 0.0 and p.check_status == "failed"
+    assert p is not None and p.se is None and p.p == 1.0 and p.check_status == "inconclusive"
     p = pair(rule, one, cur, check(rule, one, cur))  # the interval on the current side only
-    assert p is not None and p.se is None and p.p == 1.0 and p.check_status == "passed"
+    assert p is not None and p.se is None and p.p == 1.0 and p.check_status == "inconclusive"
+    # A figure that does not vary between measurements (the score) is decided by its values.
+    score_rule = Rule(SCORE, 0.05)
+    lower = {"id": "x", "accuracy": {"score": 40.0}}
+    p = pair(score_rule, {"id": "x", "accuracy": {"score": 50.0}}, lower,
+             check(score_rule, {"id": "x", "accuracy": {"score": 50.0}}, lower))
+    assert p is not None and p.se is None and p.p == 0.0 and p.check_status == "failed"
     # Not measured, not gated or acknowledged: no evidence.
     for status in ("unmeasured", "not_gated", "acknowledged"):
         assert pair(rule, base, cur, Check("m", status, 10.0, 8.0, -0.2, 0.1, "")) is None
@@ -483,7 +503,7 @@ def test_gate_judge_and_judge_run() -> None:
     section, failures = gate.judge(tput(5.0, cell="a"), {"cpu": "x"})
     assert [c["status"] for c in section["checks"]] == ["failed"] and section["baseline"] == "b.json"
     assert failures == [("train_samples_per_s: baseline 10, current 5, change -50.0%, tolerance 10% for the worse "
-                         "(failed; compared as single values (no interval from >= 3 samples on both sides))")]
+                         "(failed; intervals apart: current 95% CI [4.95, 5.05] vs baseline [9.9, 10.1])")]
     section, failures = gate.judge(tput(5.0, cell="a"), {"cpu": "y"})
     assert section["refused"] == "the baseline comes from another machine or software stack (cpu 'x' vs 'y')"
     assert failures and failures[0].startswith("gate refused: the baseline comes from another machine")
@@ -694,8 +714,9 @@ def test_suite_verdict_with_within_cell_noise_dominating() -> None:
              _pair("c", excess=0.04, se=0.25)]
     ratio, p = _suite_expected(False, [0.05, 0.06, 0.04], [0.2, 0.3, 0.25], t)
     v = suite_verdict("m", LAT, pairs, ())
-    assert v == SuiteVerdict("m", 3, near(ratio), 0.1, near(p), "passed", None, 1)
-    assert ratio == near(1.1 * math.exp(0.05)) and p > 0.05
+    assert v.verdict == "inconclusive" and v.reason is not None and "reaches beyond the tolerance" in v.reason
+    assert v == SuiteVerdict("m", 3, near(ratio), 0.1, near(p), "inconclusive", v.reason, 1)
+    assert ratio == near(1.1 * math.exp(0.05)) and p > 0.05  # not significant, yet no claim of "passed"
     # One cell: no spread, its own standard error; clearly worse than the tolerance.
     one = [_pair("a", excess=0.5, se=0.1)]
     ratio, p = _suite_expected(False, [0.5], [0.1], t)

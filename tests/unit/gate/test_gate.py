@@ -11,13 +11,18 @@ from pytest_longeff.measure.machine import mismatch
 from pytest_longeff.record.figures import GATED, figure
 
 
-def _rec(tput: float | None = 10.0, ci: list[float] | None = None, energy: float | None = None,
+def _rec(tput: float | None = 10.0, ci: list[float] | None | str = "tight", energy: float | None = None,
          method: str = "nvml", n: int = 5) -> dict[str, object]:
+    """A record; throughput CI +-1 % and energy error bars of 1 % unless given (``ci=None``: no interval)."""
+    if ci == "tight":
+        ci = None if tput is None else [tput * 0.99, tput * 1.01]
+    bound = None if energy is None else energy * 0.01
     return {
         "id": "led-base-1024-qasper", "status": "passed",
         "train": {"samples_per_s_stats": {"median": tput, "ci95": ci, "n": n}, "energy_j": energy,
-                  "energy_method": method},
-        "inference": {"j_per_sample": energy, "energy_method": method},
+                  "energy_method": method, "energy_uncertainty_j": bound},
+        "inference": {"j_per_sample": energy, "energy_method": method, "energy_j": energy,
+                      "energy_uncertainty_j": bound},
     }
 
 
@@ -50,11 +55,11 @@ def test_overlapping_intervals_are_noise_and_separated_ones_a_regression() -> No
     base = _rec(10.0, ci=[9.0, 11.0])
     # Tolerated value: the baseline's worst case 9.0 less 10 % = 8.1.
     noisy = check(rule, base, _rec(8.0, ci=[6.0, 9.5]))
-    assert noisy.status == "within_noise" and not noisy.fails()
+    assert noisy.status == "inconclusive" and not noisy.fails()
     assert check(rule, base, _rec(7.5, ci=[7.0, 8.0])).fails()
-    # Too few samples for an interval: the point values decide.
+    # Too few samples for an interval: a noisy figure cannot be judged, either way.
     few = check(rule, _rec(10.0, ci=[9.0, 11.0], n=2), _rec(8.0, ci=[6.0, 9.5], n=2))
-    assert few.fails() and "single values" in few.note
+    assert few.status == "inconclusive" and "no interval from >= 3 samples" in few.note
 
 
 def test_a_zero_baseline_is_compared_by_value() -> None:
@@ -93,9 +98,14 @@ def test_other_machines_are_refused() -> None:
 @given(base=st.floats(0.1, 1e6), factor=st.floats(0.0, 10.0), tol=st.floats(0.0, 1.0))
 def test_a_check_fails_exactly_when_worse_beyond_tolerance(base: float, factor: float, tol: float) -> None:
     rule = Rule(GATED["train_samples_per_s"], tol)
-    result = check(rule, _rec(base), _rec(base * factor))
+    result = check(rule, _rec(base), _rec(base * factor))  # +-1 % intervals on both sides
     worse_by = (base - base * factor) / base
-    assert result.fails() == (worse_by > tol)
+    if result.fails():
+        assert worse_by > tol  # never a failure within the tolerance
+    if worse_by > 1 - 0.98 * (1 - tol) + 1e-9:
+        assert result.fails()  # beyond the tolerance by more than the intervals: always a failure
+    if result.status == "passed":
+        assert worse_by <= tol
 
 
 def _latency(median: float, ci: list[float]) -> dict[str, object]:
@@ -110,7 +120,7 @@ def test_lower_is_better_intervals_compare_current_low_end_with_baseline_high_en
     base = _latency(1.0, [0.9, 1.1])
     # 50 % slower, but the current interval reaches down to 1.15 < 1.21: noise. Using ci[1] (1.6) or the
     # baseline's low end (0.99) would call it a regression.
-    assert check(rule, base, _latency(1.5, [1.15, 1.6])).status == "within_noise"
+    assert check(rule, base, _latency(1.5, [1.15, 1.6])).status == "inconclusive"
     # Best case 1.3 > 1.21: a regression. Using the baseline's high end scaled the wrong way (1.1 x 0.9) or the
     # current high end would agree, so a mutant swapping the comparison is caught by the case above.
     assert check(rule, base, _latency(1.5, [1.3, 1.6])).fails()
@@ -119,7 +129,7 @@ def test_lower_is_better_intervals_compare_current_low_end_with_baseline_high_en
 def test_higher_is_better_intervals_compare_current_high_end_with_baseline_low_end() -> None:
     rule = Rule(GATED["train_samples_per_s"], 0.1)
     base = _rec(10.0, ci=[9.0, 11.0])  # tolerated value 9.0 x 0.9 = 8.1
-    assert check(rule, base, _rec(7.0, ci=[6.0, 8.5])).status == "within_noise"  # using ci[0] would fail it
+    assert check(rule, base, _rec(7.0, ci=[6.0, 8.5])).status == "inconclusive"  # using ci[0] would fail it
     assert check(rule, base, _rec(7.0, ci=[6.0, 8.0])).fails()
 
 
@@ -143,9 +153,10 @@ def test_window_metrics_name_the_window_and_figure() -> None:
 
 def test_a_window_regression_fails_by_its_time() -> None:
     rule = parse_fail_on("window_decode_time_s:10%")
-    base = {"machine": {}, "records": [{"id": "t::x", "kind": "window", "status": "passed",
-                                        "windows": {"decode": {"time_s": 1.0}}}]}
-    current = {"id": "t::x", "kind": "window", "windows": {"decode": {"time_s": 2.0}}}
+    base = {"machine": {}, "records": [{"id": "t::x", "kind": "window", "status": "passed", "windows": {"decode": {
+        "time_s": 1.0, "time_s_stats": {"ci95": [0.99, 1.01], "n": 5}}}}]}
+    current = {"id": "t::x", "kind": "window", "windows": {"decode": {
+        "time_s": 2.0, "time_s_stats": {"ci95": [1.98, 2.02], "n": 5}}}}
     gate = gate_record(rule, base, current, {}, "b.json")
     assert [c["status"] for c in gate["checks"]] == ["failed"] and gate_failures(gate)
 
@@ -214,7 +225,8 @@ def _timed(tput: float, ref: float | None, latency: float | None = None, energy:
     out: dict[str, object] = {
         "id": "led-base-1024-qasper", "status": "passed", "batch_size": 2,
         "train": {"samples_per_s_stats": {"median": tput, "ci95": [tput * 0.98, tput * 1.02], "n": 5},
-                  "energy_j": energy, "energy_method": "rapl"}}
+                  "energy_j": energy, "energy_method": "rapl",
+                  "energy_uncertainty_j": None if energy is None else energy * 0.01}}
     if latency is not None:
         out["inference"] = {"latency_s": {"stats": {"median": latency, "ci95": [latency * 0.98, latency * 1.02],
                                                     "n": 5}}}

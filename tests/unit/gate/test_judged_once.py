@@ -18,15 +18,19 @@ RULES = parse_fail_on("train_samples_per_s:10%,score:5%,window_decode_time_s:10%
 MACHINE = {"cpu": "x"}
 
 
-def rec(cell: str, tput: float, ci: list[float] | None = None, score: float = 50.0, status: str = "passed",
+def rec(cell: str, tput: float, ci: list[float] | None | str = "tight", score: float = 50.0, status: str = "passed",
         **extra: Any) -> dict[str, Any]:
+    """A record; the throughput's 95 % CI is +-1 % unless given."""
+    if ci == "tight":
+        ci = [tput * 0.99, tput * 1.01]
     return {"id": cell, "status": status, "batch_size": 2, "accuracy": {"score": score},
             "train": {"samples_per_s_stats": {"median": tput, "ci95": ci, "n": 5}}, **extra}
 
 
 def window(cell: str, time_s: float, ci: list[float] | None = None, status: str = "passed") -> dict[str, Any]:
     stats = {"median": time_s, "ci95": ci, "n": 5}
-    return {"id": cell, "kind": "window", "status": status, "windows": {"decode": {"time_s": time_s, "stats": stats}}}
+    return {"id": cell, "kind": "window", "status": status,
+            "windows": {"decode": {"time_s": time_s, "stats": stats, "time_s_stats": stats}}}
 
 
 BASELINE: dict[str, Any] = {"machine": MACHINE, "settings": {}, "records": [
@@ -98,9 +102,9 @@ def test_rule_checks_take_each_rules_check_from_the_section_in_order() -> None:
         ["failed", "passed", "passed"]  # made afresh without reuse: the same checks
 
 
-def test_settle_judged_judges_each_measurement_once_and_returns_the_section_of_the_one_that_stands() -> None:
+def test_settle_judged_judges_each_measurement_once_and_the_first_stands() -> None:
     made: list[dict[str, Any]] = [{"n": 0}]
-    changes = [-0.4, -0.2, -0.3]
+    changes = [-0.4, -0.2, -0.3, -0.3]
     judged: list[int] = []
 
     def judge(m: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -114,9 +118,12 @@ def test_settle_judged_judges_each_measurement_once_and_returns_the_section_of_t
 
     settled = settle_judged(made[0], judge, again, 2)
     assert judged == [0, 1, 2]  # three measurements, three judgements
-    assert isinstance(settled, Settled) and settled.record is made[1] and settled.gate is not None
-    assert settled.gate["n"] == 1  # the section of the measurement that stands, not a new judgement
-    assert settled.remeasured is not None and [o["train"] for o in settled.remeasured["others"]] == [0, 2]
+    assert isinstance(settled, Settled) and settled.record is made[0] and settled.gate is not None
+    assert settled.gate["n"] == 0  # no judge of the pooled figures given: the first measurement's section
+    assert settled.remeasured is not None and [o["train"] for o in settled.remeasured["others"]] == [1, 2]
+    judged.clear()
+    pooled = settle_judged(made[0], judge, again, 1, lambda d: {"pooled_from": d["n"], "checks": []})
+    assert judged == [0, 3] and pooled.gate == {"pooled_from": 0, "checks": []}  # one more judgement: the pool
     judged.clear()
     once = settle_judged({"n": 1}, judge, again, 0)
     assert judged == [1] and once.remeasured is None and once.gate is not None and once.gate["n"] == 1
@@ -125,12 +132,12 @@ def test_settle_judged_judges_each_measurement_once_and_returns_the_section_of_t
 
 
 def test_judge_windows_adds_the_window_checks_to_the_cells_section() -> None:
-    gate = Gate(RULES, {**BASELINE, "records": [{**rec("a", 10.0), **window("a", 1.0), "kind": "cell"}]}, "b.json",
-                {})
+    gate = Gate(RULES, {**BASELINE, "records": [{**rec("a", 10.0), **window("a", 1.0, [0.99, 1.01]), "kind": "cell"}]},
+                "b.json", {})
     cell = rec("a", 10.0)
     section = gate.judge(cell, MACHINE)[0]
     assert [c["metric"] for c in section["checks"]] == ["train_samples_per_s", "score"]
-    both = {**cell, "windows": window("a", 2.0)["windows"]}
+    both = {**cell, "windows": window("a", 2.0, [1.98, 2.02])["windows"]}
     extended = judge_windows(gate, both, MACHINE, section)
     assert [(c["metric"], c["status"]) for c in extended["checks"]] == [
         ("train_samples_per_s", "passed"), ("score", "passed"), ("window_decode_time_s", "failed")]

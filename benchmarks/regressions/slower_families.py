@@ -1,0 +1,73 @@
+"""Real regressions for testing the gate: variants of the built-in families whose forward does real extra work.
+
+Used as a head environment's ``conftest.py`` (``benchmarks/ab_replay.py`` copies it there; the acceptance tests do
+too). It registers ``led`` and ``bigbird`` under their own names, so the cells keep their ids, with a forward hook on
+every encoder and decoder layer that does extra work, chosen by ``LONGEFF_REGRESSION``:
+
+* ``matmul:N``: N extra ``[tokens, d_model] x [d_model, d_model]`` products of the layer's output per layer, added
+  back at zero weight so autograd runs their backward too (a slowdown the clock sees; ``benchmarks/ab_replay.py``
+  sizes N to a share of the step);
+* ``copy:N``: N extra copies of the layer's output (work a clock cannot resolve, but the work counters see);
+* unset or ``none``: the built-in families unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from pytest_longeff.models.families import BUILTIN_FAMILIES
+
+
+def _spec() -> tuple[str, int]:
+    text = os.environ.get("LONGEFF_REGRESSION", "none")
+    kind, _, n = text.partition(":")
+    if kind == "none":
+        return "none", 0
+    if kind not in ("matmul", "copy") or not n.isdigit():
+        raise ValueError(f"LONGEFF_REGRESSION: expected matmul:N, copy:N or none, got {text!r}")
+    return kind, int(n)
+
+
+def _layers(model: Any) -> list[torch.nn.Module]:
+    """Every encoder and decoder layer of a seq2seq model."""
+    inner = model.get_encoder().layers, model.get_decoder().layers
+    return [layer for stack in inner for layer in stack]
+
+
+def _hook(kind: str, n: int, width: int) -> Any:
+    weight = torch.randn(width, width) / width**0.5
+
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        hidden = output[0] if isinstance(output, tuple) else output
+        extra = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+        for _ in range(n):
+            if kind == "matmul":
+                extra = extra + (hidden @ weight.to(hidden.device, hidden.dtype)).mean()
+            else:
+                extra = extra + hidden.clone().mean()
+        hidden = hidden + 0 * extra
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    return hook
+
+
+def _slower(family: Any, kind: str, n: int) -> Any:
+    class Slower(type(family)):  # type: ignore[misc]
+        def build(self, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None) -> Any:
+            model = super().build(size, weights, vocab_size, max_len, model_dir)
+            for layer in _layers(model):
+                layer.register_forward_hook(_hook(kind, n, model.config.d_model))
+            return model
+
+    return Slower()
+
+
+def pytest_longeff_families() -> list[Any]:
+    """The built-in families, with the extra work ``LONGEFF_REGRESSION`` asks for."""
+    kind, n = _spec()
+    if kind == "none" or n == 0:
+        return []
+    return [_slower(f, kind, n) for f in BUILTIN_FAMILIES]

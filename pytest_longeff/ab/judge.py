@@ -1,0 +1,197 @@
+"""From the rounds to the verdicts: per cell and figure, the suite per figure, the work counters and the batch.
+
+Works on the report's plain data (``cells[id]["rounds"]``), so ``pytest-longeff show`` and a later judgement at
+other tolerances read a saved report exactly as the live run judged it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_longeff.ab.stats import (
+    FDR_Q,
+    INCONCLUSIVE,
+    NO_REGRESSION,
+    REGRESSION,
+    Estimate,
+    estimate,
+    verdict,
+)
+from pytest_longeff.gate.suite import benjamini_hochberg
+from pytest_longeff.measure.work import TOTALS, totals_per_unit, work_diff
+
+WORK = "work"
+
+
+@dataclass(frozen=True)
+class AbFigure:
+    """A figure an A/B job compares: which window it comes from, what cost of it is compared (seconds, joules or
+    bytes per unit of work), and how the figure reads (a rate is units per second)."""
+
+    name: str
+    window: str  # "train" | "inference"
+    quantity: str  # "time" | "energy" | "memory"
+    higher_is_better: bool
+    unit: str
+    method: str
+
+    def cost(self, answer: Mapping[str, Any]) -> float | None:
+        """The cost this figure compares in one window's answer (None where not measured)."""
+        units = answer.get("units") or 0
+        if self.quantity == "time":
+            t = answer.get("time_s")
+            return t / units if isinstance(t, (int, float)) and t > 0 and units else None
+        if self.quantity == "energy":
+            e = answer.get("energy") or {}
+            j = e.get("energy_j")
+            return j / units if e.get("energy_valid") and isinstance(j, (int, float)) and j > 0 and units else None
+        m = answer.get("peak_memory_bytes")
+        return float(m) if isinstance(m, (int, float)) and m > 0 else None
+
+    def tau(self, tolerance: float) -> float:
+        """The tolerance as a log ratio of the cost: a rate may drop by ``tolerance``, a cost grow by it."""
+        if self.higher_is_better:
+            return math.inf if tolerance >= 1 else -math.log1p(-tolerance)
+        return math.log1p(tolerance)
+
+    def shown(self, log_cost_ratio: float) -> float:
+        """A log ratio of the cost as the relative change of the figure itself (a rate's change for rates)."""
+        return math.expm1(-log_cost_ratio if self.higher_is_better else log_cost_ratio)
+
+
+_PAIRED = "paired windows of both sides, interleaved (or at once in duet); Student's t over process pairs"
+FIGURES: Mapping[str, AbFigure] = {f.name: f for f in (
+    AbFigure("train_samples_per_s", "train", "time", True, "samples/s", f"training steps at a fixed batch; {_PAIRED}"),
+    AbFigure("inference_tokens_per_s", "inference", "time", True, "tokens/s",
+             f"greedy generation of a fixed number of new tokens; {_PAIRED}"),
+    AbFigure("train_j_per_sample", "train", "energy", False, "J/sample", f"energy meter over the window; {_PAIRED}"),
+    AbFigure("inference_j_per_token", "inference", "energy", False, "J/token",
+             f"energy meter over the window; {_PAIRED}"),
+    AbFigure("train_peak_memory_bytes", "train", "memory", False, "B", f"peak memory of the window; {_PAIRED}"),
+    AbFigure("inference_peak_memory_bytes", "inference", "memory", False, "B", f"peak memory of the window; {_PAIRED}"),
+)}
+DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_tokens_per_s:10%,train_j_per_sample:10%,"
+                   "inference_j_per_token:10%,work:0%")
+
+
+def parse_rules(text: str) -> dict[str, float]:
+    """``figure:N%`` items; ValueError names the wrong item and the accepted figures."""
+    rules: dict[str, float] = {}
+    accepted = ", ".join([*FIGURES, WORK])
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, tol = part.partition(":")
+        if name not in FIGURES and name != WORK:
+            raise ValueError(f"--fail-on: unknown figure {name!r}; accepted: {accepted}")
+        try:
+            value = float(tol.removesuffix("%")) / 100 if tol.endswith("%") else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"--fail-on: expected {name}:N% with N >= 0 (e.g. {name}:10%), got {part!r}")
+        rules[name] = value
+    if not rules:
+        raise ValueError(f"--fail-on: expected figure:N% items separated by commas; figures: {accepted}")
+    return rules
+
+
+def pair_values(fig: AbFigure, rounds: Sequence[Mapping[str, Any]]) -> dict[int, list[float]]:
+    """The log cost ratios head/base of every round, by process pair (rounds a side could not measure left out)."""
+    out: dict[int, list[float]] = {}
+    for r in rounds:
+        if r.get("window") != fig.window:
+            continue
+        b, h = fig.cost(r.get("base") or {}), fig.cost(r.get("head") or {})
+        if b is not None and h is not None:
+            out.setdefault(int(r["pair"]), []).append(math.log(h / b))
+    return out
+
+
+def _means(values: Mapping[int, list[float]]) -> list[float]:
+    return [sum(v) / len(v) for _, v in sorted(values.items()) if v]
+
+
+def judge_figure(fig: AbFigure, tolerance: float, rounds: Sequence[Mapping[str, Any]], final: bool
+                 ) -> dict[str, Any] | None:
+    """One cell's figure: estimate over process pairs and verdict; None where no round measured it."""
+    values = pair_values(fig, rounds)
+    if not values:
+        return None
+    e = estimate(_means(values))
+    return _judged(fig, tolerance, e, final, sum(map(len, values.values())))
+
+
+def _judged(fig: AbFigure, tolerance: float, e: Estimate, final: bool, rounds: int) -> dict[str, Any]:
+    lo, hi = sorted((fig.shown(e.low), fig.shown(e.high)))
+    return {"figure": fig.name, "verdict": verdict(e, fig.tau(tolerance), final), "tolerance": tolerance,
+            "change": fig.shown(e.mean), "low": lo if math.isfinite(lo) else None,
+            "high": hi if math.isfinite(hi) else None, "pairs": e.n, "rounds": rounds, "p_worse": e.p_worse,
+            "resolvable": e.resolvable if math.isfinite(e.resolvable) else None}
+
+
+def judge_suite(fig: AbFigure, tolerance: float, cells: Mapping[str, Mapping[str, Any]], final: bool
+                ) -> dict[str, Any] | None:
+    """The figure over all cells: per process pair the mean of the cells' log ratios, then the same test."""
+    by_pair: dict[int, list[float]] = {}
+    for cell in cells.values():
+        for pair, values in pair_values(fig, cell.get("rounds") or []).items():
+            by_pair.setdefault(pair, []).append(sum(values) / len(values))
+    if not by_pair:
+        return None
+    e = estimate(_means(by_pair))
+    return _judged(fig, tolerance, e, final, sum(map(len, by_pair.values())))
+
+
+def judge_work(tolerance: float, work: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The work counters of both sides per window kind: a regression when any total per unit grows beyond the
+    tolerance, with the operators that changed."""
+    base, head = work.get("base") or {}, work.get("head") or {}
+    kinds = [k for k in ("train", "inference") if isinstance(base.get(k), Mapping) and isinstance(head.get(k), Mapping)]
+    if not kinds:
+        return None
+    grew, lines = [], []
+    for kind in kinds:
+        a, b = totals_per_unit(base[kind]), totals_per_unit(head[kind])
+        for key in TOTALS:
+            if a[key] > 0 and b[key] > a[key] * (1 + tolerance) or a[key] == 0 < b[key]:
+                grew.append(f"{kind} {key} per {base[kind].get('unit')} {a[key]:.6g} -> {b[key]:.6g}")
+        lines.extend(f"{kind}: {c.line()}" for c in work_diff(base[kind], head[kind]))
+    return {"figure": WORK, "verdict": REGRESSION if grew else NO_REGRESSION, "tolerance": tolerance,
+            "grew": grew, "diff": lines[:40], "exact": True}
+
+
+def judge_cells(rules: Mapping[str, float], cells: Mapping[str, dict[str, Any]], final: bool) -> dict[str, Any]:
+    """Every cell's verdicts (written into ``cells[id]["verdicts"]``), the suite's, the FDR, and the run's."""
+    timed = [(n, t) for n, t in rules.items() if n != WORK]
+    for cell in cells.values():
+        judged = [j for n, t in timed if (j := judge_figure(FIGURES[n], t, cell.get("rounds") or [], final))]
+        if WORK in rules and (w := judge_work(rules[WORK], cell.get("work") or {})):
+            judged.append(w)
+        if cell.get("memory_regression"):
+            judged.append({"figure": "batch_size", "verdict": REGRESSION, "note": cell["memory_regression"]})
+        cell["verdicts"] = judged
+    _fdr([j for c in cells.values() for j in c["verdicts"] if "p_worse" in j])
+    live = {k: c for k, c in cells.items() if not c.get("error")}
+    suite = [j for n, t in timed if (j := judge_suite(FIGURES[n], t, live, final))] if live else []
+    every = [j["verdict"] for c in cells.values() for j in c["verdicts"]] + [j["verdict"] for j in suite]
+    errors = [k for k, c in cells.items() if c.get("error")]
+    run = REGRESSION if REGRESSION in every else INCONCLUSIVE if INCONCLUSIVE in every or errors or not every \
+        else NO_REGRESSION
+    exact = any(j["verdict"] == REGRESSION and j["figure"] in (WORK, "batch_size") for c in cells.values()
+                for j in c["verdicts"])
+    return {"suite": suite, "verdict": run, "undecided": every.count(INCONCLUSIVE), "errors": errors,
+            "exact_regression": exact}
+
+
+def _fdr(judged: list[dict[str, Any]]) -> None:
+    """Benjamini-Hochberg over the timed verdicts' one-sided p-values: a regression whose q exceeds the level is
+    not a discovery and reads inconclusive."""
+    if not judged:
+        return
+    for j, q in zip(judged, benjamini_hochberg([float(j["p_worse"]) for j in judged]), strict=True):
+        j["q"] = q
+        if j["verdict"] == REGRESSION and q > FDR_Q:
+            j["verdict"] = INCONCLUSIVE
+            j["note"] = f"significant alone but not after the FDR correction (q {q:.3g})"

@@ -1,0 +1,59 @@
+"""An A/B report as text: the run's verdict, one row per cell and figure, the suite per figure, and the operators
+whose work changed (as a profiler diff reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+HEADERS = ["cell", "figure", "change", "95% interval", "pairs", "rounds", "verdict"]
+SUITE_HEADERS = ["figure", "change (all cells)", "95% interval", "pairs", "verdict"]
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if not isinstance(v, (int, float)) else f"{v:+.1%}"
+
+
+def _row(cell: str, j: Mapping[str, Any]) -> list[str]:
+    if j.get("figure") == "work":
+        detail = "; ".join(j.get("grew") or []) or "same work"
+        return [cell, "work (exact)", detail, "", "", "", str(j["verdict"])]
+    if j.get("figure") == "batch_size":
+        return [cell, "batch_size", str(j.get("note")), "", "", "", str(j["verdict"])]
+    verdict = str(j["verdict"])
+    if verdict == "inconclusive" and j.get("resolvable") is not None:
+        verdict += f" (resolves ±{j['resolvable']:.1%})"
+    if j.get("note"):
+        verdict += f"; {j['note']}"
+    return [cell, str(j["figure"]), _pct(j.get("change")), f"[{_pct(j.get('low'))}, {_pct(j.get('high'))}]",
+            str(j.get("pairs", "")), str(j.get("rounds", "")), verdict]
+
+
+def render(report: Mapping[str, Any], fmt: str = "simple", heading: str = "") -> str:
+    """The report's verdicts as text tables (``fmt``: a tabulate format, "github" for Markdown)."""
+    from tabulate import tabulate
+
+    cells: Mapping[str, Any] = report.get("cells") or {}
+    rows = [_row(cell, j) for cell, c in cells.items() for j in c.get("verdicts") or []]
+    rows.sort(key=lambda r: 0 if r[-1].startswith("regression") else 1 if r[-1].startswith("inconclusive") else 2)
+    suite = [[str(s["figure"]), _pct(s.get("change")), f"[{_pct(s.get('low'))}, {_pct(s.get('high'))}]",
+              str(s.get("pairs")), str(s["verdict"]) + (f" (resolves ±{s['resolvable']:.1%})"
+                                                        if s["verdict"] == "inconclusive" and s.get("resolvable")
+                                                        else "")] for s in report.get("suite") or []]
+    verdict = str(report.get("verdict", "inconclusive")).upper()
+    sides = report.get("sides") or {}
+    parts = [heading + f"longeff A/B gate: {verdict} after {report.get('pairs_done', 0)} process pairs "
+             f"({report.get('wall_s', 0):.0f} s; base {(sides.get('base') or {}).get('directory')}, head "
+             f"{(sides.get('head') or {}).get('directory')}); changes are head vs base, negative rates are slower",
+             tabulate(rows, HEADERS, tablefmt=fmt, disable_numparse=True)]
+    if suite:
+        parts.append(tabulate(suite, SUITE_HEADERS, tablefmt=fmt, disable_numparse=True))
+    for cell, c in cells.items():
+        if c.get("error"):
+            parts.append(f"error: {cell}: {c['error']}")
+        for j in c.get("verdicts") or []:
+            if j.get("figure") == "work" and j.get("diff"):
+                parts.append(f"work diff, {cell} (per unit, base -> head):\n  " + "\n  ".join(j["diff"]))
+    if report.get("error"):
+        parts.append(f"error: {report['error']}")
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,85 @@
+"""``pytest-longeff ab`` end to end: two environments (directories with their own benchmark module, the same
+interpreter), real models measured in paired rounds, and a head whose layers do real extra work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CELL = ["--longeff-families=led", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
+        "--longeff-eval-samples=2", "--longeff-idle-s=0", "--longeff-batch-size=2", "--longeff-device=cpu",
+        "--longeff-energy=none", "-p", "no:randomly"]
+QUICK = ["--pairs", "2", "--min-pairs", "2", "--rounds", "1", "--window-s", "0.05"]
+
+
+def _env(tmp: Path, name: str, regression: bool) -> Path:
+    side = tmp / name
+    side.mkdir()
+    shutil.copy(ROOT / "benchmarks" / "test_cells.py", side / "test_cells.py")
+    if regression:
+        shutil.copy(ROOT / "benchmarks" / "regressions" / "slower_families.py", side / "conftest.py")
+    return side
+
+
+def _ab(tmp: Path, head: Path, *extra: str, regression: str = "none") -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    out = tmp / f"{head.name}.json"
+    env = {**os.environ, "LONGEFF_REGRESSION": regression}
+    cmd = [sys.executable, "-m", "pytest_longeff.cli", "ab", "--base", str(tmp / "base"), "--head", str(head),
+           "--json", str(out), *QUICK, *extra, "--", "test_cells.py", *CELL]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=600)
+    return done.returncode, json.loads(out.read_text()), done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("ab")
+    _env(tmp, "base", False)
+    _env(tmp, "same", False)
+    _env(tmp, "slower", True)
+    return tmp
+
+
+def test_identical_sides_report_every_round_and_the_same_work(sides: Path) -> None:
+    code, report, text = _ab(sides, sides / "same")
+    assert code in (0, 3), text  # no regression, or inconclusive after only two pairs: never a regression here
+    assert report["kind"] == "longeff-ab" and report["pairs_done"] == 2
+    (cell,) = report["cells"].values()
+    assert {r["window"] for r in cell["rounds"]} == {"train", "inference"}
+    assert {r["order"] for r in cell["rounds"]} <= {"AB", "BA"}
+    assert all(r["base"]["time_s"] > 0 and r["head"]["time_s"] > 0 for r in cell["rounds"])
+    assert len(cell["rounds"]) == 2 * 2  # two windows a round, one round a pair, two pairs: every one kept
+    work = next(v for v in cell["verdicts"] if v["figure"] == "work")
+    assert work["verdict"] == "no regression" and work["diff"] == []
+    assert cell["work"]["base"]["train"]["flops"] == cell["work"]["head"]["train"]["flops"] > 0
+    assert "longeff A/B gate" in text
+
+
+def test_extra_work_the_clock_cannot_see_fails_on_the_counters_with_the_operator_diff(sides: Path) -> None:
+    code, report, text = _ab(sides, sides / "slower", regression="copy:1")
+    assert code == 1, text
+    (cell,) = report["cells"].values()
+    work = next(v for v in cell["verdicts"] if v["figure"] == "work")
+    assert work["verdict"] == "regression"
+    assert any(line.startswith("train: aten.clone: calls") for line in work["diff"]), work["diff"]
+    assert "work diff" in text and "aten.clone" in text
+
+
+def test_a_side_that_cannot_start_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest_longeff.cli", "ab", "--base", str(tmp_path / "nowhere"),
+                           "--head", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "--base" in done.stderr and "neither a directory" in done.stderr
+
+
+def test_an_unknown_figure_names_the_accepted_ones(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest_longeff.cli", "ab", "--base", str(tmp_path), "--head",
+                           str(tmp_path), "--fail-on", "speed:10%"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown figure 'speed'" in done.stderr and "inference_tokens_per_s" in done.stderr
