@@ -6,8 +6,9 @@
 
 The head is real code, not multiplied figures: a directory whose ``conftest.py`` is
 ``benchmarks/regressions/slower_families.py``, so the head's LED and Big Bird layers do extra matrix products
-(``slow10``, ``slow20``: sized here, before the replays, to about 10 % and 20 % of a training step by paired timing of
-the four cells' models) or an extra copy the clock cannot resolve (``work``). ``aa``: the head is the base's code.
+(a share of a ``tokens x tokens`` product per layer; ``slow10``, ``slow20``: sized here, before the replays, to
+about 10 % and 20 % of a training step by paired timing of the four cells' models) or an extra copy the clock cannot
+resolve (``work``). ``aa``: the head is the base's code.
 Each job is a fresh ``pytest-longeff ab`` at its defaults (the default 10 % tolerance) with its own seed; the
 replay prints, per scenario, the run verdicts (regression / no regression / inconclusive), the false alarms per
 (cell, figure) after the FDR and the suite rule (A/A), the work verdicts, the process pairs used and the job's wall
@@ -53,9 +54,9 @@ def _slower_module() -> Any:
     return module
 
 
-def calibrate(targets: tuple[float, ...], trials: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict[float, tuple[int, float]]:
-    """For each target slowdown, the number of extra products per layer whose paired timing over the workload's
-    four models comes closest, and the slowdown measured for it (geometric mean over the models)."""
+def calibrate(targets: tuple[float, ...], trials: tuple[int, ...] = (25, 35, 50, 70, 90)) -> dict[float, tuple[int, float]]:
+    """For each target slowdown, the share of the extra ``L x L`` product per layer (percent of rows) whose paired
+    timing over the workload's four models comes closest, and the slowdown measured for it (geometric mean over the models)."""
     import torch
 
     from pytest_longeff.models.families import BUILTIN_FAMILIES
@@ -74,17 +75,17 @@ def calibrate(targets: tuple[float, ...], trials: tuple[int, ...] = (1, 2, 4, 8,
                 for model in (plain, extra):
                     family.prepare(model, length)
                 times: dict[int, list[float]] = {0: [], 1: []}
-                for rep in range(14):  # interleaved, alternating order
+                for rep in range(30):  # interleaved, alternating order
                     for which in ((0, 1) if rep % 2 else (1, 0)):
                         model = (plain, extra)[which]
                         t0 = time.perf_counter()
                         model(input_ids=x, attention_mask=torch.ones_like(x), labels=y).loss.backward()
                         times[which].append(time.perf_counter() - t0)
                         model.zero_grad(set_to_none=True)
-                slowdown[n].append(statistics.median(times[1][2:]) / statistics.median(times[0][2:]))
+                slowdown[n].append(statistics.median(times[1][4:]) / statistics.median(times[0][4:]))
     os.environ.pop("LONGEFF_REGRESSION", None)
     measured = {n: statistics.geometric_mean(v) - 1 for n, v in slowdown.items()}
-    print("calibration (extra products per layer -> step slowdown): "
+    print("calibration (percent of an L x L product per layer -> step slowdown): "
           + ", ".join(f"{n}: {s:+.1%}" for n, s in measured.items()), flush=True)
     return {t: min(((n, s) for n, s in measured.items()), key=lambda ns: abs(ns[1] - t)) for t in targets}
 
@@ -118,11 +119,13 @@ def summary(scenario: str, reports: list[dict[str, Any]], one_side: float) -> di
     timed = [v for c in cells for v in c.get("verdicts") or [] if "p_worse" in v]
     work = [v for c in cells for v in c.get("verdicts") or [] if v.get("figure") == "work"]
     suite = [s for r in reports for s in r.get("suite") or []]
+    train = [s["change"] for s in suite if s.get("figure") == "train_samples_per_s" and s.get("change") is not None]
     return {"scenario": scenario, "jobs": len(reports), "regression": verdicts.count("regression"),
             "no regression": verdicts.count("no regression"), "inconclusive": verdicts.count("inconclusive"),
             "cell regressions": sum(v["verdict"] == "regression" for v in timed),
             "cell checks": len(timed), "suite regressions": sum(s["verdict"] == "regression" for s in suite),
             "work regressions": sum(v["verdict"] == "regression" for v in work), "work checks": len(work),
+            "median train change": statistics.median(train) if train else None,
             "median pairs": statistics.median(r.get("pairs_done", 0) for r in reports) if reports else None,
             "median job s": statistics.median(r["job_s"] for r in reports) if reports else None,
             "job / one side": (statistics.median(r["job_s"] for r in reports) / one_side) if reports else None}

@@ -14,9 +14,9 @@ Then each new report's throughput figures (medians, quartiles, means and interva
 ``--harness`` runs the cells in-process instead of through pytest (one fresh process per run, as pytest would be),
 with the default machine-speed reference (:mod:`pytest_longeff.measure.reference`) around each cell, and measures
 each cell ``1 + --remeasure`` times back to back. The replay is then done three ways: at the defaults
-(drift-corrected, and a cell the per-cell gate finds suspect is measured again and the least suspect measurement
-stands, by the plugin's own :func:`pytest_longeff.gate.remeasure.settle`, as ``--longeff-remeasure`` does right after
-the first); drift-corrected with one measurement per cell; and uncorrected with one measurement per cell. An
+(drift-corrected, and a cell the per-cell gate finds suspect is measured again and the gate judges the figures
+pooled over every measurement, by the plugin's own :func:`pytest_longeff.gate.remeasure.settle`, as
+``--longeff-remeasure`` does right after the first); drift-corrected with one measurement per cell; and uncorrected with one measurement per cell. An
 injected slowdown applies to every measurement of a cell (a regression of the code is found again); pytest-generated
 reports hold one measurement.
 """
@@ -178,8 +178,8 @@ def slowed(doc: Mapping[str, Any], slowdown: float) -> dict[str, Any]:
 def remeasured(base: Mapping[str, Any], new: Mapping[str, Any], rules: Sequence[Rule],
                limit: int) -> dict[str, Any]:
     """``new`` as the plugin with ``--longeff-remeasure limit`` and ``base`` as the baseline would have recorded it:
-    a cell the per-cell gate finds suspect is measured again, and the least suspect measurement stands
-    (:func:`pytest_longeff.gate.remeasure.settle`)."""
+    a cell the per-cell gate finds suspect is measured again, the first measurement stands in the record and the
+    gate judges the figures pooled over every measurement (:func:`pytest_longeff.gate.remeasure.settle`)."""
     machine = new.get("machine") or {}
     records = []
     for rec in new.get("records", []):

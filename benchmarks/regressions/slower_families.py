@@ -4,9 +4,10 @@ Used as a head environment's ``conftest.py`` (``benchmarks/ab_replay.py`` copies
 too). It registers ``led`` and ``bigbird`` under their own names, so the cells keep their ids, with a forward hook on
 every encoder and decoder layer that does extra work, chosen by ``LONGEFF_REGRESSION``:
 
-* ``matmul:N``: N extra ``[tokens, d_model] x [d_model, d_model]`` products of the layer's output per layer, added
-  back at zero weight so autograd runs their backward too (a slowdown the clock sees; ``benchmarks/ab_replay.py``
-  sizes N to a share of the step);
+* ``matmul:P``: per layer, an extra product of the first P % of the layer's output rows with the whole output
+  (a ``P % of L x L`` block of the ``L x L`` matrix a mask expanded per layer would materialise), added back at zero
+  weight so autograd runs its backward too: a slowdown the clock sees (``benchmarks/ab_replay.py`` sizes P to about
+  10 % and 20 % of a training step; P=100 is the whole ``L x L`` product, about +47 % here);
 * ``copy:N``: N extra copies of the layer's output (work a clock cannot resolve, but the work counters see);
 * unset or ``none``: the built-in families unchanged.
 """
@@ -27,7 +28,7 @@ def _spec() -> tuple[str, int]:
     if kind == "none":
         return "none", 0
     if kind not in ("matmul", "copy") or not n.isdigit():
-        raise ValueError(f"LONGEFF_REGRESSION: expected matmul:N, copy:N or none, got {text!r}")
+        raise ValueError(f"LONGEFF_REGRESSION: expected matmul:P (P a percentage), copy:N or none, got {text!r}")
     return kind, int(n)
 
 
@@ -37,16 +38,15 @@ def _layers(model: Any) -> list[torch.nn.Module]:
     return [layer for stack in inner for layer in stack]
 
 
-def _hook(kind: str, n: int, width: int) -> Any:
-    weight = torch.randn(width, width) / width**0.5
-
+def _hook(kind: str, n: int) -> Any:
     def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
         hidden = output[0] if isinstance(output, tuple) else output
         extra = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
-        for _ in range(n):
-            if kind == "matmul":
-                extra = extra + (hidden @ weight.to(hidden.device, hidden.dtype)).mean()
-            else:
+        if kind == "matmul":
+            rows = max(1, round(hidden.shape[-2] * n / 100))
+            extra = extra + (hidden[..., :rows, :] @ hidden.transpose(-1, -2)).mean()
+        else:
+            for _ in range(n):
                 extra = extra + hidden.clone().mean()
         hidden = hidden + 0 * extra
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
@@ -59,7 +59,7 @@ def _slower(family: Any, kind: str, n: int) -> Any:
         def build(self, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None) -> Any:
             model = super().build(size, weights, vocab_size, max_len, model_dir)
             for layer in _layers(model):
-                layer.register_forward_hook(_hook(kind, n, model.config.d_model))
+                layer.register_forward_hook(_hook(kind, n))
             return model
 
     return Slower()

@@ -208,9 +208,11 @@ def cli_page() -> str:
            GENERATED_NOTE.format(source="`pytest_longeff.cli` and the parsers it dispatches to") + "\n",
            ("The `pytest-longeff` command works on saved JSON reports outside pytest. Exit codes: "
            f"{cli.EXIT_OK} done; {cli.EXIT_REFUSED} the reports themselves are refused (`merge`: other settings, "
-           "software, code or machine kind, a cell twice, cells missing; `compare`: a regression); "
+           "software, code or machine kind, a cell twice, cells missing; `compare`, `ab`: a regression); "
            f"{cli.EXIT_USAGE} a usage error or an unusable file (unreadable, not a longeff report, another schema "
-           "version).\n"),
+           "version); 3 `compare`, `ab`: inconclusive (the measurements cannot resolve the tolerance). `show` and "
+           "`compare` also read an A/B report of `ab` (`compare AB.json [--fail-on SPEC]` judges its rounds "
+           "again).\n"),
            f"## `{cli.PROG}`\n", f"```text\n{_help()}\n```\n"]
     commands = [*(n for n in ("merge", "show") if n not in cli.DISPATCHED), *cli.DISPATCHED]
     for name in commands:

@@ -171,6 +171,9 @@ def judge_cells(rules: Mapping[str, float], cells: Mapping[str, dict[str, Any]],
             judged.append(w)
         if cell.get("memory_regression"):
             judged.append({"figure": "batch_size", "verdict": REGRESSION, "note": cell["memory_regression"]})
+        if cell.get("head_error"):
+            judged.append({"figure": "runs", "verdict": REGRESSION,
+                           "note": f"the head fails where the base runs: {cell['head_error']}"})
         cell["verdicts"] = judged
     _fdr([j for c in cells.values() for j in c["verdicts"] if "p_worse" in j])
     live = {k: c for k, c in cells.items() if not c.get("error")}
@@ -179,7 +182,7 @@ def judge_cells(rules: Mapping[str, float], cells: Mapping[str, dict[str, Any]],
     errors = [k for k, c in cells.items() if c.get("error")]
     run = REGRESSION if REGRESSION in every else INCONCLUSIVE if INCONCLUSIVE in every or errors or not every \
         else NO_REGRESSION
-    exact = any(j["verdict"] == REGRESSION and j["figure"] in (WORK, "batch_size") for c in cells.values()
+    exact = any(j["verdict"] == REGRESSION and j["figure"] in (WORK, "batch_size", "runs") for c in cells.values()
                 for j in c["verdicts"])
     return {"suite": suite, "verdict": run, "undecided": every.count(INCONCLUSIVE), "errors": errors,
             "exact_regression": exact}

@@ -18,8 +18,8 @@ def _row(cell: str, j: Mapping[str, Any]) -> list[str]:
     if j.get("figure") == "work":
         detail = "; ".join(j.get("grew") or []) or "same work"
         return [cell, "work (exact)", detail, "", "", "", str(j["verdict"])]
-    if j.get("figure") == "batch_size":
-        return [cell, "batch_size", str(j.get("note")), "", "", "", str(j["verdict"])]
+    if j.get("figure") in ("batch_size", "runs"):
+        return [cell, str(j["figure"]), str(j.get("note")), "", "", "", str(j["verdict"])]
     verdict = str(j["verdict"])
     if verdict == "inconclusive" and j.get("resolvable") is not None:
         verdict += f" (resolves ±{j['resolvable']:.1%})"

@@ -27,13 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, judge_cells, parse_rules
-from pytest_longeff.ab.sides import Env, Side, SideError, both
+from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, FIGURES, judge_cells, parse_rules
+from pytest_longeff.ab.report import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, KIND, SCHEMA_VERSION
+from pytest_longeff.ab.sides import MALLOC_ENV, Env, Side, SideError, both
 from pytest_longeff.ab.stats import INCONCLUSIVE, REGRESSION
 
-EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-KIND = "longeff-ab"
-SCHEMA_VERSION = 1
 SIDES = ("base", "head")
 
 
@@ -49,6 +47,26 @@ class Plan:
     schedule: str = "interleaved"
     seed: int = 0
     threads_per_side: int | None = None
+
+    def cpus(self, pair: int) -> tuple[list[int] | None, list[int] | None]:
+        """The CPU cores of the base's and the head's process in process pair ``pair`` (None: unpinned, where the
+        platform cannot pin). Interleaved: both on the same one core (what else runs on that core slows both sides
+        alike, and neither side's process wanders to a busier one), rotating over the cores from pair to pair.
+        Duet: the cores split in halves, the halves swapped from pair to pair. Pinning is skipped where the torch
+        threads asked for do not fit."""
+        if not hasattr(os, "sched_getaffinity"):
+            return None, None
+        cores = sorted(os.sched_getaffinity(0))
+        if self.schedule == "duet":
+            half = len(cores) // 2
+            if half < self.threads():
+                return None, None
+            a, b = cores[:half], cores[half:2 * half]
+            return (a, b) if pair % 2 == 0 else (b, a)
+        if self.threads() > 1:
+            return None, None
+        core = [cores[pair % len(cores)]]
+        return core, core
 
     def threads(self) -> int:
         """Torch threads per side: as given, else one when the sides take turns (measured here: less noise than
@@ -82,6 +100,11 @@ class AbJob:
                  say: Callable[[str], None]) -> None:
         self.base, self.head, self.args, self.plan, self.rules, self.say = base, head, list(pytest_args), plan, \
             rules, say
+        if plan.schedule == "duet":  # both sides at once under a device-wide meter: each reading holds both sides
+            energy = [n for n in rules if n in FIGURES and FIGURES[n].quantity == "energy"]
+            self.rules = {n: t for n, t in rules.items() if n not in energy}
+            if energy:
+                say(f"ab: duet: {', '.join(energy)} not gated (a device-wide energy meter reads both sides at once)")
         self.rng = random.Random(plan.seed)
         self.cells: dict[str, dict[str, Any]] = {}
         self.sides_info: dict[str, Any] = {"base": {**base.describe()}, "head": {**head.describe()}}
@@ -94,7 +117,7 @@ class AbJob:
         for j in range(self.plan.pairs):
             sides = _start(self.base, self.head, swap=j % 2 == 1)
             try:
-                self._collect(sides, first=j == 0)
+                self._collect(sides, j)
                 order = [c for c in self.cells if not self.cells[c].get("error")]
                 for cell in self.rng.sample(order, len(order)):
                     self._cell(sides, cell, j)
@@ -112,7 +135,8 @@ class AbJob:
                 break
             if not any(not c.get("error") for c in self.cells.values()):
                 break
-        if self.pairs_done < self.plan.pairs and self.judged["undecided"]:  # stopped early: every cell errored
+        if self.pairs_done < self.plan.pairs and self.judged["undecided"]:  # stopped early (errors, an exact
+            # regression): no more pairs will come, so the undecided figures are judged with the budget spent
             self.judged = judge_cells(self.rules, self.cells, True)
         return self.report()
 
@@ -122,9 +146,13 @@ class AbJob:
         return (f"ab: pair {self.pairs_done}/{self.plan.pairs} done, {time.perf_counter() - self.started:.0f} s: "
                 f"{state}, verdict so far: {self.judged['verdict']}")
 
-    def _collect(self, sides: tuple[Side, Side], first: bool) -> None:
+    def _collect(self, sides: tuple[Side, Side], pair: int) -> None:
         threads = self.plan.threads()
-        answers = both(sides, "collect", ({"args": self.args, "threads": threads},) * 2)
+        cpus = self.plan.cpus(pair)
+        answers = both(sides, "collect", tuple({"args": self.args, "threads": threads, "cpus": c} for c in cpus))
+        first = pair == 0
+        for name, answer in zip(SIDES, answers, strict=True):
+            self.sides_info[name].setdefault("cpus_by_pair", []).append(answer.get("cpus"))
         if first:
             self._check_same(answers)
             for name, side, answer in zip(SIDES, sides, answers, strict=True):
@@ -160,8 +188,14 @@ class AbJob:
                 self._round(sides, cell, entry, pair, r)
             both(sides, "release", ({"cell": cell},) * 2)
         except SideError as exc:
+            if exc.sides == ("head",):  # the base runs it: the head broke the cell, a regression however timed
+                entry["head_error"] = str(exc)
             entry["error"] = str(exc)
             self.say(f"ab: {cell}: {exc}; the other cells go on")
+            try:
+                both(sides, "release", ({"cell": cell},) * 2)
+            except SideError:
+                pass
 
     def _first_prepare(self, sides: tuple[Side, Side], cell: str, entry: dict[str, Any]) -> None:
         """The base chooses the batch; the head runs at it and reports its own choice (a smaller one is a memory
@@ -202,6 +236,7 @@ class AbJob:
                 c.pop(key)
         return {"kind": KIND, "schema_version": SCHEMA_VERSION, "sides": self.sides_info, "plan": asdict(self.plan),
                 "pytest_args": self.args, "rules": self.rules, "pairs_done": self.pairs_done,
+                "environment": {k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()},
                 "wall_s": time.perf_counter() - self.started, "cells": self.cells, **self.judged}
 
 
@@ -267,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         base, head = Env.parse("base", args.base), Env.parse("head", args.head)
         if args.min_pairs > args.pairs:
             raise ValueError(f"--min-pairs {args.min_pairs} exceeds --pairs {args.pairs}")
-        if not args.window_s > 0:
-            raise ValueError(f"--window-s must be > 0, got {args.window_s}")
+        if not 0 < args.window_s <= 3600:
+            raise ValueError(f"--window-s must be > 0 and at most 3600 seconds, got {args.window_s}")
     except ValueError as exc:
         print(f"pytest-longeff ab: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -276,12 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     job = AbJob(base, head, rest, plan, rules, lambda line: print(line, file=sys.stderr, flush=True))
     try:
         report = job.run()
-    except SideError as exc:
-        print(f"pytest-longeff ab: {exc}", file=sys.stderr)
-        report = {**job.report(), "error": str(exc)}
+    except (SideError, Exception) as exc:  # noqa: BLE001 - whatever stopped the job, what was measured is written
+        why = str(exc) if isinstance(exc, SideError) else f"{type(exc).__name__}: {exc}"
+        print(f"pytest-longeff ab: {why}", file=sys.stderr)
+        report = {**job.report(), "error": why}
         if job.pairs_done == 0:
             _write(args.json, report)
             return EXIT_USAGE
+        if report.get("verdict") != "regression":  # stopped short of the plan: never "no regression"
+            report["verdict"] = "inconclusive"
     _write(args.json, report)
     print(render(report), end="")
     if args.markdown is not None:

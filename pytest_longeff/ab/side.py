@@ -48,11 +48,15 @@ class Side:
         return {"protocol": PROTOCOL, "version": __version__, "python": sys.executable, "cwd": os.getcwd(),
                 "pid": os.getpid()}
 
-    def collect(self, args: list[str], threads: int | None = None) -> dict[str, Any]:
+    def collect(self, args: list[str], threads: int | None = None, cpus: list[int] | None = None) -> dict[str, Any]:
         """Collect the cells ``pytest --collect-only ARGS`` selects here and open a measuring session with the
-        resolved settings; ``threads``: torch's CPU threads for this side (None: torch's default)."""
+        resolved settings; ``threads``: torch's CPU threads for this side (None: torch's default); ``cpus``: the CPU
+        cores this process may run on (None: as started)."""
         import pytest
         import torch
+
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
 
         from pytest_longeff.cell.resources import LongeffSession
         from pytest_longeff.config.caches import cache_dir
@@ -85,7 +89,8 @@ class Side:
         self.session = LongeffSession(settings, cache_dir(config), ext.families, ext.tasks, meters=ext.meters,
                                       metrics=ext.metrics)
         return {"cells": list(self.cells), "settings": settings.to_dict(), "machine": self.session.facts(),
-                "code": code_digest(), "threads": torch.get_num_threads(), "device": self.session.device}
+                "code": code_digest(), "threads": torch.get_num_threads(), "device": self.session.device,
+                "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
     def prepare(self, cell: str, batch: int | None, tokens: int | None, count: bool) -> dict[str, Any]:
         """Make a cell ready to measure: inputs, model, the batch (``batch``; without it this side's own choice,
@@ -93,7 +98,7 @@ class Side:
         choice of batch and the work counters of a step and of a generated token."""
         from pytest_longeff.cell.fixed import Stepper, count_step, count_tokens, generate_fixed
         from pytest_longeff.cell.precision import Precision
-        from pytest_longeff.cell.run import check_ready, choose, prepare
+        from pytest_longeff.cell.run import check_ready, choose, max_new_tokens, prepare
 
         s = self.session
         c = self.cells[cell]
@@ -104,8 +109,7 @@ class Side:
         use = batch if batch is not None else searched or 0
         if use <= 0:
             raise RuntimeError(f"{cell}: no batch size fits the memory budget on this side")
-        longest = int((p.train.labels != -100).sum(dim=1).max())
-        n_tokens = tokens or min(s.profile.max_new_tokens, p.task.max_target_tokens, max(longest, 1))
+        n_tokens = tokens or max_new_tokens(s, p)
         ready = self.ready[cell] = _Cell(p, Stepper(p.built, p.train, use, s.device, precision, s.settings.lr),
                                          use, n_tokens)
         work = {}

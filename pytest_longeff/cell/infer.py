@@ -32,8 +32,10 @@ class InferResult:
 
 @torch.no_grad()
 def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_tokens: int, repeats: int,
-             device: str, precision: Precision = FP32) -> InferResult:
-    """Greedy generation over ``split``, ``repeats`` times; each batch's wall time is one latency sample."""
+             device: str, precision: Precision = FP32, fixed: bool = False) -> InferResult:
+    """Greedy generation over ``split``, ``repeats`` times; each batch's wall time is one latency sample. ``fixed``:
+    exactly ``max_new_tokens`` new tokens per row (the end token suppressed until then), so the time does not
+    depend on when the model chooses to stop."""
     model = built.model
     model.eval()
     result = InferResult([], [], repeats)
@@ -44,7 +46,8 @@ def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_
             t0 = time.perf_counter()
             with precision.autocast():
                 out = model.generate(**built.family.model_inputs(ids, mask), max_new_tokens=max_new_tokens,
-                                     num_beams=1, do_sample=False)
+                                     min_new_tokens=max_new_tokens if fixed else None, num_beams=1,
+                                     do_sample=False)
             synchronize(device)
             result.batch_latencies_s.append(time.perf_counter() - t0)
             result.batch_sizes.append(len(index))

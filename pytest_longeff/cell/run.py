@@ -8,6 +8,7 @@ attention settings after training, so every phase starts from what the cell prom
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,7 @@ def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: Bat
             record.reference = CellReference.from_readings(before, session.reference())
         record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
         record.predictions = predictions
+        record.work = work_phase(session, p, record.batch.batch_size)
 
 
 def check_ready(session: LongeffSession, cell: Cell) -> None:
@@ -186,17 +188,20 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
 
 
 def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[InferenceWindow, str, dict[str, str]]:
-    """Greedy generation over the validation examples inside the ``inference`` window; decoding after it."""
+    """Greedy generation of a fixed number of new tokens over the validation examples inside the ``inference``
+    window, so its figures do not move with when the fine-tuned model chooses to stop (re-training on a GPU is not
+    deterministic); the predictions that are scored come from a separate, untimed generation that stops at the end
+    token. Decoding after both."""
     s = session.settings
-    # Generation may run as long as the longest training target (end token included), within the profile's and
-    # the task's caps: a model that has learnt the task never needs more, and one that has not is not rewarded
-    # for rambling.
-    longest_target = int((p.train.labels != -100).sum(dim=1).max())
-    max_new = min(session.profile.max_new_tokens, p.task.max_target_tokens, max(longest_target, 1))
+    # Every row gets the generation cap: the longest training target (end token included), within the profile's
+    # and the task's caps. A model that has learnt the task never needs more to answer.
+    max_new = max_new_tokens(session, p)
     with window("inference", session.device, session.meter) as w:
-        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision)
+        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision, fixed=True)
     session.stats.measured_s += w.time_s
     decode_outputs(inf, p.validation, p.tokenizer)
+    scored = generate(p.built, p.validation, batch_size, max_new, 1, session.device, p.precision)
+    decode_outputs(scored, p.validation, p.tokenizer)
     per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True)]
     section = InferenceWindow(
         samples=sum(inf.batch_sizes), passes=inf.passes, time_s=w.time_s,
@@ -206,8 +211,29 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
         latency_p90_s=percentile(per_sample, 90) if per_sample else None,
         generated_tokens=inf.generated_tokens, max_new_tokens=max_new,
         peak_memory_bytes=_with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model)),
-        memory_method=w.memory_method, energy=Energy.from_reading(w.energy, session.idle))
-    return section, p.built.family.attention(p.built.model, p.cell.seq_len), inf.predictions
+        memory_method=w.memory_method, energy=Energy.from_reading(w.energy, session.idle),
+        scored_generated_tokens=scored.generated_tokens)
+    return section, p.built.family.attention(p.built.model, p.cell.seq_len), scored.predictions
+
+
+def max_new_tokens(session: LongeffSession, p: Prepared) -> int:
+    """How many tokens generation may make: the longest training target (end token included), within the profile's
+    and the task's caps."""
+    longest_target = int((p.train.labels != -100).sum(dim=1).max())
+    return min(session.profile.max_new_tokens, p.task.max_target_tokens, max(longest_target, 1))
+
+
+def work_phase(session: LongeffSession, p: Prepared, batch_size: int) -> dict[str, Any]:
+    """The work counters of one training micro-batch and of generating a fixed number of tokens (the generation
+    cap) for one batch, outside every window: figures that do not drift with the machine, gated exactly."""
+    from pytest_longeff.cell.fixed import STEP_WORK, TOKEN_WORK, count_step, count_tokens
+
+    t0 = time.perf_counter()
+    tokens = max_new_tokens(session, p)
+    step = count_step(p.built, p.train, batch_size, session.device, p.precision).to_dict()
+    token = count_tokens(p.built, p.validation, batch_size, tokens, session.device, p.precision).to_dict()
+    return {"train": {**step, "what": STEP_WORK}, "inference": {**token, "what": TOKEN_WORK},
+            "cost_s": time.perf_counter() - t0}
 
 
 def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str], batch_size: int) -> Accuracy:

@@ -225,8 +225,9 @@ OPTIONS: tuple[Option, ...] = (
            "to the whole machine: auto (default) on CPU devices and not on GPUs (where it is not yet validated), "
            "on, or off", "auto|on|off"),
     Option("remeasure", _non_negative_int, "with a baseline: measure a cell again, up to N times, while a gated "
-           "figure is worse than its tolerance, before the gate judges it (default 1; 0: never); the least "
-           "suspect measurement stands, the others go in the record's remeasured section", "N"),
+           "figure is worse than its tolerance, before the gate judges it (default 1; 0: never); the first "
+           "measurement stands in the record, the gate judges the figures pooled over every measurement, the others "
+           "go in the record's remeasured section", "N"),
     Option("acknowledged", str, "a file of accepted changes (metric, cell, reason) the gate does not fail on",
            "PATH"),
     Option("benchmark-json", str, "write github-action-benchmark files (customSmallerIsBetter / "

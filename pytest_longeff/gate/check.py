@@ -2,9 +2,11 @@
 
 ``--longeff-fail-on "inference_j_per_sample:10%,train_samples_per_s:10%"`` names figures of :data:`record.GATED`
 (or of a measured window, ``window_<name>_time_s``; see :mod:`pytest_longeff.measure.recorder`) and the change each
-may make for the worse; the direction of "worse" comes from the figure. A check fails only when the change is beyond the
-tolerance *and*, where both sides carry a 95 % confidence interval, the current interval lies wholly beyond the
-tolerated value: a gate must tell a regression from noise.
+may make for the worse; the direction of "worse" comes from the figure. Three verdicts: a check **fails** when the
+change is beyond the tolerance and both sides' 95 % intervals are apart (energy: its error bar; exact figures such
+as memory, the score and the work counters: by value); it **passes** only when the worst change its intervals
+allow is within the tolerance; otherwise it is **inconclusive** (a noisy figure without an interval is too): a gate
+that cannot resolve its tolerance must not say "no regression".
 
 The plugin parses the option once (:meth:`Gate.load`), judges each measurement once (its ``gate`` section) and
 enforces the verdict after each test body ran, so the gate holds for every benchmark that uses the fixtures, also
@@ -37,13 +39,14 @@ from pytest_longeff.gate.suite import (
     p_beyond,
     suite_verdicts,
     threshold,
+    torch_settings_differ,
     worse_log_ratio,
 )
 from pytest_longeff.measure.machine import mismatch
 from pytest_longeff.record.figures import GATED, Figure, figure
 from pytest_longeff.record.sections import is_cell, lookup
 
-MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: compared as single values
+MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: a noisy figure is then inconclusive
 COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
                        "effective_batch", "lr", "eval_samples", "repeats", "warmup_steps", "precision",
                        "early_stop_metric", "tiny_weights")
@@ -66,7 +69,7 @@ class Rule:
 def parse_fail_on(text: str) -> tuple[Rule, ...]:
     """Parse ``metric:10%[,metric:5%...]``; errors list the accepted metrics."""
     rules: list[Rule] = []
-    accepted = ", ".join(GATED) + ", window_<name>_{time_s,energy_j,energy_net_j,peak_memory_bytes}"
+    accepted = ", ".join([*GATED, "work"]) + ", window_<name>_{time_s,energy_j,energy_net_j,peak_memory_bytes}"
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
@@ -151,8 +154,10 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     """Compare one figure; unmeasured or estimated figures are reported, never gated.
 
     With intervals on both sides, a regression needs the intervals themselves to be apart by more than the
-    tolerance (current best case worse than the baseline's worst case, scaled); otherwise the point values are
-    compared. Time-based figures of two records that both carry a machine-speed reference are compared
+    tolerance (current best case worse than the baseline's worst case, scaled), and "passed" needs the worst case
+    within it; a noisy figure without intervals is inconclusive, an exact one compared by value. Inference
+    figures of a record whose generation was timed otherwise (a fixed number of new tokens vs until the end token)
+    are not gated. Time-based figures of two records that both carry a machine-speed reference are compared
     drift-corrected (:func:`pytest_longeff.gate.suite.drift`): the current value and interval are scaled by the
     reference's factor, which the note states."""
     m = rule.metric
@@ -177,6 +182,13 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     if m.name != "score" and _batch(baseline) != _batch(current):
         return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                      f"batch sizes differ ({_batch(baseline)} vs {_batch(current)}): efficiency is not comparable")
+    if m.name == "work":
+        return work_check(rule, baseline, current)
+    if m.name.startswith("inference_") and "peak_memory" not in m.name and \
+            lookup(baseline, "inference", "new_tokens") != lookup(current, "inference", "new_tokens"):
+        return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
+                     "inference was timed otherwise in the baseline (until the end token, not a fixed number of new "
+                     "tokens): not comparable; refresh the baseline")
     if base is None or cur is None:
         return Check(m.name, "unmeasured", base, cur, None, rule.tolerance,
                      "not measured on one side: nothing to compare")
@@ -188,6 +200,9 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
         cur, w = cur * d.factor, math.exp(Z95 * (d.se or 0.0))
         cur_ci = None if cur_ci is None else (cur_ci[0] * d.factor / w, cur_ci[1] * d.factor * w)
     c = _compare(rule, base, cur, base_ci, cur_ci)
+    if d is None and m.time_based and (settings := torch_settings_differ(baseline, current)):
+        return dataclasses.replace(c, note=f"{c.note}; not drift-corrected: process-wide torch settings differ "
+                                           f"({settings})")
     return c if d is None else dataclasses.replace(c, note=f"{c.note}; {d.note()}")
 
 
@@ -269,6 +284,33 @@ def _invalid_now(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str,
             "device was shared on purpose")
 
 
+def work_check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
+    """The work counters, exactly: ``failed`` when any total per step or per token (operator calls, FLOPs, output
+    bytes) grew beyond the tolerance, with the operators that changed (as a profiler diff reads); the figures shown
+    are the FLOPs of a training step."""
+    from pytest_longeff.measure.work import totals_per_unit, work_diff
+
+    a, b = baseline.get("work"), current.get("work")
+    if not isinstance(a, Mapping) or not isinstance(b, Mapping):
+        return Check("work", "unmeasured", None, None, None, rule.tolerance,
+                     "no work counters on one side (a report from before they were recorded)")
+    grew, diff = [], []
+    for kind in ("train", "inference"):
+        if not isinstance(a.get(kind), Mapping) or not isinstance(b.get(kind), Mapping):
+            continue
+        x, y = totals_per_unit(a[kind]), totals_per_unit(b[kind])
+        grew += [f"{kind} {k} per {a[kind].get('unit')} {x[k]:.6g} -> {y[k]:.6g}" for k in x
+                 if (x[k] > 0 and y[k] > x[k] * (1 + rule.tolerance)) or x[k] == 0 < y[k]]
+        diff += [f"{kind}: {c.line()}" for c in work_diff(a[kind], b[kind])[:5]]
+    flops = [totals_per_unit(r["train"])["flops"] if isinstance(r.get("train"), Mapping) else None for r in (a, b)]
+    change = (flops[1] / flops[0] - 1) if flops[0] and flops[1] is not None else None
+    if grew:
+        return Check("work", "failed", flops[0], flops[1], change, rule.tolerance,
+                     "more work: " + "; ".join(grew) + (" | operators: " + "; ".join(diff) if diff else ""))
+    note = "the same work" if not diff else "no total grew; operators changed: " + "; ".join(diff)
+    return Check("work", "passed", flops[0], flops[1], change, rule.tolerance, note)
+
+
 def _batch(record: Mapping[str, Any]) -> Any:
     return record.get("batch_size")
 
@@ -334,7 +376,7 @@ def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current:
     if base is None or base.get("status") != "passed":
         out["note"] = "no passed record of this id in the baseline: nothing to compare"
         return out
-    current = as_judged(current)
+    base, current = as_judged(base), as_judged(current)
     checks = [check(rule, base, current) for rule in rules if rule.applies(current)]
     memory = batch_regression(base, current)
     judged = acknowledge(([memory] if memory is not None else []) + checks, str(current.get("id")), acks)
@@ -360,6 +402,8 @@ def baseline_record(baseline_doc: Mapping[str, Any], record_id: str) -> Mapping[
 def pair(rule: Rule, base: Mapping[str, Any], current: Mapping[str, Any], c: Check) -> Pair | None:
     """The FDR evidence of one measured check: its excess over the tolerance, standard error and p-value."""
     fig = rule.metric
+    if fig.name == "work":  # exact, with its own operator diff: a failed check fails the cell, not a discovery
+        return None
     if c.baseline is None or c.current is None or c.status not in ("passed", "failed", "inconclusive"):
         return None
     worse = worse_log_ratio(fig, c.baseline, c.current)
@@ -431,7 +475,7 @@ def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: S
         base = baseline_record(baseline_doc, str(rec.get("id")))
         if base is None or base.get("status") != "passed" or rec.get("status") not in ("passed", "failed"):
             continue
-        rec = as_judged(rec)
+        base, rec = as_judged(base), as_judged(rec)
         found = (pair(rule, base, rec, c) for rule, c in rule_checks(rules, base, rec, reuse))
         pairs.extend(p for p in found if p is not None)
     lost = lost_cells(baseline_doc, list(latest.values()))
@@ -441,7 +485,7 @@ def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: S
     if missing:
         notes.append(f"{len(missing)} cells of the baseline were not run (e.g. {missing[0]})")
     notes.extend(n for n in [run_note(latest.values())] if n)
-    figures = {r.metric.name: r.metric for r in rules}
+    figures = {r.metric.name: r.metric for r in rules if r.metric.name != "work"}  # work is exact: no suite mean
     return RunVerdict(fdr_verdicts(pairs, acks), suite_verdicts(pairs, figures, acks), notes=tuple(notes),
                       lost=tuple(lost))
 

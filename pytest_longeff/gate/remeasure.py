@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from pytest_longeff.record.figures import GATED, figure
 from pytest_longeff.record.sections import lookup
+from pytest_longeff.stats import t_quantile
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ T = TypeVar("T")
 SUSPECT = ("failed", "inconclusive")
 Z95 = 1.959963984540054
 #: The sections of a measurement that does not stand, kept in the record's ``remeasured`` section.
-KEPT = ("train", "inference", "reference", "cell_wall_s", "batch_size", "batch_search")
+KEPT = ("train", "inference", "reference", "cell_wall_s", "batch_size", "batch_search", "work")
 
 
 def noisy(metric: str) -> bool:
@@ -89,7 +90,7 @@ class Settled(Generic[T]):
 def settle_judged(first: T, judge: Callable[[T], tuple[Mapping[str, Any], Mapping[str, Any] | None]],
                   again: Callable[[], T], limit: int,
                   judge_pooled: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None) -> Settled[T]:
-    """Measure again while the gate finds the latest measurement suspect, at most ``limit`` times. ``judge`` gives a
+    """Measure ``limit`` more times when the gate finds the first measurement suspect. ``judge`` gives a
     measurement's dict form and its gate section (called once per measurement). With more than one measurement the
     first still stands, and ``judge_pooled`` judges :func:`pool` of them all (without it, the last judgement of
     the pooled figures is the first measurement's). The ``remeasured`` section says how many measurements, the
@@ -97,7 +98,9 @@ def settle_judged(first: T, judge: Callable[[T], tuple[Mapping[str, Any], Mappin
     error of ``again``: the measurements made so far count)."""
     measured = [(first, *judge(first))]
     stopped = None
-    while len(measured) <= max(limit, 0) and suspects(measured[-1][2]):
+    # Once the first measurement is suspect, exactly ``limit`` more are made: stopping at the first one that looks
+    # fine would make the pool end on a good value by construction, a bias toward passing.
+    while len(measured) <= max(limit, 0) and suspects(measured[0][2]):
         try:
             nxt = again()
         except Exception as exc:  # noqa: BLE001 - whatever failed, a complete measurement is not thrown away
@@ -135,26 +138,35 @@ def _set(record: dict[str, Any], path: Sequence[str], value: Any) -> None:
 
 
 def pool(measurements: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The first measurement with every noisy gated figure replaced by its geometric mean over all measurements
-    (measured in each), its interval from each measurement's own interval and the spread between them; and what was
-    pooled, figure by figure."""
+    """The first measurement with every noisy gated figure (and the machine-speed reference) replaced by its
+    geometric mean over all measurements (measured in each), its interval from each measurement's own interval and
+    the spread between them; and what was pooled, figure by figure."""
     out = copy.deepcopy(dict(measurements[0]))
     pooled: dict[str, Any] = {}
-    for fig in (f for f in GATED.values() if f.noisy):
-        values = [fig.value(m) for m in measurements]
-        if len(values) < 2 or any(v is None or v <= 0 for v in values):
+    paths = [(f.name, f.path, f.ci_path) for f in GATED.values() if f.noisy]
+    # The machine-speed reference of each measurement, pooled alike, so the pooled time figures are corrected by
+    # the machine speed of all the measurements, not of the first alone.
+    paths.append(("reference", ("reference", "ops_per_s"), ("reference", "stats", "ci95")))
+    for name, path, ci_path in paths:
+        values = [lookup(m, *path) for m in measurements]
+        if len(values) < 2 or any(not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0
+                                  for v in values):
             continue
-        logs = [math.log(v) for v in values if v is not None]
+        logs = [math.log(v) for v in values]
         mean = math.fsum(logs) / len(logs)
         spread = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1) / len(logs))
-        ses = [_log_se(lookup(m, *fig.ci_path)) for m in measurements] if fig.ci_path else []
+        ses = [_log_se(lookup(m, *ci_path)) for m in measurements] if ci_path else []
         within = math.sqrt(math.fsum(s * s for s in ses if s is not None)) / len(logs) if ses else 0.0
         se = max(spread, within)
-        _set(out, fig.path, math.exp(mean))
-        if fig.ci_path is not None and all(s is not None for s in ses):
-            _set(out, fig.ci_path, [math.exp(mean - Z95 * se), math.exp(mean + Z95 * se)])
-            _set(out, (*fig.ci_path[:-1], "n"), min(int(lookup(m, *fig.ci_path[:-1], "n") or 0) for m in measurements))
-        pooled[fig.name] = {"values": values, "geometric_mean": math.exp(mean), "log_se": se}
+        # The spread of k measurements is known to k - 1 degrees of freedom: Student's t where it dominates.
+        z = t_quantile(0.975, len(logs) - 1) if spread > within else Z95
+        _set(out, path, math.exp(mean))
+        if ci_path is not None and all(s is not None for s in ses):
+            _set(out, ci_path, [math.exp(mean - z * se), math.exp(mean + z * se)])
+            _set(out, (*ci_path[:-1], "n"), min(int(lookup(m, *ci_path[:-1], "n") or 0) for m in measurements))
+        elif ci_path is not None:  # a measurement without an interval: the pooled figure has none either
+            _set(out, ci_path, None)
+        pooled[name] = {"values": values, "geometric_mean": math.exp(mean), "log_se": se}
     return out, pooled
 
 

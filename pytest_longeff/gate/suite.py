@@ -4,12 +4,15 @@ A per-cell test fails at once only for a clear regression (intervals apart, :fun
 With many cells, borderline changes are judged together once every record is in:
 
 * **FDR**: per (cell, metric) a one-sided p-value for "worse by more than the tolerance", from the log ratio of the
-  medians with a normal standard error read off both 95 % bootstrap intervals (``(ln hi - ln lo) / 3.92``); figures
-  without intervals from >= 3 samples on both sides (energy, memory, score) get p = 0 when beyond the tolerance, else
-  1. Benjamini-Hochberg at ``FDR_Q`` over all gated pairs of the run decides which are regressions.
+  medians with a normal standard error read off both 95 % intervals (``(ln hi - ln lo) / 3.92``); a noisy figure
+  without intervals gets p = 1 (it cannot be a discovery; its check says inconclusive), energy gets its error bar,
+  and exact figures (memory, score) get p = 0 when beyond the tolerance, else 1. The work counters are exact checks
+  of their own, outside the FDR. Benjamini-Hochberg at ``FDR_Q`` over all gated pairs of the run decides which are
+  regressions.
 * **Suite**: per metric, the geometric mean of current/baseline over all cells but the acknowledged ones; it fails
-  when worse than the tolerance and, with a standard error from the cells' intervals and their spread, significantly
-  so (``SUITE_ALPHA``); it passes only when the upper end of its 95 % interval is within the tolerance, and is
+  when worse than the tolerance and, with a standard error from the cells' intervals and their spread (the larger),
+  significantly so (``SUITE_ALPHA``); it passes only when
+  the upper end of its 95 % interval is within the tolerance and every noisy cell had an interval, and is
   ``inconclusive`` otherwise: a suite that cannot resolve its tolerance says nothing about the change.
 * **Drift**: where both records carry a machine-speed reference (``record["reference"]``, measured around the cell by
   :mod:`pytest_longeff.measure.reference`), time-based figures (throughput, latency, window times) are compared as if
@@ -69,13 +72,24 @@ def _reference(record: Mapping[str, Any]) -> tuple[float, tuple[float, float] | 
     return float(ops), interval, str(ref.get("method"))
 
 
+def torch_settings_differ(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """Which process-wide torch settings the two records' references ran under differently (None: the same, or not
+    recorded on a side)."""
+    a, b = ((r.get("reference") or {}).get("torch_settings") for r in (baseline, current))
+    if not isinstance(a, Mapping) or not isinstance(b, Mapping):
+        return None
+    differ = [f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return "; ".join(differ) or None
+
+
 def drift(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Drift | None:
-    """The correction of ``fig`` between two records, or None: not time-based, a side without a reference, or the
-    references measured another workload (other ``method``)."""
+    """The correction of ``fig`` between two records, or None: not time-based, a side without a reference, the
+    references measured another workload (other ``method``), or under other process-wide torch settings (a
+    correction would cancel the regression they cause)."""
     if not fig.time_based:
         return None
     base, cur = _reference(baseline), _reference(current)
-    if base is None or cur is None or base[2] != cur[2]:
+    if base is None or cur is None or base[2] != cur[2] or torch_settings_differ(baseline, current):
         return None
     speed = cur[0] / base[0]
     ses = [log_se(base[1]), log_se(cur[1])]
@@ -252,10 +266,18 @@ def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequenc
     spread = math.sqrt(math.fsum((w - mean) ** 2 for w in worse) / (k - 1) / k) if k > 1 else 0.0
     se = max(within, spread)
     p = p_beyond(mean - t, se)
-    if mean + Z95 * se <= t:
+    # The suite judges these cells (a fixed set), so its noise is their own intervals'; the spread between cells
+    # only guards against intervals that understate it, and is not a sample of cells to widen by Student's t.
+    z = Z95
+    # A noisy figure without an interval says nothing about its own noise: the suite cannot pass on it.
+    blind = fig.noisy and any(p.se is None for p in usable)
+    if mean + z * se <= t and not blind:
         return SuiteVerdict(metric, k, ratio, tolerance, p, "passed", corrected=corrected)
     if mean <= t or p > SUITE_ALPHA:
-        reach = math.expm1(Z95 * se)
+        reach = math.expm1(z * se)
+        if blind:
+            return SuiteVerdict(metric, k, ratio, tolerance, p, "inconclusive",
+                                "a cell's figure has no interval (too few samples)", corrected)
         return SuiteVerdict(metric, k, ratio, tolerance, p, "inconclusive",
                             f"its 95% interval (about ±{reach:.1%}) reaches beyond the tolerance", corrected)
     ack = acknowledged(acks, SUITE_ID, metric)
@@ -274,9 +296,14 @@ def terminal_lines(verdict: RunVerdict, limit: int = 20) -> list[str]:
     """The run-level gate for the terminal: suite per metric, then FDR regressions and acknowledgements."""
     if verdict.refused is not None:
         return [f"longeff gate: refused: {verdict.refused}"]
-    head = "FAILED" if verdict.fails() else "INCONCLUSIVE" if verdict.inconclusive else "passed"
+    unresolved = [v for v in verdict.fdr if v.pair.check_status == "inconclusive"]
+    head = "FAILED" if verdict.fails() else "INCONCLUSIVE" if verdict.inconclusive or unresolved else "passed"
     lines = [(f"longeff gate over the run: {head} (FDR q={verdict.q_level:g} over {len(verdict.fdr)} "
               f"(cell, metric) pairs; suite rule: geometric mean per metric, alpha={SUITE_ALPHA:g})")]
+    if unresolved and not verdict.fails():
+        shown = ", ".join(f"{v.pair.cell} {v.pair.metric}" for v in unresolved[:5])
+        lines.append(f"  inconclusive: {len(unresolved)} (cell, metric) check(s) could not resolve the tolerance "
+                     f"({shown}{' ...' if len(unresolved) > 5 else ''}); decide with `pytest-longeff ab`")
     for s in verdict.suite:
         change = "n/a" if s.ratio is None else f"{s.ratio - 1:+.1%}"
         why = f" ({s.reason})" if s.reason else ""

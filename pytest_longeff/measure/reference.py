@@ -6,7 +6,7 @@ and on the device the cells use: forward and backward of one small transformer-l
 MLP, fp32) on fixed random data, in a few short repeats, summarised like every other figure (median, IQR, bootstrap
 95 % CI). Measured right before a cell's training window and right after its inference window
 (:meth:`CellReference.from_readings`), it sees the conditions the cell saw; the gate
-(:func:`pytest_longeff.gate.check.drift_factor`) then compares time-based figures as if both runs had the same machine
+(:func:`pytest_longeff.gate.suite.drift`) then compares time-based figures as if both runs had the same machine
 speed. About 0.2 s per reading on a 2-core CPU.
 """
 
@@ -61,14 +61,16 @@ class CellReference:
     after: ReferenceReading
     stats: Summary
     """Passes per second over the pooled repeats of both readings."""
+    settings: tuple[tuple[str, Any], ...] = ()
+    """The process-wide torch settings when the readings were pooled, right after the cell (:func:`torch_settings`)."""
 
     @classmethod
     def from_readings(cls, before: ReferenceReading, after: ReferenceReading) -> CellReference:
-        """Pool two readings (same workload) into the cell's reference."""
+        """Pool two readings (same workload) into the cell's reference, with the torch settings in force now."""
         pooled = summarize([*before.rates, *after.rates])
         if pooled is None:
             raise ValueError("two empty reference readings")
-        return cls(before, after, pooled)
+        return cls(before, after, pooled, tuple(torch_settings().items()))
 
     @property
     def ops_per_s(self) -> float:
@@ -76,10 +78,22 @@ class CellReference:
         return self.stats.median
 
     def to_dict(self) -> dict[str, Any]:
-        """The record's ``reference`` section (what :func:`pytest_longeff.gate.check.drift_factor` reads)."""
+        """The record's ``reference`` section (what :func:`pytest_longeff.gate.suite.drift` reads), with the
+        process-wide torch settings it ran under (:func:`torch_settings`)."""
         return {"ops_per_s": self.ops_per_s, "unit": "reference passes/s", "stats": self.stats.to_dict(),
                 "before_ops_per_s": self.before.ops_per_s, "after_ops_per_s": self.after.ops_per_s,
-                "cost_s": self.before.seconds + self.after.seconds, "method": METHOD}
+                "cost_s": self.before.seconds + self.after.seconds, "method": METHOD,
+                "torch_settings": dict(self.settings) or torch_settings()}
+
+
+def torch_settings() -> dict[str, Any]:
+    """Process-wide torch settings that slow every kernel alike, the reference included: a drift correction across
+    a difference in them would cancel the very regression they cause (anomaly mode left on, deterministic
+    algorithms, another thread count), so the gate refuses to correct across one."""
+    return {"anomaly_mode": bool(torch.is_anomaly_enabled()),
+            "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+            "num_threads": int(torch.get_num_threads()),
+            "float32_matmul_precision": str(torch.get_float32_matmul_precision())}
 
 
 @functools.lru_cache(maxsize=4)

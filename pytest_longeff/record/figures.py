@@ -118,6 +118,10 @@ FIGURES: tuple[Figure, ...] = (
            label="infer peak MiB", short="inf MiB"),
 )
 FIGURES_BY_NAME: Mapping[str, Figure] = {f.name: f for f in FIGURES}
+#: The work counters (:mod:`pytest_longeff.measure.work`) as one gated rule, ``work:0%``: compared exactly, per
+#: operator, not as a column (a record's ``work`` section holds the counts).
+WORK = Figure("work", ("work",), "operator calls, FLOPs and output bytes per step and per token", False,
+              "work counters of a training step and a generated token, outside the windows; compared exactly")
 GATED: Mapping[str, Figure] = {f.name: f for f in FIGURES if f.gated}
 
 
@@ -157,5 +161,5 @@ def window_figures(record: Mapping[str, Any]) -> list[Figure]:
 
 
 def figure(name: str) -> Figure | None:
-    """The gateable figure called ``name``: a cell figure, a window figure, or None."""
-    return GATED.get(name) or window_figure(name)
+    """The gateable figure called ``name``: a cell figure, the work counters (``work``), a window figure, or None."""
+    return GATED.get(name) or (WORK if name == WORK.name else None) or window_figure(name)

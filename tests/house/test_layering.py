@@ -36,8 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("report",),
     ("ci",),
     ("config",),
-    ("plugin", "cli"),
-    ("ab",),
+    ("plugin", "cli", "ab"),
     ("api",),
 )
 BASE_MODULES = {"errors", "units", "stats", "profiles", "matrix", "choices", "hookspecs", "_version", "_lazy"}

@@ -97,7 +97,7 @@ def gated(doc: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     for i, r in enumerate(doc["records"]):
         r["gate"] = {"baseline": "baseline.json", "refused": None, "checks": [
-            {"metric": "train_samples_per_s", "status": "failed" if i % 2 else "within_noise", "baseline": 10.0,
+            {"metric": "train_samples_per_s", "status": "failed" if i % 2 else "inconclusive", "baseline": 10.0,
              "current": 8.0 - i, "change": (-2.0 - i) / 10, "tolerance": 0.1, "note": "intervals apart"},
             {"metric": "inference_j_per_sample", "status": "unmeasured", "baseline": None, "current": None,
              "change": None, "tolerance": 0.1, "note": "not measured on one side: nothing to compare"}]}

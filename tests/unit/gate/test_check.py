@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from pytest_longeff.gate.acknowledge import Ack
 from pytest_longeff.gate.check import (
@@ -52,6 +53,7 @@ from pytest_longeff.gate.suite import (
     suite_verdicts,
     terminal_lines,
     threshold,
+    torch_settings_differ,
     worse_log_ratio,
 )
 from pytest_longeff.record.figures import GATED, figure
@@ -64,7 +66,7 @@ TWO_Z = 2 * 1.959963984540054
 PHI = statistics.NormalDist().cdf
 ACCEPTED = (", ".join(["score", "train_samples_per_s", "train_energy_j", "train_samples_per_kj",
                        "train_peak_memory_bytes", "inference_samples_per_s", "inference_latency_p50_s",
-                       "inference_energy_j", "inference_j_per_sample", "inference_peak_memory_bytes"])
+                       "inference_energy_j", "inference_j_per_sample", "inference_peak_memory_bytes", "work"])
             + ", window_<name>_{time_s,energy_j,energy_net_j,peak_memory_bytes}")
 SMALL_REPORT = Path(__file__).resolve().parents[2] / "support" / "data" / "report_small.json"
 
@@ -140,7 +142,7 @@ def test_check_message_to_dict_and_fails() -> None:
     assert d.to_dict() == {"metric": "m", "status": "passed", "baseline": 1234.5678, "current": 0.0001234,
                            "change": -0.1234, "tolerance": 0.1, "note": "ok"}
     assert c.fails() and not d.fails()
-    for status in ("within_noise", "unmeasured", "not_gated", "acknowledged"):
+    for status in ("inconclusive", "unmeasured", "not_gated", "acknowledged"):
         assert not Check("m", status, 1.0, 1.0, 0.0, 0.1, "").fails()
 
 
@@ -588,6 +590,57 @@ def test_drift_between_two_records() -> None:
     assert drift(TPUT, rec(100.0), rec(80.0, method="other")) is None
 
 
+def test_no_drift_correction_across_other_process_wide_torch_settings() -> None:
+    """Anomaly mode left on slows the cells and the reference alike: correcting by the reference would cancel the
+    regression, so the gate compares uncorrected and says why."""
+    settings = {"anomaly_mode": False, "num_threads": 2}
+
+    def rec(median: float, ops: float, **changed: Any) -> dict[str, Any]:
+        return tput(median, reference={**ref(ops, [ops * 0.99, ops * 1.01]),
+                                       "torch_settings": {**settings, **changed}})
+
+    same = check(Rule(TPUT, 0.1), rec(10.0, 100.0), rec(7.0, 70.0))
+    assert same.status == "passed" and "drift-corrected" in same.note  # a slower machine, corrected
+    assert drift(TPUT, rec(10.0, 100.0), rec(7.0, 70.0, anomaly_mode=True)) is None
+    other = check(Rule(TPUT, 0.1), rec(10.0, 100.0), rec(7.0, 70.0, anomaly_mode=True))
+    assert other.status == "failed" and other.current == near(7.0)
+    assert other.note.endswith("not drift-corrected: process-wide torch settings differ (anomaly_mode False vs "
+                               "True)")
+    assert torch_settings_differ(rec(1.0, 1.0), {"reference": {"ops_per_s": 1.0}}) is None  # older record
+
+
+def _work(extra_copy: bool) -> dict[str, Any]:
+    """A record's work section counted by the real counter on code whose work is known."""
+    from pytest_longeff.measure.work import count_work
+
+    x = torch.randn(16, 16)
+    sections = {}
+    for kind, unit, units in (("train", "step", 1), ("inference", "token", 4)):
+        with count_work(unit, units, "cpu") as work:
+            y = x @ x
+            if extra_copy:
+                y.clone()
+        sections[kind] = work.to_dict()
+    return sections
+
+
+def test_work_is_gated_exactly_with_the_operators_that_changed() -> None:
+    rule = parse_fail_on("work:0%")[0]
+    base, same, more = (tput(10.0, work=_work(False)), tput(3.0, work=_work(False)), tput(10.0, work=_work(True)))
+    passed = check(rule, base, same)  # the clock says -70 %; the work is the same
+    assert passed.status == "passed" and passed.note == "the same work" and passed.change == 0.0
+    assert passed.baseline == passed.current == 2 * 16**3  # FLOPs of one step: the one matrix product
+    failed = check(rule, base, more)
+    assert failed.status == "failed"
+    assert "train calls per step 1 -> 2" in failed.note and "train output_bytes per step 1024 -> 2048" in failed.note
+    assert "inference output_bytes per token 256 -> 512" in failed.note
+    assert "train: aten.clone: calls 0 -> 1, output_bytes 0 -> 1024" in failed.note
+    assert check(rule, base, more).change == 0.0  # a copy adds no FLOPs
+    assert check(parse_fail_on("work:150%")[0], base, more).status == "passed"  # within a tolerance of +150 %
+    missing = check(rule, base, tput(10.0))
+    assert missing.status == "unmeasured" and "no work counters" in missing.note
+
+
 def test_threshold_log_ratio_standard_error_and_p() -> None:
     assert threshold(TPUT, 1.5) == math.inf and threshold(TPUT, 0.5) == near(math.log(2))
     assert threshold(TPUT, 0.0) == 0.0 and threshold(LAT, 1.5) == near(math.log(2.5))
@@ -730,11 +783,14 @@ def test_suite_verdict_with_within_cell_noise_dominating() -> None:
     point = suite_verdict("m", LAT, [_pair("a", excess=0.01, se=None)], ())
     assert point.verdict == "failed" and point.p == 0.0
     better = suite_verdict("m", LAT, [_pair("a", excess=-0.01, se=None)], ())
-    assert better.verdict == "passed" and better.p == 1.0
+    # A noisy figure without an interval cannot show it stayed within the tolerance: never "passed".
+    assert better.verdict == "inconclusive" and better.p == 1.0
+    assert better.reason == "a cell's figure has no interval (too few samples)"
+    assert suite_verdict("m", LAT, [_pair("a", excess=-0.01, se=0.001)], ()).verdict == "passed"
 
 
 def test_suite_verdicts_follow_the_figures_order() -> None:
-    pairs = [_pair("a", metric="x", excess=1.0, se=None), _pair("a", metric="y", excess=-1.0, se=None)]
+    pairs = [_pair("a", metric="x", excess=1.0, se=None), _pair("a", metric="y", excess=-1.0, se=0.01)]
     out = suite_verdicts(pairs, {"y": TPUT, "z": TPUT, "x": TPUT}, ())
     assert [(s.metric, s.verdict, s.cells) for s in out] == [("y", "passed", 1), ("z", "no data", 0),
                                                               ("x", "failed", 1)]
@@ -770,3 +826,37 @@ def test_terminal_lines_word_for_word() -> None:
     lines = terminal_lines(many)
     assert len(lines) == 22 and lines[-1] == "  ... and 1 more (the JSON report's session.gate.fdr has them all)"
     assert len(terminal_lines(RunVerdict(many.fdr[:20]))) == 21
+
+
+def test_inference_timed_otherwise_in_the_baseline_is_not_gated() -> None:
+    """A baseline whose generation ran until the end token against a run timing a fixed number of new tokens: the
+    inference figures measure different work."""
+    rule = parse_fail_on("inference_samples_per_s:10%")[0]
+
+    def rec(median: float, new_tokens: str | None) -> dict[str, Any]:
+        stats = {"median": median, "ci95": [median * 0.99, median * 1.01], "n": 5}
+        inference = {"samples_per_s_stats": stats, **({"new_tokens": new_tokens} if new_tokens else {})}
+        return {"id": "c", "status": "passed", "batch_size": 2, "inference": inference}
+
+    old = check(rule, rec(10.0, None), rec(5.0, "fixed"))
+    assert old.status == "not_gated" and "timed otherwise" in old.note
+    assert check(rule, rec(10.0, "fixed"), rec(5.0, "fixed")).status == "failed"
+
+
+def test_a_remeasured_baseline_is_judged_by_its_pooled_figures() -> None:
+    rule = Rule(TPUT, 0.1)
+    base = tput(5.0, remeasured={"others": [{"measurement": 2, **tput(20.0)}]})  # a burst, then 20: pooled 10
+    out = gate_record([rule], {"records": [base]}, tput(9.9), {}, "base.json", None)
+    (c,) = out["checks"]
+    assert c["baseline"] == near(10.0) and c["status"] == "inconclusive"  # pooled interval: t with 1 df, wide
+
+
+def test_the_terminal_says_inconclusive_for_unresolved_cells() -> None:
+    unresolved = Pair("c1", "m", 10.0, 9.5, -0.05, 0.2, 0.9, 0.1, "inconclusive")
+    lines = terminal_lines(RunVerdict((PairVerdict(unresolved, 0.9, "ok"),), ()))
+    assert lines[0].startswith("longeff gate over the run: INCONCLUSIVE")
+    assert lines[1] == ("  inconclusive: 1 (cell, metric) check(s) could not resolve the tolerance (c1 m); decide "
+                        "with `pytest-longeff ab`")
+    resolved = Pair("c1", "m", 10.0, 9.9, -0.09, 0.01, 1.0, 0.1, "passed")
+    assert terminal_lines(RunVerdict((PairVerdict(resolved, 1.0, "ok"),), ()))[0].startswith(
+        "longeff gate over the run: passed")

@@ -84,3 +84,48 @@ def test_unusable_input_exits_2(tmp_path: Path, base: Path, capsys: pytest.Captu
     (tmp_path / "ack.json").write_text('[{"metric": "score"}]')
     assert main([str(base), str(base), "--acknowledged", str(tmp_path / "ack.json")]) == EXIT_UNUSABLE
     assert "needs a reason" in capsys.readouterr().err
+
+
+# -- a real report 30 % slower in every cell: never "no regression" ---------------------------------------------------
+SMALL = Path(__file__).resolve().parents[2] / "support" / "data" / "report_small.json"
+
+
+def _scaled(doc: dict[str, Any], factor: float, widen: float = 1.0) -> dict[str, Any]:
+    """``doc`` with training and inference throughput times ``factor`` in every cell (median, quartiles, mean,
+    interval and the whole-window rate), each interval ``widen`` times wider on the log scale (a busy machine)."""
+    out = json.loads(json.dumps(doc))
+    for record in out["records"]:
+        for window in ("train", "inference"):
+            part = record.get(window) or {}
+            stats = part.get("samples_per_s_stats") or {}
+            for key in ("median", "q1", "q3", "mean"):
+                if isinstance(stats.get(key), (int, float)):
+                    stats[key] *= factor
+            if isinstance(stats.get("ci95"), list):
+                lo, hi, mid = *stats["ci95"], stats["median"] / factor
+                stats["ci95"] = [factor * mid * (lo / mid) ** widen, factor * mid * (hi / mid) ** widen]
+            if isinstance(part.get("samples_per_s"), (int, float)):
+                part["samples_per_s"] *= factor
+    return out
+
+
+@pytest.mark.parametrize("widen", [1.0, 3.0, 10.0])
+def test_a_report_30_percent_slower_in_every_cell_is_never_no_regression(tmp_path: Path, widen: float,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The reproduction of a silent pass: throughput cut by 30 % in every cell of a real report, compared with the
+    original at the default tolerances. With the report's own intervals it is a regression; on a busy machine
+    (intervals 3 and 10 times wider) a per-cell check that cannot resolve 10 % says inconclusive, never passed, and
+    the run is a regression (the FDR over the cells) or inconclusive (exit 3): never exit 0."""
+    doc = json.loads(SMALL.read_text())
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(_scaled(doc, 1.0, widen)))
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps(_scaled(doc, 0.7, widen)))
+    code = main([str(base), str(slow)])
+    out = capsys.readouterr().out
+    assert code in (EXIT_REGRESSION, 3), out
+    assert "no regression" not in out.splitlines()[0]
+    if widen == 1.0:
+        assert code == EXIT_REGRESSION, out  # the inference intervals of both cells are tight enough to tell
+    train = [line for line in out.splitlines() if " train_samples_per_s " in line and "-30.0%" in line]
+    assert len(train) == 2 and all(line.split("10%")[1].split()[0] in ("failed", "inconclusive") for line in train)

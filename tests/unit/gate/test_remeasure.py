@@ -63,13 +63,21 @@ def _measurements(*values: float) -> tuple[list[dict[str, Any]], Any, Any]:
 
 
 def test_a_burst_in_the_first_measurement_is_pooled_with_the_next_not_replaced() -> None:
-    made, judge, again = _measurements(6.0, 10.0, 6.0)
-    final, section = settle(made[0], judge, again, 3, dict)
-    assert final is made[0] and len(made) == 2  # stops at the first measurement that is not suspect
+    made, judge, again = _measurements(6.0, 10.0)
+    final, section = settle(made[0], judge, again, 1, dict)
+    assert final is made[0] and len(made) == 2
     assert section is not None and section["measurements"] == 2 and section["kept"] == 1
     pooled = section["pooled"]["train_samples_per_s"]
     assert pooled["values"] == [6.0, 10.0] and pooled["geometric_mean"] == pytest.approx(60**0.5)
     assert [o["measurement"] for o in section["others"]] == [2]
+
+
+def test_a_suspect_first_measurement_gets_every_further_measurement_not_until_one_looks_fine() -> None:
+    """Stopping at the first measurement that is not suspect would end every pool on a good value."""
+    made, judge, again = _measurements(6.0, 10.0, 6.0, 6.5)
+    final, section = settle(made[0], judge, again, 3, dict)
+    assert final is made[0] and len(made) == 4
+    assert section is not None and section["pooled"]["train_samples_per_s"]["values"] == [6.0, 10.0, 6.0, 6.5]
 
 
 def test_every_measurement_counts_so_the_verdict_is_not_the_mildest_one() -> None:
@@ -89,6 +97,16 @@ def test_the_pooled_interval_takes_the_spread_between_measurements() -> None:
     assert low < 5.0 * 1.01 and high > 10.0 * 0.99  # far apart measurements: the interval spans both
     assert record["train"]["samples_per_s_stats"]["median"] == pytest.approx(50**0.5)
     assert pooled["train_samples_per_s"]["log_se"] == pytest.approx(math.log(2) / 2)
+    # Two measurements give the spread one degree of freedom: Student's t (12.71), worked by hand, not 1.96.
+    assert math.log(high / low) / 2 == pytest.approx(12.706204736 * math.log(2) / 2)
+
+
+def test_a_measurement_without_an_interval_leaves_the_pooled_figure_without_one() -> None:
+    bare = _rate(5.0)
+    bare["train"]["samples_per_s_stats"]["ci95"] = None
+    record, _ = pool([_rate(10.0, 0.01), bare])
+    assert record["train"]["samples_per_s_stats"]["ci95"] is None
+    assert record["train"]["samples_per_s_stats"]["median"] == pytest.approx(50**0.5)
 
 
 def test_a_failure_while_measuring_again_keeps_what_was_measured() -> None:
@@ -132,3 +150,15 @@ def test_the_run_note_names_cells_measured_again_in_this_run() -> None:
     many = [{"id": f"c{i}", "remeasured": {"kept": 1}} for i in range(7)]
     assert run_note(many) == ("7 cells were measured again after a suspect measurement (--longeff-remeasure; the "
                               "gate judged the figures pooled over every measurement): c0, c1, c2, c3, c4 ...")
+
+
+def test_the_machine_speed_references_are_pooled_with_the_figures() -> None:
+    """A burst that slowed the first measurement slowed its reference too: the pooled time figure is corrected by
+    the pooled machine speed, not the first measurement's."""
+    first, second = _rate(5.0), _rate(10.0)
+    first["reference"] = {"ops_per_s": 50.0, "method": "m", "stats": {"ci95": [49.0, 51.0], "n": 6}}
+    second["reference"] = {"ops_per_s": 100.0, "method": "m", "stats": {"ci95": [98.0, 102.0], "n": 6}}
+    record, pooled = pool([first, second])
+    assert record["reference"]["ops_per_s"] == pytest.approx((50 * 100) ** 0.5)
+    assert pooled["reference"]["values"] == [50.0, 100.0]
+    assert record["reference"]["method"] == "m" and first["reference"]["ops_per_s"] == 50.0  # inputs untouched

@@ -13,7 +13,8 @@ from pytest_longeff.stats import summarize
 SUMMARY_KEYS = {"n", "median", "iqr", "q1", "q3", "mean", "ci95", "ci_method"}
 
 
-SECTION_KEYS = {"ops_per_s", "unit", "stats", "before_ops_per_s", "after_ops_per_s", "cost_s", "method"}
+SECTION_KEYS = {"ops_per_s", "unit", "stats", "before_ops_per_s", "after_ops_per_s", "cost_s", "method",
+                "torch_settings"}
 
 
 def _reading(*rates: float, seconds: float = 0.1) -> ReferenceReading:
@@ -83,3 +84,13 @@ def test_a_bare_cuda_device_is_pinned_per_xdist_worker(monkeypatch: pytest.Monke
     assert resolve_device("cuda") == "cuda:1" and resolve_device("auto") == "cuda:1"
     assert resolve_device("cuda:0") == "cuda:0"
 
+
+
+def test_the_torch_settings_a_reference_ran_under_are_recorded() -> None:
+    from pytest_longeff.measure.reference import torch_settings
+
+    plain = torch_settings()
+    assert plain["anomaly_mode"] is False and plain["num_threads"] == torch.get_num_threads()
+    with pytest.warns(UserWarning, match="Anomaly Detection"), torch.autograd.detect_anomaly(check_nan=False):
+        assert torch_settings()["anomaly_mode"] is True
+    assert torch_settings() == plain

@@ -106,3 +106,14 @@ def test_write_ci_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("GITHUB_STEP_SUMMARY")
     settings = cast(Settings, SimpleNamespace(json_path=str(tmp_path / "x.json"), benchmark_json=None))
     assert write_ci_outputs(doc, settings) == [str(tmp_path / "x-comment.md")]
+
+
+def test_the_summary_says_inconclusive_where_nothing_failed() -> None:
+    unresolved = {"metric": "train_samples_per_s", "status": "inconclusive", "baseline": 4.0, "current": 3.9,
+                  "change": -0.025, "tolerance": 0.1, "note": "interval reaches beyond"}
+    doc = {"records": [cell("a", gate={"checks": [unresolved]})],
+           "session": {"gate": {"suite": {"train_samples_per_s": {"verdict": "inconclusive"}}, "fdr": []}}}
+    assert ("**Gate: 0 regressions**; **INCONCLUSIVE**: 2 check(s) or suite rule(s) could not resolve the tolerance"
+            in summary_markdown(doc))
+    doc["records"] = [cell("a", gate={"checks": [FAILED]})]
+    assert "INCONCLUSIVE" not in summary_markdown(doc)  # a regression is said as such
