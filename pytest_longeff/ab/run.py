@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, FIGURES, judge_cells, parse_rules
-from pytest_longeff.ab.report import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, KIND, SCHEMA_VERSION
+from pytest_longeff.ab.report import EXIT_USAGE, KIND, SCHEMA_VERSION, exit_code
 from pytest_longeff.ab.sides import MALLOC_ENV, Env, Side, SideError, both
-from pytest_longeff.ab.stats import INCONCLUSIVE, REGRESSION
+from pytest_longeff.ab.stats import INCONCLUSIVE
 
 SIDES = ("base", "head")
 
@@ -240,11 +240,6 @@ class AbJob:
                 "wall_s": time.perf_counter() - self.started, "cells": self.cells, **self.judged}
 
 
-def exit_code(report: dict[str, Any]) -> int:
-    """0 no regression, 1 regression, 3 inconclusive."""
-    v = report.get("verdict")
-    return EXIT_REGRESSION if v == REGRESSION else EXIT_INCONCLUSIVE if v == INCONCLUSIVE else EXIT_OK
-
 
 def parser() -> argparse.ArgumentParser:
     """The ``ab`` subcommand's options; everything else goes to ``pytest --collect-only`` on both sides."""
@@ -311,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     job = AbJob(base, head, rest, plan, rules, lambda line: print(line, file=sys.stderr, flush=True))
     try:
         report = job.run()
-    except (SideError, Exception) as exc:  # noqa: BLE001 - whatever stopped the job, what was measured is written
+    except Exception as exc:  # noqa: BLE001 - whatever stopped the job, what was measured is written
         why = str(exc) if isinstance(exc, SideError) else f"{type(exc).__name__}: {exc}"
         print(f"pytest-longeff ab: {why}", file=sys.stderr)
         report = {**job.report(), "error": why}

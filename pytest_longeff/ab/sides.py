@@ -50,8 +50,8 @@ class Env:
 #: glibc malloc settings for both sides' processes (unless set in this environment): a fixed mmap threshold (its
 #: maximum, 32 MiB, instead of one that adapts to each process's history) and no trimming of the heap, so that
 #: activations are served from a warm heap in every process rather than from fresh, page-faulting mappings in
-#: some. Measured on a 2-core machine: the process-to-process spread of the 1024-token cells' ratios fell from
-#: 0.12-0.21 to 0.03-0.08 (log scale, A/A, 4 process pairs).
+#: some. On a shared 2-core machine one 4-pair A/A job showed less process-to-process spread with them, but the
+#: replays (docs/validation/ab-replay.md) still saw 0.09-0.21 on the 1024-token cells: they remove one cause only.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824",
               "MALLOC_TOP_PAD_": "268435456"}
 

@@ -184,7 +184,7 @@ def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -
                      f"batch sizes differ ({_batch(baseline)} vs {_batch(current)}): efficiency is not comparable")
     if m.name == "work":
         return work_check(rule, baseline, current)
-    if m.name.startswith("inference_") and "peak_memory" not in m.name and \
+    if m.path[0] == "inference" and m.noisy and \
             lookup(baseline, "inference", "new_tokens") != lookup(current, "inference", "new_tokens"):
         return Check(m.name, "not_gated", base, cur, None, rule.tolerance,
                      "inference was timed otherwise in the baseline (until the end token, not a fixed number of new "
