@@ -486,7 +486,8 @@ def judge_run(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], records: S
         notes.append(f"{len(missing)} cells of the baseline were not run (e.g. {missing[0]})")
     notes.extend(n for n in [run_note(latest.values())] if n)
     figures = {r.metric.name: r.metric for r in rules if r.metric.name != "work"}  # work is exact: no suite mean
-    return RunVerdict(fdr_verdicts(pairs, acks), suite_verdicts(pairs, figures, acks), notes=tuple(notes),
+    tolerances = {r.metric.name: r.tolerance for r in rules}
+    return RunVerdict(fdr_verdicts(pairs, acks), suite_verdicts(pairs, figures, acks, tolerances), notes=tuple(notes),
                       lost=tuple(lost))
 
 

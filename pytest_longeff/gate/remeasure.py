@@ -26,7 +26,6 @@ from typing import Any, Generic, TypeVar
 
 from pytest_longeff.record.figures import GATED, figure
 from pytest_longeff.record.sections import lookup
-from pytest_longeff.stats import t_quantile
 
 T = TypeVar("T")
 
@@ -158,8 +157,10 @@ def pool(measurements: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dic
         ses = [_log_se(lookup(m, *ci_path)) for m in measurements] if ci_path else []
         within = math.sqrt(math.fsum(s * s for s in ses if s is not None)) / len(logs) if ses else 0.0
         se = max(spread, within)
-        # The spread of k measurements is known to k - 1 degrees of freedom: Student's t where it dominates.
-        z = t_quantile(0.975, len(logs) - 1) if spread > within else Z95
+        # The normal quantile, not Student's t at k - 1 degrees of freedom: with the default of two measurements
+        # t(1) = 12.7 would make every re-measured cell inconclusive; each measurement's own interval already
+        # carries its noise, and the spread between them only guards against intervals that understate it.
+        z = Z95
         _set(out, path, math.exp(mean))
         if ci_path is not None and all(s is not None for s in ses):
             _set(out, ci_path, [math.exp(mean - z * se), math.exp(mean + z * se)])

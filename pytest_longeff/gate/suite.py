@@ -246,10 +246,13 @@ def fdr_verdicts(pairs: Sequence[Pair], acks: Sequence[Ack], q: float = FDR_Q) -
     return tuple(out)
 
 
-def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequence[Ack]) -> SuiteVerdict:
-    """The suite rule for one metric over its pairs (those with positive values on both sides, not acknowledged)."""
+def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequence[Ack],
+                  tolerance: float | None = None) -> SuiteVerdict:
+    """The suite rule for one metric over its pairs (those with positive values on both sides, not acknowledged);
+    ``tolerance``: the rule's (else the pairs', so a rule without data still shows its own tolerance when given)."""
     usable = [p for p in pairs if p.excess is not None and acknowledged(acks, p.cell, p.metric) is None]
-    tolerance = pairs[0].tolerance if pairs else 0.0
+    if tolerance is None:
+        tolerance = pairs[0].tolerance if pairs else 0.0
     if not usable:
         return SuiteVerdict(metric, 0, None, tolerance, None, "no data")
     k = len(usable)
@@ -285,10 +288,10 @@ def suite_verdict(metric: str, fig: Figure, pairs: Sequence[Pair], acks: Sequenc
                         ack.reason if ack else None, corrected)
 
 
-def suite_verdicts(pairs: Sequence[Pair], figures: Mapping[str, Figure],
-                   acks: Sequence[Ack]) -> tuple[SuiteVerdict, ...]:
-    """The suite rule for every metric in ``figures`` (in its order)."""
-    return tuple(suite_verdict(name, fig, [p for p in pairs if p.metric == name], acks)
+def suite_verdicts(pairs: Sequence[Pair], figures: Mapping[str, Figure], acks: Sequence[Ack],
+                   tolerances: Mapping[str, float] | None = None) -> tuple[SuiteVerdict, ...]:
+    """The suite rule for every metric in ``figures`` (in its order), at ``tolerances`` (the rules')."""
+    return tuple(suite_verdict(name, fig, [p for p in pairs if p.metric == name], acks, (tolerances or {}).get(name))
                  for name, fig in figures.items())
 
 

@@ -129,3 +129,11 @@ def test_a_report_30_percent_slower_in_every_cell_is_never_no_regression(tmp_pat
         assert code == EXIT_REGRESSION, out  # the inference intervals of both cells are tight enough to tell
     train = [line for line in out.splitlines() if " train_samples_per_s " in line and "-30.0%" in line]
     assert len(train) == 2 and all(line.split("10%")[1].split()[0] in ("failed", "inconclusive") for line in train)
+
+
+def test_a_rule_without_data_shows_its_own_tolerance(tmp_path: Path, base: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    new = write(tmp_path / "new.json", [rec("a", 10.0), rec("b", 10.0)])
+    main([str(base), str(new), "--fail-on", "train_samples_per_s:10%,inference_j_per_sample:15%"])
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("inference_j_per_sample")]
+    assert row.split()[1:4] == ["0", "n/a", "15%"] and "no data" in row

