@@ -10,7 +10,10 @@ Parts:
       search, 3 training steps with no out-of-memory, the steady-state peak within the budget, energy valid;
   (c) overhead: the harness's training throughput against a bare PyTorch loop, same model and batch
       (benchmarks/harness_overhead.py), median ratio over 5 pairs;
-  (d) xdist: `-n 2 --dist loadgroup` over two GPUs, when there are two.
+  (d) xdist: `-n 2 --dist loadgroup` over two GPUs, when there are two;
+  (e) GPU paths: only the running model's weights on the device after the model cache switches models; an
+      out-of-memory error raised inside training retried at a smaller batch with the failed step's gradients
+      freed; more xdist workers than GPUs refused.
 
 Writes docs/gpu-validation-<date>.md (or --out) with the date, GPU, driver and versions. Exit status: 0 when every
 part that ran passed, 1 otherwise.
@@ -131,6 +134,89 @@ def part_xdist(rehearse: bool, workdir: Path, gpus: int) -> Part:
     return title, ok, f"{len(doc['records'])} records on devices {', '.join(devices)}; pytest exit {run.returncode}"
 
 
+# A test module run by pytest with the plugin: the model cache's placement, measured with CUDA's own counters.
+PLACEMENT_TEST = """
+import torch
+from pytest_longeff.cell.train import weight_bytes
+from pytest_longeff.matrix import Cell
+
+def test_only_the_running_model_is_on_the_device(longeff_session):
+    s = longeff_session
+    first, _ = s.model(Cell("led", "large", 1024, "gov_report"))
+    second, _ = s.model(Cell("bigbird", "base", 1024, "gov_report"))
+    torch.cuda.synchronize()
+    assert all(p.device.type == "cpu" for p in first.model.parameters()), "the idle model stayed on the device"
+    assert all(p.device.type == "cuda" for p in second.model.parameters())
+    allocated, weights = torch.cuda.memory_allocated(s.device), weight_bytes(second.model)
+    print(f"PLACEMENT allocated={allocated} running_weights={weights}")
+    assert allocated <= weights * 1.01 + 2**24, (allocated, weights)
+"""
+
+# A conftest that makes training fail as CUDA does mid-step (gradients made, then an allocation error) once, at
+# the first batch above 1, and notes the device's allocated bytes at the start of each training run.
+OOM_CONFTEST = """
+import torch
+import pytest_longeff.cell.run as run
+from pytest_longeff.cell.train import train_step
+
+real_fine_tune, raised = run.fine_tune, []
+
+def fine_tune(built, train, validation, plan):
+    print(f"TUNE batch={plan.batch_size} allocated={torch.cuda.memory_allocated(plan.device)}", flush=True)
+    if plan.batch_size >= 2 and not raised:
+        raised.append(1)
+        train_step(built, train, list(range(plan.batch_size)), plan.device, 1)
+        raise torch.OutOfMemoryError("CUDA out of memory (raised by the validation script)")
+    return real_fine_tune(built, train, validation, plan)
+
+run.fine_tune = fine_tune
+"""
+
+
+def part_gpu_paths(rehearse: bool, workdir: Path, gpus: int) -> Part:
+    title = "(e) GPU paths: model placement, out-of-memory retry, workers beyond the GPUs refused"
+    if rehearse:
+        return title, None, ("skipped in a CPU rehearsal: these are CUDA paths (tests/unit/cell and tests/acceptance "
+                             "cover them with fakes)")
+    lines, oks = [], []
+    tiny = ["--longeff-profile", "tiny", "--longeff-device", "cuda", "--longeff-energy", "none", "--longeff-idle-s",
+            "0", "-p", "no:cacheprovider", "-q", "-s"]
+    (workdir / "placement").mkdir()
+    (workdir / "placement" / "test_placement.py").write_text(PLACEMENT_TEST, encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "pytest", str(workdir / "placement"), *tiny], capture_output=True,
+                         text=True, cwd=ROOT, check=False)
+    found = [line for line in run.stdout.splitlines() if line.startswith("PLACEMENT")]
+    oks.append(run.returncode == 0)
+    lines.append(f"- placement: pytest exit {run.returncode}; {found[0] if found else run.stdout[-800:]}")
+    oom = workdir / "oom"
+    oom.mkdir()
+    (oom / "conftest.py").write_text(OOM_CONFTEST, encoding="utf-8")
+    (oom / "test_cells.py").write_text((ROOT / "benchmarks" / "test_cells.py").read_text(encoding="utf-8"),
+                                       encoding="utf-8")
+    report = workdir / "oom.json"
+    run = subprocess.run([sys.executable, "-m", "pytest", str(oom), *tiny, "--longeff-train-budget", "steps=2",
+                          "--longeff-json", str(report), "-k", "led-base-1024-gov_report"],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    tunes = [line for line in run.stdout.splitlines() if line.startswith("TUNE")]
+    record = json.loads(report.read_text(encoding="utf-8"))["records"][0] if report.is_file() else {}
+    search = record.get("batch_search") or {}
+    allocated = [int(t.rsplit("=", 1)[1]) for t in tunes]
+    retried = (record.get("status") == "passed" and "out_of_memory" in search and len(allocated) == 2
+               and allocated[1] <= allocated[0])
+    oks.append(retried)
+    lines.append(f"- out-of-memory retry: status {record.get('status')}, source {search.get('source')!r}, "
+                 f"allocated at the start of each training run {allocated} (the retry must not hold the failed "
+                 "step's gradients)")
+    workers = gpus + 1
+    run = subprocess.run([*_cells_command(False, workdir / "refused.json"), "-n", str(workers)],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    refused = f"{workers} pytest-xdist workers for {gpus} GPU(s)" in run.stdout + run.stderr
+    oks.append(refused and run.returncode != 0)
+    lines.append(f"- -n {workers} on {gpus} GPU(s): {'refused with the reason' if refused else 'NOT refused'}; "
+                 f"pytest exit {run.returncode}")
+    return title, all(oks), "\n".join(lines)
+
+
 def environment() -> list[str]:
     import platform
 
@@ -163,6 +249,7 @@ def run_all(rehearse: bool, workdir: Path) -> tuple[list[Part], list[str]]:
     led: dict[str, Any] = next((r for r in doc.get("records", []) if str(r.get("id", "")).startswith("led-base")), {})
     parts.append(part_overhead(rehearse, int(led.get("batch_size") or 1)))
     parts.append(part_xdist(rehearse, workdir, torch.cuda.device_count()))
+    parts.append(part_gpu_paths(rehearse, workdir, torch.cuda.device_count()))
     return parts, environment()
 
 

@@ -27,6 +27,10 @@ class Profile:
     seed: int = 0
     default_precision: str = "fp32"
     default_early_stop_metric: str = "loss"
+    label_padding: str = "longest"
+    """How training labels are padded, so every step's decoder runs the same positions: ``study`` pads them to the
+    task's target length (128 tokens), as the study's preprocessing did; ``longest`` to the split's longest target
+    (the tiny profile's generated targets are short: 128 positions would mostly be padding)."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -54,6 +58,7 @@ PROFILES: dict[str, Profile] = {
             default_train_budget="steps=20",
             default_eval_samples=8,
             max_new_tokens=128,
+            label_padding="study",
         ),
         Profile(
             name="paper",
@@ -69,6 +74,7 @@ PROFILES: dict[str, Profile] = {
             # stopped early on its own teacher-forced metric.
             default_precision="tf32",
             default_early_stop_metric="study",
+            label_padding="study",
         ),
     )
 }

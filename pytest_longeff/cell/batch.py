@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pytest_longeff.models.families import BuiltModel
 
 # Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
-PROBE_VERSION = 4
+PROBE_VERSION = 5  # 5: labels keep the split's padded width in every step
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,16 @@ class BatchCache:
 def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> str:
     """Everything a found batch size depends on: machine and software, the model as configured, the tokenizer
     (its vocabulary sizes the embeddings), the data the probes read (its file's version: the generator's version
-    is in its path), the cell, the budget and the largest batch allowed."""
+    is in its path), the cell, the budget, the allocator's share of it on a GPU and the largest batch allowed.
+    Nothing of other cells enters a probe (idle models wait off the device), so nothing of them enters the key."""
     from pytest_longeff._version import __version__
+    from pytest_longeff.cell.resources import limit_key
 
     s = session.settings
     raw = json.dumps([machine_key(session.facts()), __version__, PROBE_VERSION, s.profile, cell.id,
                       s.memory_budget_bytes, s.max_batch, s.precision, session.profile.weights, built.config_dict(),
-                      session.inputs.tokenizer_digest(cell), session.inputs.data_key(cell.task)],
+                      session.inputs.tokenizer_digest(cell), session.inputs.data_key(cell.task),
+                      limit_key(session.memory_enforcement)],
                      sort_keys=True, default=str)
     return "longeff/batch/" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
@@ -147,9 +150,50 @@ def _cached(cache: BatchCache | None, key: str, flops: dict[int, int]) -> BatchC
         counted = hit.get("flops")
         if isinstance(counted, dict):
             flops.update({int(b): int(n) for b, n in counted.items() if str(b).isdigit() and isinstance(n, int)})
-        return BatchChoice(hit["batch_size"], "cached", 0, hit.get("peak_memory_bytes"),
-                           {"searched_probes": hit.get("probes")})
+        details = {"searched_probes": hit.get("probes")}
+        if hit.get("after_out_of_memory_at") is not None:
+            details["after_out_of_memory_at"] = hit["after_out_of_memory_at"]
+        return BatchChoice(hit["batch_size"], "cached", 0, hit.get("peak_memory_bytes"), details)
     return None
+
+
+def forget_batch(session: LongeffSession, cell: Cell, built: BuiltModel, cache: BatchCache | None) -> None:
+    """Drop the cell's cached batch size (after it ran out of memory), so the next run searches again."""
+    if cache is not None and session.settings.batch_size is None:
+        cache.set(batch_cache_key(session, cell, built), None)
+
+
+def remember_batch(session: LongeffSession, cell: Cell, built: BuiltModel, cache: BatchCache | None,
+                   choice: BatchChoice) -> None:
+    """Cache the batch a cell ran at after an out-of-memory retry, in place of the one that failed, so the next run
+    starts there instead of failing again mid-cell (``--longeff-batch-reset`` searches afresh)."""
+    if cache is not None and session.settings.batch_size is None:
+        failed = (choice.details.get("out_of_memory") or {}).get("batch_size")
+        cache.set(batch_cache_key(session, cell, built),
+                  {"batch_size": choice.batch_size, "probes": 0, "peak_memory_bytes": None,
+                   "after_out_of_memory_at": failed})
+
+
+def probed_at(choice: BatchChoice, batch_size: int) -> bool:
+    """Whether a probe of this search ran a whole training step at ``batch_size`` in this process."""
+    log = choice.details.get("probe_log") or []
+    return any(isinstance(p, dict) and p.get("batch_size") == batch_size and p.get("peak_memory_bytes") is not None
+               for p in log)
+
+
+def warm_up_step(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
+                 precision: Precision = FP32) -> None:
+    """One untimed training step (forward, backward, optimiser step) at ``batch_size``, outside every window;
+    the caller resets the weights after it."""
+    model = built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    opt = make_optimizer(model, 1e-9)
+    train_step(built, split, [i % len(split.ids) for i in range(batch_size)], device, 1, precision)
+    opt.step()
+    model.zero_grad(set_to_none=True)
+    del opt
+    release_memory(device, full=False)
 
 
 def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: TokenizedSplit,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pytest_longeff.cell.infer import pin_generation
 from pytest_longeff.cell.precision import FP32, Precision
 from pytest_longeff.cell.train import MAX_GRAD_NORM, batch_tensors, make_optimizer, train_step
 from pytest_longeff.measure.window import synchronize
@@ -64,6 +65,7 @@ def generate_fixed(built: BuiltModel, split: TokenizedSplit, batch_size: int, to
                    precision: Precision = FP32) -> tuple[float, Any]:
     """Greedy generation of exactly ``tokens`` new tokens for the first ``batch_size`` rows; (seconds, output)."""
     built.model.eval()
+    pin_generation(built.model)
     ids, mask, _ = batch_tensors(split, rows(split, batch_size), device)
     synchronize(device)
     t0 = time.perf_counter()

@@ -30,6 +30,26 @@ class InferResult:
     outputs: list[tuple[list[int], torch.Tensor]] = field(default_factory=list)
 
 
+# The token ids a seq2seq model's generation needs; every other field of a checkpoint's generation config
+# (min_length, no_repeat_ngram_size, repetition_penalty, forced tokens, beams, sampling) is left out, so generation
+# is plain greedy whatever the checkpoint ships.
+GENERATION_TOKEN_FIELDS = ("decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def pin_generation(model: Any) -> dict[str, Any]:
+    """Replace ``model.generation_config`` with plain greedy decoding that keeps only the checkpoint's token ids, and
+    return the fields it sets (for the record). transformers fills whatever a ``generate()`` call leaves unset from
+    the model's generation config, so the checkpoint's own settings are dropped there, not only overridden."""
+    from transformers import GenerationConfig
+
+    shipped = model.generation_config
+    tokens = {name: getattr(shipped, name, None) if getattr(shipped, name, None) is not None
+              else getattr(model.config, name, None) for name in GENERATION_TOKEN_FIELDS}
+    tokens = {k: v for k, v in tokens.items() if v is not None}
+    model.generation_config = GenerationConfig(**tokens)
+    return {**tokens, "num_beams": 1, "do_sample": False}
+
+
 @torch.no_grad()
 def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_tokens: int, repeats: int,
              device: str, precision: Precision = FP32, fixed: bool = False) -> InferResult:
@@ -38,6 +58,7 @@ def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_
     depend on when the model chooses to stop."""
     model = built.model
     model.eval()
+    pin_generation(model)
     result = InferResult([], [], repeats)
     for _ in range(repeats):
         for start in range(0, len(split.ids), batch_size):
@@ -66,21 +87,36 @@ def decode_outputs(result: InferResult, split: TokenizedSplit, tokenizer: Any) -
     result.outputs = []
 
 
+@dataclass
+class StudyPass:
+    """One teacher-forced pass over the study's rows: the mean loss, and the argmax texts beside each row's label."""
+
+    loss: float
+    predictions: list[str]
+    labels: list[str]
+
+
 @torch.no_grad()
-def teacher_forced_texts(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_size: int, device: str,
-                         precision: Precision = FP32) -> tuple[list[str], list[str]]:
-    """The study's predictions: argmax of the logits under teacher forcing (no generation), beside each row's own
-    label as the model saw it (truncated to the task's target length), both decoded without special tokens."""
+def study_pass(built: BuiltModel, split: TokenizedSplit, tokenizer: Any, batch_size: int, device: str,
+               precision: Precision = FP32) -> StudyPass:
+    """The study's evaluation in one forward per batch: the loss, and the argmax of the logits at every one of the
+    labels' padded positions (the study padded targets to 128 and decoded all of them, so whatever the model
+    predicts past a short answer counts), beside each row's own label; ``split`` holds every validation row
+    (:meth:`~pytest_longeff.cell.prepare.Inputs.tokenized` with ``rows="study"``). Texts are decoded without
+    special tokens."""
     built.model.eval()
-    predictions: list[str] = []
-    labels_text: list[str] = []
+    result = StudyPass(0.0, [], [])
+    total, n = 0.0, 0
     for start in range(0, len(split.ids), batch_size):
         index = list(range(start, min(start + batch_size, len(split.ids))))
         ids, mask, labels = batch_tensors(split, index, device)
         with precision.autocast():
-            logits = built.model(**built.family.model_inputs(ids, mask), labels=labels).logits
-        tokens = logits.argmax(-1).masked_fill(labels == -100, tokenizer.pad_token_id)
-        predictions.extend(t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True))
+            out = built.model(**built.family.model_inputs(ids, mask), labels=labels)
+        total += float(out.loss) * len(index)
+        n += len(index)
+        tokens = out.logits.argmax(-1)
+        result.predictions.extend(t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True))
         gold = labels.masked_fill(labels == -100, tokenizer.pad_token_id)
-        labels_text.extend(t.strip() for t in tokenizer.batch_decode(gold, skip_special_tokens=True))
-    return predictions, labels_text
+        result.labels.extend(t.strip() for t in tokenizer.batch_decode(gold, skip_special_tokens=True))
+    result.loss = total / max(n, 1)
+    return result

@@ -36,6 +36,12 @@ class TokenizedSplit:
     labels: torch.Tensor  # padded with -100
     input_tokens: int  # non-padding input tokens, summed
 
+    @property
+    def decoder_positions(self) -> int:
+        """Positions the decoder runs in every batch of this split: the labels' padded width (no batch trims it,
+        so the batch-size probe's step is as long as every training step)."""
+        return int(self.labels.shape[1])
+
 
 def file_key(path: Path) -> str:
     """Identifies a file's version for cache keys: path, size and modification time."""
@@ -147,19 +153,27 @@ class Inputs:
             self._digests[id(tok)] = hashlib.sha256(text.encode()).hexdigest()
         return self._digests[id(tok)]
 
-    def tokenized(self, cell: Cell, task: TaskSpec, split_name: str, limit: int = 0) -> TokenizedSplit:
-        """A split tokenised for the cell's length, cached per (tokenizer, task, split, length, limit)."""
+    def tokenized(self, cell: Cell, task: TaskSpec, split_name: str, limit: int = 0,
+                  rows: str = "examples") -> TokenizedSplit:
+        """A split tokenised for the cell's length, cached per (tokenizer, task, split, length, limit, rows).
+
+        ``rows="examples"``: one row per example (the training split keeps every row), labels padded as the
+        profile says (:attr:`~pytest_longeff.profiles.Profile.label_padding`). ``rows="study"``: every row of the
+        first ``limit`` examples (every reference is a row, as the study scored them), labels padded to the task's
+        target length, for the study's teacher-forced scoring."""
         tok = self.tokenizer(cell)
-        key = (id(tok), task.name, split_name, cell.seq_len, limit)
+        padding = "study" if rows == "study" else self.profile.label_padding
+        key = (id(tok), task.name, split_name, cell.seq_len, limit, rows, padding)
         if key not in self._tokenized:
             split = self.splits(task.name)[split_name]
             disk = self.cache_dir / "tokenized" / (hashlib.sha256(json.dumps(
                 [self._digest(tok), file_key(Path(split.path)), split_name, cell.seq_len, limit,
-                 task.max_target_tokens]).encode()).hexdigest()[:24] + ".pt")
+                 task.max_target_tokens, rows, padding]).encode()).hexdigest()[:24] + ".pt")
             loaded = _load_tokenized(disk)
             if loaded is None:
                 self.misses += 1
-                loaded = _tokenize(tok, split, split_name, cell.seq_len, task.max_target_tokens, limit)
+                loaded = _tokenize(tok, _rows(split, split_name, limit, rows), cell.seq_len, task.max_target_tokens,
+                                   padding)
                 _save_tokenized(disk, loaded)
                 self._tokenized[key] = loaded
                 return loaded
@@ -168,15 +182,22 @@ class Inputs:
         return self._tokenized[key]
 
 
-def _tokenize(tok: Any, split: data_mod.Split, split_name: str, seq_len: int, max_target: int,
-              limit: int) -> TokenizedSplit:
-    rows = split.examples() if split_name != "train" else list(split.rows)
-    if limit:
-        rows = rows[:limit]
+def _rows(split: data_mod.Split, split_name: str, limit: int, rows: str) -> list[data_mod.Row]:
+    """The rows a tokenised split holds (see :meth:`Inputs.tokenized`)."""
+    if rows == "study":
+        ids = list(dict.fromkeys(r.id for r in split.rows))
+        keep = set(ids[:limit] if limit else ids)
+        return [r for r in split.rows if r.id in keep]
+    chosen = split.examples() if split_name != "train" else list(split.rows)
+    return chosen[:limit] if limit else chosen
+
+
+def _tokenize(tok: Any, rows: list[data_mod.Row], seq_len: int, max_target: int, padding: str) -> TokenizedSplit:
     enc = tok([r.input for r in rows], max_length=seq_len, truncation=True, padding="max_length",
               return_tensors="pt")
-    tgt = tok([r.output for r in rows], max_length=max_target, truncation=True, padding="longest",
-              return_tensors="pt")
+    # "study": every target padded to the task's target length, as the study's preprocessing did.
+    tgt = tok([r.output for r in rows], max_length=max_target, truncation=True,
+              padding="max_length" if padding == "study" else "longest", return_tensors="pt")
     labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
     return TokenizedSplit([r.id for r in rows], enc["input_ids"], enc["attention_mask"], labels,
                           int(enc["attention_mask"].sum()))

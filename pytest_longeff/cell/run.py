@@ -10,18 +10,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytest_longeff.cell.batch import BatchCache, choose_batch
+from pytest_longeff.cell.batch import (
+    BatchCache,
+    choose_batch,
+    forget_batch,
+    probed_at,
+    remember_batch,
+    warm_up_step,
+)
 from pytest_longeff.cell.budget import requires_energy_meter
-from pytest_longeff.cell.infer import decode_outputs, generate, teacher_forced_texts
+from pytest_longeff.cell.infer import decode_outputs, generate, pin_generation, study_pass
 from pytest_longeff.cell.precision import Precision
+from pytest_longeff.cell.search import is_oom
 from pytest_longeff.cell.train import EnergySoFar, TrainPlan, fine_tune, optimizer_settings, step_flops, weight_bytes
 from pytest_longeff.errors import CellSkip, CellUnavailable, NoCheckpoint
-from pytest_longeff.measure.window import window
+from pytest_longeff.measure.window import release_memory, window
 from pytest_longeff.models.checkpoints import check_tiny_checkpoint
 from pytest_longeff.profiles import accuracy_meaning
 from pytest_longeff.record.sections import (
@@ -34,13 +42,14 @@ from pytest_longeff.record.sections import (
     TrainWindow,
 )
 from pytest_longeff.stats import percentile, summarize
-from pytest_longeff.tasks.metrics import Metric, score_predictions
+from pytest_longeff.tasks.metrics import Metric, average_scores, example_scores
 from pytest_longeff.tasks.study import study_scores
 
 if TYPE_CHECKING:
     from pytest_longeff.cell.prepare import TokenizedSplit
     from pytest_longeff.cell.resources import LongeffSession
     from pytest_longeff.matrix import Cell
+    from pytest_longeff.measure.reference import ReferenceReading
     from pytest_longeff.models.families import BuiltModel
     from pytest_longeff.tasks.specs import TaskSpec
 
@@ -57,13 +66,18 @@ class Prepared:
     built: BuiltModel
     precision: Precision
     flops_by_batch: dict[int, int]
+    study_rows: TokenizedSplit | None = None
+    """Every validation row of the scored examples with labels padded to the task's target length, for the study's
+    teacher-forced evaluation (None when neither ``--longeff-teacher-forced`` nor the ``study`` early-stopping
+    metric asks for it)."""
 
-    def study_score(self, batch_size: int, metrics: Mapping[str, Metric]) -> float:
-        """The study's teacher-forced score on the validation examples (its early-stopping metric), with the task's
-        metric from ``metrics`` (the session's table)."""
-        predictions, labels = teacher_forced_texts(self.built, self.validation, self.tokenizer, batch_size,
-                                                   self.precision.device, self.precision)
-        return study_scores(self.task.metric, predictions, labels, metrics)["score"]
+    def study_evaluation(self, batch_size: int, metrics: Mapping[str, Metric]) -> tuple[float, float]:
+        """The study's evaluation in one pass (its early-stopping evaluation): the validation loss and the
+        teacher-forced score, with the task's metric from ``metrics`` (the session's table)."""
+        assert self.study_rows is not None
+        result = study_pass(self.built, self.study_rows, self.tokenizer, batch_size, self.precision.device,
+                            self.precision)
+        return result.loss, study_scores(self.task.metric, result.predictions, result.labels, metrics)["score"]
 
 
 def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: BatchCache | None,
@@ -83,9 +97,21 @@ def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: Bat
         if record.batch.batch_size == 0:
             raise CellSkip(f"does not fit the memory budget of {session.settings.memory_budget_bytes / 2**30:.2f} "
                            "GiB even at batch size 1 (raise --longeff-memory-budget)")
-        before = session.reference() if session.settings.measures_reference(session.device) else None
-        record.train = train_phase(session, p, record.batch, on_step)
-        record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
+        failed = None
+        try:
+            predictions, before = measure_phases(session, p, record, on_step, warm=batch is None)
+        except Exception as exc:
+            # A re-measurement (``batch`` given) is not retried: its figures are pooled with the first's, which
+            # ran at this batch.
+            if batch is not None or not retries_after(exc, record.batch):
+                raise
+            failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        if failed is not None:
+            # Outside the handler: the error's traceback no longer pins the failed step's tensors.
+            record.train = record.inference = record.attention = None
+            record.batch = after_out_of_memory(session, p, cache, record.batch, failed)
+            predictions, before = measure_phases(session, p, record, on_step, warm=True)
+            remember_batch(session, p.cell, p.built, cache, record.batch)
         if before is not None:
             from pytest_longeff.measure.reference import CellReference
 
@@ -93,6 +119,64 @@ def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: Bat
         record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
         record.predictions = predictions
         record.work = work_phase(session, p, record.batch.batch_size)
+
+
+COLD_START = "one untimed training step at this batch before the train window"
+
+
+def measure_phases(session: LongeffSession, p: Prepared, record: CellRecord,
+                   on_step: Callable[[int, int | None, float], None] | None,
+                   warm: bool) -> tuple[dict[str, str], ReferenceReading | None]:
+    """The measured phases at ``record.batch``: fine-tune, then infer; returns the scored predictions and the
+    machine-speed reference read right before training (None when not measured).
+
+    ``warm``: when no probe ran this batch in this process (a cached or fixed batch, or a retry), one untimed
+    training step first takes the first step's one-off costs (lazy kernel loading, library handles, workspaces)
+    out of the train window, as a fresh search's probes do, so a warm-cache run measures what a cold-cache run
+    does. It runs here, where an out-of-memory error is retried like one in training."""
+    if warm and not probed_at(record.batch, record.batch.batch_size):
+        warm_up_step(p.built, p.train, record.batch.batch_size, session.device, p.precision)
+        p.built.reset()
+        p.built.family.prepare(p.built.model, p.cell.seq_len)
+        record.batch = replace(record.batch, details={**record.batch.details, "cold_start": COLD_START})
+    before = session.reference() if session.settings.measures_reference(session.device) else None
+    record.train = train_phase(session, p, record.batch, on_step)
+    record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
+    return predictions, before
+
+
+def retries_after(exc: BaseException, batch: BatchChoice) -> bool:
+    """Whether a cell that raised ``exc`` is retried once at a smaller batch: an out-of-memory error at a batch the
+    suite chose (a batch fixed by option is the user's to change, and batch 1 has nothing smaller)."""
+    return (is_oom(exc) and batch.batch_size > 1 and batch.source != "fixed"
+            and "out_of_memory" not in batch.details)
+
+
+def retry_batch(batch_size: int) -> int:
+    """The batch a cell retries at after running out of memory at ``batch_size``: a quarter smaller (the probe's
+    figure was off by more than one sample's memory, so one less would likely fail again)."""
+    return max(1, batch_size - max(1, batch_size // 4))
+
+
+def after_out_of_memory(session: LongeffSession, p: Prepared, cache: BatchCache | None, batch: BatchChoice,
+                        error: str) -> BatchChoice:
+    """Clean up after an out-of-memory error in a measured phase and choose the retry's batch: the failed step's
+    gradients are freed (the model stays cached, its device memory must not), the cached batch size is forgotten
+    (the next run searches again instead of failing the same way), and the model is put back to its initial
+    weights. The record says what happened."""
+    p.built.model.zero_grad(set_to_none=True)
+    release_memory(session.device)
+    forget_batch(session, p.cell, p.built, cache)
+    p.built.reset()
+    p.built.family.prepare(p.built.model, p.cell.seq_len)
+    smaller = retry_batch(batch.batch_size)
+    effective = session.settings.effective_batch
+    details = {**batch.details, "out_of_memory": {"batch_size": batch.batch_size, "source": batch.source,
+                                                  "error": error, "retried_at": smaller,
+                                                  "cached_batch_forgotten": cache is not None}}
+    return replace(batch, batch_size=smaller, source=f"retried after out-of-memory at batch {batch.batch_size}",
+                   peak_memory_bytes=None, details=details,
+                   accumulation=max(1, math.ceil(effective / smaller)) if effective else 1)
 
 
 def check_ready(session: LongeffSession, cell: Cell) -> None:
@@ -118,12 +202,16 @@ def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[
     task = session.tasks[cell.task]
     train = session.inputs.tokenized(cell, task, "train")
     validation = session.inputs.tokenized(cell, task, "validation", s.eval_samples)
+    study_rows = None
+    if s.teacher_forced or s.early_stop_metric == "study":
+        study_rows = session.inputs.tokenized(cell, task, "validation", s.eval_samples, rows="study")
     built, fresh = session.model(cell)
     facts = ModelFacts(built.params, built.label, built.config_dict(), fresh, built.build_s if fresh else None,
                        s.memory_budget_bytes, s.train_budget.to_dict(),
                        optimizer_settings(s.lr, s.train_budget, precision.name), len(validation.ids),
                        *accuracy_meaning(session.profile, built.tiny_pretrained))
-    return Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, precision, {}), facts
+    return (Prepared(cell, task, train, validation, session.inputs.tokenizer(cell), built, precision, {}, study_rows),
+            facts)
 
 
 def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None,
@@ -164,7 +252,8 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
     torch.manual_seed(session.profile.seed)
     meter = session.meter
     energy_so_far = EnergySoFar(meter) if meter is not None and requires_energy_meter(s.train_budget) else None
-    study = (lambda: p.study_score(batch.batch_size, session.metrics)) if s.early_stop_metric == "study" else None
+    study = ((lambda: p.study_evaluation(batch.batch_size, session.metrics)) if s.early_stop_metric == "study"
+             else None)
     plan = TrainPlan(batch.batch_size, batch.accumulation, s.train_budget, session.device, session.profile.seed,
                      s.lr, energy_so_far or (lambda: None), p.precision, study, on_step)
     with window("train", session.device, meter) as w:
@@ -184,7 +273,9 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
         # From the batch-size search's exact probe (or the cache of one), not from the approximate window peak.
         within_memory_budget=batch.within(s.memory_budget_bytes), stopped_by=result.stopped_by,
         energy=Energy.from_reading(w.energy, session.idle), flops_per_step=flops * batch.accumulation,
-        flops_method=flops_method, median_step_s=percentile(step_times, 50) if step_times else None)
+        flops_method=flops_method, median_step_s=percentile(step_times, 50) if step_times else None,
+        decoder_positions=p.train.decoder_positions, label_padding=session.profile.label_padding,
+        peak_reserved_bytes=w.peak_reserved_bytes, epochs=result.samples / max(len(p.train.ids), 1))
 
 
 def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[InferenceWindow, str, dict[str, str]]:
@@ -196,12 +287,19 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
     # Every row gets the generation cap: the longest training target (end token included), within the profile's
     # and the task's caps. A model that has learnt the task never needs more to answer.
     max_new = max_new_tokens(session, p)
+    generation = pin_generation(p.built.model)
+    # The scored generation runs first, untimed: it also takes generation's first-call costs out of the window.
+    scored = generate(p.built, p.validation, batch_size, max_new, 1, session.device, p.precision)
+    decode_outputs(scored, p.validation, p.tokenizer)
+    if not session.device.startswith("cuda"):
+        # Training's freed heap would otherwise serve the window's tensors without raising the resident set, so
+        # the window's CPU peak would depend on what training left behind; trimmed, the peak is the window's own.
+        # (On CUDA, emptying the allocator's cache here would only put cudaMalloc calls inside the window.)
+        release_memory(session.device, full=False)
     with window("inference", session.device, session.meter) as w:
         inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision, fixed=True)
     session.stats.measured_s += w.time_s
     decode_outputs(inf, p.validation, p.tokenizer)
-    scored = generate(p.built, p.validation, batch_size, max_new, 1, session.device, p.precision)
-    decode_outputs(scored, p.validation, p.tokenizer)
     per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True)]
     section = InferenceWindow(
         samples=sum(inf.batch_sizes), passes=inf.passes, time_s=w.time_s,
@@ -212,7 +310,8 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
         generated_tokens=inf.generated_tokens, max_new_tokens=max_new,
         peak_memory_bytes=_with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model)),
         memory_method=w.memory_method, energy=Energy.from_reading(w.energy, session.idle),
-        scored_generated_tokens=scored.generated_tokens)
+        scored_generated_tokens=scored.generated_tokens,
+        generation_config={**generation, "max_new_tokens": max_new}, peak_reserved_bytes=w.peak_reserved_bytes)
     return section, p.built.family.attention(p.built.model, p.cell.seq_len), scored.predictions
 
 
@@ -241,9 +340,10 @@ def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str
     refs = session.inputs.splits(p.cell.task)["validation"].references()
     refs = {i: refs[i] for i in p.validation.ids}
     teacher_forced = None
-    if session.settings.teacher_forced:
-        predictions_tf, labels = teacher_forced_texts(p.built, p.validation, p.tokenizer, batch_size,
-                                                      session.device, p.precision)
-        teacher_forced = study_scores(p.task.metric, predictions_tf, labels, session.metrics)
-    return Accuracy(score_predictions(p.task.metric, predictions, refs, session.metrics),
-                    f"greedy generation, SCROLLS {p.task.metric}, x100", teacher_forced)
+    if session.settings.teacher_forced and p.study_rows is not None:
+        tf = study_pass(p.built, p.study_rows, p.tokenizer, batch_size, session.device, p.precision)
+        teacher_forced = study_scores(p.task.metric, tf.predictions, tf.labels, session.metrics)
+    per_example = example_scores(p.task.metric, predictions, refs, session.metrics)
+    examples = {i: {k: 100.0 * v for k, v in values.items()} for i, values in per_example.items()}
+    return Accuracy(average_scores(p.task.metric, per_example, session.metrics),
+                    f"greedy generation, SCROLLS {p.task.metric}, x100", teacher_forced, examples)

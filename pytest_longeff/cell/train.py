@@ -33,13 +33,11 @@ OPEN_ENDED_WARMUP_STEPS = 10
 
 def batch_tensors(split: TokenizedSplit, index: Sequence[int], device: str) -> tuple[torch.Tensor, torch.Tensor,
                                                                                      torch.Tensor]:
-    """Inputs, attention mask and labels of the rows ``index``, on ``device``."""
+    """Inputs, attention mask and labels of the rows ``index``, on ``device``. Labels keep the split's padded width
+    (:attr:`~pytest_longeff.cell.prepare.TokenizedSplit.decoder_positions`): a batch trimmed to its own longest
+    target would make steps differ in length and memory, and the batch-size probe would not cover the longest."""
     idx = torch.tensor(list(index))
-    labels = split.labels[idx]
-    # Trim label padding shared by the whole batch: the decoder then runs on the batch's longest target.
-    width = int((labels != -100).sum(dim=1).max().item()) or 1
-    return (split.input_ids[idx].to(device), split.attention_mask[idx].to(device),
-            labels[:, :width].contiguous().to(device))
+    return (split.input_ids[idx].to(device), split.attention_mask[idx].to(device), split.labels[idx].to(device))
 
 
 def train_step(built: BuiltModel, split: TokenizedSplit, index: Sequence[int], device: str, accumulation: int,
@@ -181,8 +179,9 @@ class TrainPlan:
     lr: float
     energy_so_far: Callable[[], float | None] = lambda: None
     precision: Precision = FP32
-    study_score: Callable[[], float] | None = None
-    """Early stopping on the study's metric (higher is better) instead of the validation loss, when given."""
+    study_evaluation: Callable[[], tuple[float, float]] | None = None
+    """Early stopping on the study's metric (higher is better) instead of the validation loss, when given: one pass
+    over the validation rows that returns ``(loss, score)`` from the same forwards, as the study's evaluation did."""
     on_step: Callable[[int, int | None, float], None] | None = None
     """Called after every optimiser step with (steps done, planned steps or None, seconds since training began)."""
 
@@ -270,13 +269,15 @@ def _evaluate(built: BuiltModel, validation: TokenizedSplit, plan: TrainPlan, tr
               result: TrainResult) -> dict[str, torch.Tensor] | None:
     """An early-stopping evaluation: the weights when they are the best so far, else None."""
     t_eval = time.perf_counter()
-    val_loss = evaluate_loss(built, validation, plan.batch_size, plan.device, plan.precision)
-    entry = {"step": result.steps, "validation_loss": val_loss}
-    if plan.study_score is not None:
-        entry["study_score"] = plan.study_score()
+    if plan.study_evaluation is not None:
+        val_loss, score = plan.study_evaluation()
+        entry = {"step": result.steps, "validation_loss": val_loss, "study_score": score}
+    else:
+        val_loss = evaluate_loss(built, validation, plan.batch_size, plan.device, plan.precision)
+        entry = {"step": result.steps, "validation_loss": val_loss}
     result.evals.append(entry)
     best = None
-    if tracker.record_eval(entry["study_score"] if plan.study_score is not None else -val_loss):
+    if tracker.record_eval(entry["study_score"] if plan.study_evaluation is not None else -val_loss):
         result.best_step = result.steps
         # Kept off the device: a second copy of the weights must not count against the memory budget.
         best = {k: v.detach().to("cpu", copy=True) for k, v in built.model.state_dict().items()}

@@ -176,6 +176,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("model-dir", str, "paper profile: local mirror of checkpoints as DIR/<org>/<name> (save_pretrained "
            "folders) instead of the hub", "DIR"),
     Option("device", parse_device, "where models run: auto (cuda if available), cpu, cuda, cuda:N", "DEVICE"),
+    Option("share-gpus", None, "allow more pytest-xdist workers than GPUs (or several workers on one cuda:N): "
+           "workers then share GPUs, and each cell's time, memory and energy include another's work (refused "
+           "without this flag)"),
     Option("energy", _meter_name, "energy meter: auto (best real meter for the device), nvml (GPU energy counter), "
            "nvml-power (sampled power, integrated), rapl, estimate (labelled model), none, or one registered "
            "through pytest_longeff_meters", "{" + ",".join(ENERGY_CHOICES) + ",...}"),
@@ -200,8 +203,8 @@ OPTIONS: tuple[Option, ...] = (
            "(default 3; every batch is a latency sample)", "N"),
     Option("warmup-steps", _non_negative_int, "training steps excluded from throughput statistics (default 1)",
            "N"),
-    Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits against each row's "
-           "own 128-token label, no generation"),
+    Option("teacher-forced", None, "also score the study's way: argmax of teacher-forced logits at every position of "
+           "labels padded to 128 tokens, every validation row against its own label, no generation"),
     Option("precision", _choice(PRECISIONS), "numeric precision of training and inference: fp32, tf32 (fp32 "
            "weights, TF32 matrix multiplies: the study's, and the paper profile's default), bf16 or fp16 (autocast "
            "mixed precision) (default: the profile's)", "{" + ",".join(PRECISIONS) + "}"),
@@ -272,6 +275,7 @@ class Settings:
     repeats: int
     warmup_steps: int
     teacher_forced: bool
+    share_gpus: bool
     precision: str
     early_stop_metric: str
     tiny_weights: str | None
@@ -390,6 +394,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "repeats": v["repeats"] or profile.default_repeats,
         "warmup_steps": 1 if v["warmup-steps"] is None else v["warmup-steps"],
         "teacher_forced": bool(v["teacher-forced"]),
+        "share_gpus": bool(v["share-gpus"]),
         "speed_reference": v["speed-reference"] or "auto",
         "remeasure": 1 if v["remeasure"] is None else v["remeasure"],
         "precision": v["precision"] or profile.default_precision,

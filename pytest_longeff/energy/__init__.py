@@ -14,9 +14,9 @@ Nothing heavy is imported at package load: ``pynvml`` is imported the first time
 
 Layout: ``readings`` (value objects), ``ticks`` (update periods and the counters' error bound), ``base`` (the
 protocol and the counter-meter base class), ``arithmetic`` (pure functions), ``sampler`` (the power-sampling
-thread), ``nvml_session``, ``nvml_checks`` (sharing, throttling, pstate) and ``nvml``, ``rapl``, ``estimate``,
-``null`` (the meters), ``legacy`` (the seed study's figure as a wrapper), ``factory`` (the built-in table and
-:func:`make_meter`).
+thread), ``watch`` (the thread that reads RAPL counters and checks NVML GPUs inside a window), ``nvml_session``,
+``nvml_checks`` (sharing, throttling, pstate) and ``nvml``, ``rapl``, ``estimate``, ``null`` (the meters),
+``legacy`` (the seed study's figure as a wrapper), ``factory`` (the built-in table and :func:`make_meter`).
 """
 
 from __future__ import annotations

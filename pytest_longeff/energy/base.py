@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from typing import ClassVar, Protocol
 
 from pytest_longeff.energy.readings import EnergyReading, Inspection, invalid_reading
 from pytest_longeff.energy.ticks import UpdatePeriod, edge_bound_j, is_coarse, measure_update_period, wait_for_tick
+from pytest_longeff.energy.watch import WindowWatch
 
 
 class Meter(Protocol):
@@ -41,8 +43,56 @@ class Meter(Protocol):
         ...
 
 
+class DeviceChecks(Protocol):
+    """Watches the measured devices for sharing and throttling over one window at a time."""
+
+    def open(self) -> None:
+        """Begin a window's checks (ending an earlier window's)."""
+        ...
+
+    def seen(self, final: bool) -> Inspection:
+        """What was seen since :meth:`open`; ``final`` ends the checks."""
+        ...
+
+    def close(self) -> None:
+        """End the checks (threads included). Idempotent."""
+        ...
+
+
 class CounterReadError(Exception):
     """A counter could not be read; the message is the detail that follows "... at window start: "."""
+
+
+class _Chain:
+    """One window's counters, read after read: the units each advanced by so far, each step checked (a wrap-around
+    undone, a reset refused) by the meter's ``_counter_delta``. Shared with the window's poll thread: hold
+    :attr:`lock` around a read and its :meth:`advance`."""
+
+    def __init__(self, counts: list[int], time_s: float, delta: Callable[[int, int, int, float], int | str]) -> None:
+        self.lock = threading.Lock()
+        self.open = True
+        """False once the window's end was read: later polls must not read again."""
+        self.progress = [0] * len(counts)
+        """Units each counter advanced by from the window's start to the last read."""
+        self.error: str | None = None
+        """Why the energy cannot be known (a counter that went backwards), from the first bad step on."""
+        self._last = counts
+        self._last_s = time_s
+        self._delta = delta
+
+    def advance(self, counts: list[int], time_s: float) -> None:
+        """Add the step from the last read to this one (``counts`` read at ``time_s``)."""
+        if self.error is not None:
+            return
+        steps: list[int] = []
+        for index, (before, after) in enumerate(zip(self._last, counts, strict=True)):
+            step = self._delta(index, before, after, time_s - self._last_s)
+            if isinstance(step, str):
+                self.error = step
+                return
+            steps.append(step)
+        self.progress = [done + step for done, step in zip(self.progress, steps, strict=True)]
+        self._last, self._last_s = counts, time_s
 
 
 class CounterMeter(ABC):
@@ -50,7 +100,11 @@ class CounterMeter(ABC):
 
     Subclasses supply :meth:`_read_counters` and their constants. A counter that went down is an invalid reading
     ("went backwards", e.g. a driver reload or device reset) unless the subclass's :meth:`_counter_delta`
-    explains it as a wrap-around.
+    explains it as a wrap-around. A counter that can wrap within a window is also read every
+    :meth:`_poll_period_s` seconds on a daemon thread while the window is open, so that each step between reads
+    holds at most one wrap-around and all of them are counted; the thread ends with the window (or at
+    :meth:`close`). ``checks`` watch the measured devices for sharing and throttling; :meth:`stop` reads the
+    time and the counters first and asks the checks after, so the energy covers exactly ``time_s``.
 
     **Uncertainty.** The counters advance only every update period ``P``, measured once per meter by
     :func:`~pytest_longeff.energy.ticks.measure_update_period` (``update_period``). Read at unaligned edges, a
@@ -63,7 +117,9 @@ class CounterMeter(ABC):
     window opens) and :meth:`stop` waits for the tick after the window (at most one period, after it closed)
     to see the energy of the update interval that holds the end: then
     ``uncertainty_j = max(W_max * start_lag, end_increment) + 1 unit``, which follows the actual power instead
-    of the limit. Windows shorter than 10 periods are ``coarse``; shorter than one period, invalid.
+    of the limit. Windows shorter than 10 periods are ``coarse``; shorter than one period, invalid. The bound is
+    the counter's quantisation in time only: how faithfully the device's counter integrates its power is not
+    in it.
     """
 
     method: str
@@ -86,16 +142,18 @@ class CounterMeter(ABC):
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
         align: bool = False,
+        checks: DeviceChecks | None = None,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._align = align
+        self._device_checks = checks
         self._period: UpdatePeriod | None = None
         self._t0: float | None = None
-        self._start_counts: list[int] | None = None
+        self._chain: _Chain | None = None
+        self._watch: WindowWatch | None = None
         self._start_error: str | None = None
         self._start_lag_s: float | None = None
-        self._start_inspection = Inspection()
 
     @abstractmethod
     def _read_counters(self) -> list[int]:
@@ -109,12 +167,17 @@ class CounterMeter(ABC):
         """Highest plausible power of the measured devices together, watts; None when unknown."""
         return None
 
-    def _inspect(self) -> Inspection:
-        """Sharing and throttling of the measured devices now (nothing by default)."""
-        return Inspection()
+    def _poll_period_s(self) -> float | None:
+        """Seconds between reads inside a window, short enough for at most one wrap-around between two reads;
+        None when the counters cannot wrap within any window (then only the edges are read)."""
+        return None
 
-    def _counter_delta(self, index: int, start: int, end: int, time_s: float) -> int | str:
-        """Units counter ``index`` advanced by over ``time_s`` seconds, or why that cannot be known."""
+    def _release(self) -> None:
+        """Release the meter's own resources (nothing by default)."""
+
+    def _counter_delta(self, index: int, start: int, end: int, elapsed_s: float) -> int | str:
+        """Units counter ``index`` advanced by between two reads ``elapsed_s`` seconds apart, or why that cannot
+        be known."""
         if end >= start:
             return end - start
         return f"energy counter {index} went backwards ({start} -> {end}; device reset?)"
@@ -132,58 +195,117 @@ class CounterMeter(ABC):
         return self._period
 
     def start(self) -> None:
-        """Read the counters and open the window; a failed read makes this window's readings invalid.
+        """Open the window: begin the checks, then read the counters (the window's first instant); a failed read
+        makes this window's readings invalid.
 
         With ``align``, first wait for the next counter tick (at most about one period) so the window opens
         on it."""
         period = self.update_period
+        self._end_watch()
         self._start_error = None
-        self._start_counts = None
+        self._chain = None
         self._start_lag_s = None
-        self._start_inspection = self._inspect()
+        if self._device_checks is not None:
+            self._device_checks.open()
         tick = None
         if self._align:
             tick = wait_for_tick(
                 self._read_total, self._clock, self._sleep, period.period_s / 20.0, 1.5 * period.max_interval_s
             )
+        counts: list[int] | None = None
         try:
-            self._start_counts = self._read_counters()
+            counts = self._read_counters()
         except CounterReadError as exc:
             self._start_error = f"{self.read_error_prefix} at window start: {exc}"
         self._t0 = self._clock()
+        if counts is not None:
+            self._chain = _Chain(counts, self._t0, self._counter_delta)
+            self._begin_watch(self._chain)
         if tick is not None:
             self._start_lag_s = tick.lag_s + (self._t0 - tick.time_s)
+
+    def _begin_watch(self, chain: _Chain) -> None:
+        poll_s = self._poll_period_s()
+        if poll_s is None:
+            return
+
+        def poll() -> None:
+            with chain.lock:
+                if not chain.open:
+                    return
+                try:
+                    counts = self._read_counters()
+                except CounterReadError:
+                    return  # The next read, at the latest the window's end, takes the step instead.
+                chain.advance(counts, self._clock())
+
+        self._watch = WindowWatch(poll, poll_s, self.method)
+        self._watch.start()
+
+    def _end_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
 
     def read(self) -> EnergyReading:
         """Energy since :meth:`start` from a fresh counter read; the window stays open (never waits a tick)."""
         if self._t0 is None:
             raise RuntimeError("read() called before start()")
-        return self._measure(self._clock() - self._t0, final=False)
+        return self._measure(final=False)
 
     def stop(self) -> EnergyReading:
-        """Close the window and return the energy the counters advanced by."""
+        """Close the window and return the energy the counters advanced by; the poll thread, if any, has ended
+        when this returns, whatever happened."""
         if self._t0 is None:
             raise RuntimeError("stop() called before start()")
-        time_s = self._clock() - self._t0
-        self._t0 = None
-        return self._measure(time_s, final=True)
+        try:
+            return self._measure(final=True)
+        finally:
+            self._t0 = None
+            self._end_threads()
 
-    def _measure(self, time_s: float, final: bool) -> EnergyReading:
-        inspection = self._start_inspection.merge(self._inspect())
-        if self._start_error is not None or self._start_counts is None:
+    def close(self) -> None:
+        """End a window's threads, if any, and release the meter's resources. Idempotent."""
+        self._end_threads()
+        self._release()
+
+    def _end_threads(self) -> None:
+        self._end_watch()
+        if self._device_checks is not None:
+            self._device_checks.close()
+
+    def _read_end(self, final: bool) -> tuple[float, list[int] | str | None]:
+        """The time and the counters now, read before anything else, with the step to them taken: the counters,
+        why they could not be read, or None when the window has no start read to step from."""
+        chain = self._chain
+        if chain is None:
+            return self._clock(), None
+        with chain.lock:
+            now = self._clock()
+            try:
+                counts = self._read_counters()
+            except CounterReadError as exc:
+                return now, f"{self.read_error_prefix} at window end: {exc}"
+            chain.advance(counts, self._clock())  # stamped after the read, as the start read and the polls are
+            chain.open = not final
+        return now, counts
+
+    def _measure(self, final: bool) -> EnergyReading:
+        assert self._t0 is not None
+        now, end_counts = self._read_end(final)
+        time_s = now - self._t0
+        if final:
+            self._end_watch()
+        inspection = Inspection() if self._device_checks is None else self._device_checks.seen(final)
+        chain = self._chain
+        if chain is None or end_counts is None:
             note = self._start_error or "no counter read at window start"
             return invalid_reading(self.method, time_s, note, seen=inspection)
-        try:
-            end_counts = self._read_counters()
-        except CounterReadError as exc:
-            note = f"{self.read_error_prefix} at window end: {exc}"
-            return invalid_reading(self.method, time_s, note, samples=1, seen=inspection)
-        total = 0
-        for index, (start, end) in enumerate(zip(self._start_counts, end_counts, strict=True)):
-            delta = self._counter_delta(index, start, end, time_s)
-            if isinstance(delta, str):
-                return invalid_reading(self.method, time_s, delta, samples=2, seen=inspection)
-            total += delta
+        if isinstance(end_counts, str):
+            return invalid_reading(self.method, time_s, end_counts, samples=1, seen=inspection)
+        if chain.error is not None:
+            return invalid_reading(self.method, time_s, chain.error, samples=2, seen=inspection)
+        total = sum(chain.progress)
         period = self.update_period
         problem = self._window_problem(time_s, total, period, inspection)
         if problem is not None:

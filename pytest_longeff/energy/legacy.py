@@ -55,8 +55,10 @@ class LegacyFigure:
             raise RuntimeError("stop() called before start()")
         t0, t1 = self._t0, self._clock()
         self._t0 = None
-        reading = self.inner.stop()
-        self._sampler.stop()
+        try:
+            reading = self.inner.stop()
+        finally:
+            self._sampler.stop()
         return self._with_legacy(reading, t0, t1)
 
     def _with_legacy(self, reading: EnergyReading, t0: float, t1: float) -> EnergyReading:

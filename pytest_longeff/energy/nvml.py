@@ -13,8 +13,8 @@ from pytest_longeff.energy.arithmetic import (
     power_uncertainty_j,
 )
 from pytest_longeff.energy.base import CounterMeter, CounterReadError
-from pytest_longeff.energy.nvml_session import POWER_USAGE_AVERAGE_S, NvmlSession
-from pytest_longeff.energy.readings import EnergyReading, Inspection, invalid_reading
+from pytest_longeff.energy.nvml_session import NVML_CHECK_PERIOD_S, POWER_USAGE_AVERAGE_S, NvmlSession, WindowChecks
+from pytest_longeff.energy.readings import EnergyReading, invalid_reading
 from pytest_longeff.energy.sampler import DEFAULT_SAMPLE_HZ, PowerSampler
 from pytest_longeff.energy.ticks import COARSE_PERIODS
 
@@ -34,12 +34,13 @@ class NvmlCounterMeter(CounterMeter):
 
     The most accurate NVML method on Volta and newer: the driver integrates power internally. Summed over the
     measured GPUs. The counter is 64-bit: at 1 kW it would wrap after about 585,000 years, so a decrease is
-    never a wrap-around but a driver reload or GPU reset, and the reading is invalid.
+    never a wrap-around but a driver reload or GPU reset, and the reading is invalid; and unlike RAPL's, it is
+    read at the edges only (no wrap-arounds to count in between).
 
     Uncertainty as in :class:`CounterMeter`, with the sum of the GPUs' power limits as the power ceiling. The
     update period is measured when the meter is made (about 0.6 s; at most 2 s). Other compute processes or
-    thermal / hardware throttling seen at either edge make the reading invalid (see
-    :mod:`~pytest_longeff.energy.nvml_checks`).
+    thermal / hardware throttling seen at either edge or in between, or thermal violation time that grew over
+    the window, make the reading invalid (:class:`~pytest_longeff.energy.nvml_session.WindowChecks`).
     """
 
     method = "nvml"
@@ -59,8 +60,9 @@ class NvmlCounterMeter(CounterMeter):
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
         align: bool = False,
+        check_period_s: float = NVML_CHECK_PERIOD_S,
     ) -> None:
-        super().__init__(clock, sleep, align)
+        super().__init__(clock, sleep, align, WindowChecks(session, check_period_s))
         self._session = session
 
     def read_power_w(self) -> float:
@@ -86,11 +88,7 @@ class NvmlCounterMeter(CounterMeter):
     def _power_ceiling_w(self) -> float | None:
         return self._session.power_limit_w()
 
-    def _inspect(self) -> Inspection:
-        return self._session.inspect()
-
-    def close(self) -> None:
-        """Shut the NVML session down. Idempotent."""
+    def _release(self) -> None:
         self._session.close()
 
     def describe(self) -> dict[str, object]:
@@ -107,9 +105,10 @@ class NvmlPowerMeter:
     smears short windows; the note and ``describe()`` say which. ``uncertainty_j`` is
     :func:`~pytest_longeff.energy.arithmetic.power_uncertainty_j` (trapezoid error from each gap's power change,
     plus the averaging of a smoothed sensor). Windows shorter than 10 sensor updates (or sampling periods, if
-    longer) are ``coarse``. Other processes and throttling are checked at the window's edges, not per sample
-    (each check is several driver calls). The trace also gives the seed study's legacy figure at no extra cost,
-    unless ``legacy`` is False.
+    longer) are ``coarse``. Other processes and throttling are checked as by the counter meter
+    (:class:`~pytest_longeff.energy.nvml_session.WindowChecks`: at the edges, every second in between, and the
+    violation counters over the window), not per sample (each check is several driver calls). The trace also gives
+    the seed study's legacy figure at no extra cost, unless ``legacy`` is False.
     """
 
     method = "nvml-power"
@@ -120,13 +119,14 @@ class NvmlPowerMeter:
         sample_hz: float = DEFAULT_SAMPLE_HZ,
         clock: Callable[[], float] = time.perf_counter,
         legacy: bool = True,
+        check_period_s: float = NVML_CHECK_PERIOD_S,
     ) -> None:
         self._session = session
         self._clock = clock
         self._legacy = legacy
         self._sampler = PowerSampler(session.read_power_w, sample_hz, clock)
+        self._window_checks = WindowChecks(session, check_period_s)
         self._t0: float | None = None
-        self._start_inspection = Inspection()
 
     @property
     def sampler(self) -> PowerSampler:
@@ -134,8 +134,8 @@ class NvmlPowerMeter:
         return self._sampler
 
     def start(self) -> None:
-        """Start the sampling thread and open the window."""
-        self._start_inspection = self._session.inspect()
+        """Begin the checks, start the sampling thread and open the window."""
+        self._window_checks.open()
         # The first sample is taken before the window opens, so the window is bracketed by samples.
         self._sampler.start()
         self._t0 = self._clock()
@@ -148,24 +148,28 @@ class NvmlPowerMeter:
         if self._sampler.error is None:
             # A sample on this thread brackets the read's end, as the one after stop() brackets the window's.
             self._sampler.sample_once()
-        return self._reading(self._t0, t1)
+        return self._reading(self._t0, t1, final=False)
 
     def stop(self) -> EnergyReading:
-        """Stop sampling and integrate the window's trace."""
+        """Stop sampling, end the checks and integrate the window's trace; both threads have ended when this
+        returns, whatever happened."""
         if self._t0 is None:
             raise RuntimeError("stop() called before start()")
         t0, t1 = self._t0, self._clock()
         self._t0 = None
-        self._sampler.stop()
-        if self._sampler.error is None:
-            self._sampler.sample_once()
-        return self._reading(t0, t1)
+        try:
+            self._sampler.stop()
+            if self._sampler.error is None:
+                self._sampler.sample_once()
+            return self._reading(t0, t1, final=True)
+        finally:
+            self._window_checks.close()
 
-    def _reading(self, t0: float, t1: float) -> EnergyReading:
+    def _reading(self, t0: float, t1: float, final: bool) -> EnergyReading:
         time_s = t1 - t0
         samples = self._sampler.samples()
         error = self._sampler.error
-        inspection = self._start_inspection.merge(self._session.inspect())
+        inspection = self._window_checks.seen(final)
         if error is not None:
             note = f"NVML power sampling failed: {error}"
             return invalid_reading(self.method, time_s, note, len(samples), seen=inspection)
@@ -199,8 +203,9 @@ class NvmlPowerMeter:
         )
 
     def close(self) -> None:
-        """Stop the sampling thread and shut the NVML session down. Idempotent."""
+        """Stop the sampling and check threads and shut the NVML session down. Idempotent."""
         self._sampler.stop()
+        self._window_checks.close()
         self._session.close()
 
     def describe(self) -> dict[str, object]:

@@ -1,21 +1,37 @@
-"""NVML plumbing shared by the NVML meters: loading pynvml lazily, mapping CUDA devices to NVML handles, and one
-NVML session per meter."""
+"""NVML plumbing shared by the NVML meters: loading pynvml lazily, mapping CUDA devices to NVML handles, one
+NVML session per meter, and the checks of sharing and throttling over a window."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
 from pytest_longeff.energy.device import DeviceTarget
-from pytest_longeff.energy.nvml_checks import inspect_gpus, instant_power_field, performance_state, read_field_mw
+from pytest_longeff.energy.nvml_checks import (
+    ViolationTimes,
+    foreign_pid_namespace,
+    inspect_gpus,
+    instant_power_field,
+    performance_state,
+    read_field_mw,
+    read_violations,
+    violations_between,
+)
 from pytest_longeff.energy.readings import Inspection, MeterUnavailable
+from pytest_longeff.energy.watch import WindowWatch
 
 #: Seconds over which ``nvmlDeviceGetPowerUsage`` averages on Ampere and newer data-centre GPUs (on older GPUs
 #: it is closer to instantaneous); the sampled-power bound allows for this smearing when it is the source.
 POWER_USAGE_AVERAGE_S = 1.0
+
+#: Seconds between the checks of other processes and clock-event reasons inside a window (two driver calls per GPU
+#: on a daemon thread, negligible beside the workload).
+NVML_CHECK_PERIOD_S = 1.0
 
 
 def _load_pynvml() -> ModuleType | None:
@@ -45,10 +61,15 @@ def _text(value: object) -> str:
 class NvmlSession:
     """One nvmlInit with the handles of the devices a meter measures; shut down once."""
 
-    def __init__(self, nvml: Any, indices: Sequence[int], handles: Sequence[object]) -> None:
+    def __init__(
+        self, nvml: Any, indices: Sequence[int], handles: Sequence[object], pid_namespace: str | None = None
+    ) -> None:
         self.nvml = nvml
         self.indices = list(indices)
         self.handles = list(handles)
+        self.pid_namespace = pid_namespace
+        """Why NVML's host PIDs may not be comparable with ours (see :func:`foreign_pid_namespace`); None on the
+        host's PID namespace."""
         self._open = True
         self._instant_fields: list[int | None] | None = None
 
@@ -92,7 +113,11 @@ class NvmlSession:
 
     def inspect(self) -> Inspection:
         """Other compute processes and throttling on the session's GPUs now."""
-        return inspect_gpus(self.nvml, self.handles, self.indices)
+        return inspect_gpus(self.nvml, self.handles, self.indices, pid_namespace=self.pid_namespace)
+
+    def violations(self) -> ViolationTimes:
+        """The GPUs' cumulative violation counters now (thermal and power-cap time below application clocks)."""
+        return read_violations(self.nvml, self.handles, self.indices)
 
     def performance_state(self) -> int | None:
         """The highest performance state over the GPUs (P0 = 0 is the busiest); None where unknown."""
@@ -144,6 +169,86 @@ class NvmlSession:
             return None
 
 
+class _Seen:
+    """One window's findings so far, shared with its check thread."""
+
+    def __init__(self, first: Inspection, violations: ViolationTimes) -> None:
+        self.violations = violations
+        self._lock = threading.Lock()
+        self._seen = first
+
+    def add(self, found: Inspection) -> Inspection:
+        """Merge ``found`` in and return everything seen so far."""
+        with self._lock:
+            self._seen = self._seen.merge(found)
+            return self._seen
+
+
+class WindowChecks:
+    """Sharing and throttling on a session's GPUs over a whole window, not only at its edges.
+
+    Other compute processes and clock-event reasons are read at each edge and every ``period_s`` seconds in
+    between (a daemon thread that ends with the window); the violation counters, read at the edges, cover the
+    whole window (see :mod:`~pytest_longeff.energy.nvml_checks`).
+    """
+
+    def __init__(self, session: NvmlSession, period_s: float = NVML_CHECK_PERIOD_S) -> None:
+        self._session = session
+        self._period_s = period_s
+        self._seen: _Seen | None = None
+        self._watch: WindowWatch | None = None
+
+    def open(self) -> None:
+        """Check now and start checking every period (ending any earlier window's thread)."""
+        self.close()
+        seen = _Seen(self._session.inspect(), self._session.violations())
+        self._seen = seen
+
+        def poll() -> None:
+            seen.add(self._session.inspect())
+
+        self._watch = WindowWatch(poll, self._period_s, "nvml")
+        self._watch.start()
+
+    def seen(self, final: bool) -> Inspection:
+        """Everything seen since :meth:`open`, with a check now; ``final`` ends the thread first."""
+        seen = self._seen
+        if seen is None:
+            return Inspection()
+        watch = self._watch
+        if final:
+            self.close()
+        failed = watch.error if watch is not None else None
+        moved = violations_between(seen.violations, self._session.violations())
+        found = seen.add(self._session.inspect()).merge(moved)
+        if failed is not None:
+            found = found.merge(Inspection(unchecked=(f"checks inside the window (thread failed: {failed})",)))
+        return found
+
+    def close(self) -> None:
+        """End the check thread, if any. Idempotent."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
+
+
+def cuda_uuid(index: int) -> str | None:
+    """CUDA device ``index``'s UUID as NVML spells it ("GPU-" and the canonical UUID), from torch; None without
+    torch, without CUDA, or when torch does not report one."""
+    try:
+        torch: Any = importlib.import_module("torch")
+        if not torch.cuda.is_available():
+            return None
+        raw = torch.cuda.get_device_properties(index).uuid
+    except (ImportError, AttributeError, AssertionError, RuntimeError):
+        return None
+    # Recent torch gives a _CUuuid that prints as the bare canonical UUID, older releases a string.
+    try:
+        return f"GPU-{uuid.UUID(str(raw).removeprefix('GPU-'))}"
+    except ValueError:
+        return None
+
+
 def _nvml_indices(target: DeviceTarget, count: int, nvml: Any) -> tuple[list[int], list[object]]:
     """NVML indices and handles for the target; raises LookupError with a readable reason."""
     if target.kind == "cpu":
@@ -151,9 +256,21 @@ def _nvml_indices(target: DeviceTarget, count: int, nvml: Any) -> tuple[list[int
         indices = list(range(count))
         return indices, [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
     assert target.index is not None
-    # CUDA numbers the devices CUDA_VISIBLE_DEVICES lets through; NVML numbers every device on the machine.
-    # (With CUDA_DEVICE_ORDER other than PCI_BUS_ID, CUDA may also order mixed GPU models differently from NVML;
-    # on such machines set CUDA_DEVICE_ORDER=PCI_BUS_ID.)
+    identity = cuda_uuid(target.index)
+    if identity is not None and getattr(nvml, "nvmlDeviceGetHandleByUUID", None) is not None:
+        # The UUID names the same device to CUDA and NVML, whatever CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say.
+        try:
+            handle = nvml.nvmlDeviceGetHandleByUUID(identity)
+        except nvml.NVMLError as exc:
+            raise LookupError(
+                f"cuda:{target.index} ({identity}) is not a GPU NVML knows ({exc}); MIG instances have no energy "
+                "counter"
+            ) from exc
+        index_of = getattr(nvml, "nvmlDeviceGetIndex", None)
+        return [int(index_of(handle)) if index_of else -1], [handle]
+    # Without torch's UUID, by number: CUDA numbers the devices CUDA_VISIBLE_DEVICES lets through; NVML numbers
+    # every device on the machine. (With CUDA_DEVICE_ORDER other than PCI_BUS_ID, CUDA may also order mixed GPU
+    # models differently from NVML; on such machines set CUDA_DEVICE_ORDER=PCI_BUS_ID.)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None or not visible.strip():
         if target.index >= count:
@@ -217,4 +334,4 @@ def open_nvml(nvml: ModuleType | None, target: DeviceTarget, device: str) -> Nvm
         except module.NVMLError:
             pass
         raise MeterUnavailable(f"NVML cannot measure {device}: {exc}", reason=f"NVML: {exc}") from exc
-    return NvmlSession(module, indices, handles)
+    return NvmlSession(module, indices, handles, foreign_pid_namespace())

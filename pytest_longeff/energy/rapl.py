@@ -19,9 +19,10 @@ RAPL_PERMISSION_HINT = (
     "/sys/class/powercap/intel-rapl:*/intel-rapl:*/energy_uj` (resets at reboot) or run as root"
 )
 
-#: A counter that went down is undone as a wrap-around only if the energy that implies, spread over the window,
-#: stays below this mean power per domain, watts. No socket or DRAM draws 5 kW, while a counter reset (module
-#: reload, firmware) read as a wrap would imply most of the ~262 kJ range within the window.
+#: The most power one domain can plausibly draw, watts. A counter that went down between two reads is undone as a
+#: wrap-around only if the energy that implies, spread over the time between the reads, stays below it: no socket
+#: or DRAM draws 5 kW, while a counter reset (module reload, firmware) read as a wrap would imply most of the
+#: ~262 kJ range. It also sets how often a window's counters are read (:func:`rapl_poll_period_s`).
 RAPL_MAX_PLAUSIBLE_W = 5000.0
 
 
@@ -85,13 +86,28 @@ def _domain(path: Path, name: str) -> RaplDomain:
     return RaplDomain(name=name, energy_path=path / "energy_uj", max_range_uj=max_range, power_limit_w=limit)
 
 
-class RaplMeter(CounterMeter):
-    """Reads Linux powercap RAPL counters (CPU packages and DRAM, microjoules) at window start and stop.
+def rapl_poll_period_s(domains: Sequence[RaplDomain]) -> float | None:
+    """Seconds between reads inside a window: half the shortest time in which a domain could draw its whole range
+    at :data:`RAPL_MAX_PLAUSIBLE_W` (about 6.6 s with a typical 65.7 kJ DRAM range, 26 s for a package alone), so
+    at most one wrap-around falls between two reads even if one is late; None when no range is known (a decrease
+    is then refused, not undone)."""
+    ranges = [d.max_range_uj for d in domains if d.max_range_uj > 0]
+    if not ranges:
+        return None
+    return min(ranges) / 1e6 / RAPL_MAX_PLAUSIBLE_W / 2.0
 
-    The counters cover whole sockets, so other processes' work is included. A counter that went down is undone
-    as one wrap-around at ``max_energy_range_uj`` when that is plausible (below :data:`RAPL_MAX_PLAUSIBLE_W`
-    over the window), else the reading is invalid; a second wrap within one window (a package counter's range
-    is typically ~262 kJ, over 20 min at 200 W) cannot be seen.
+
+class RaplMeter(CounterMeter):
+    """Reads Linux powercap RAPL counters (CPU packages and DRAM, microjoules) at window start and stop, and in
+    between often enough to count every wrap-around.
+
+    The counters cover whole sockets, so other processes' work is included. A counter wraps to 0 after
+    ``max_energy_range_uj`` (a package's ~262 kJ take 20-30 min at 150-200 W), so while a window is open a
+    daemon thread reads them every :func:`rapl_poll_period_s` seconds: in that time no domain can draw its
+    whole range even at :data:`RAPL_MAX_PLAUSIBLE_W`, so each step between two reads holds at most one
+    wrap-around, which is undone. A decrease that would need more than that power is a reset, and two reads so
+    far apart that a whole range could have passed between them (a starved thread) leave the wrap count
+    unknown: both make the reading invalid, as does a decrease in a domain whose range is unknown.
 
     Uncertainty as in :class:`CounterMeter`: the update period (about 1 ms) is measured when the meter is made
     (at most 50 ms); the power ceiling is the sum over domains of their highest RAPL power limit, with
@@ -124,31 +140,40 @@ class RaplMeter(CounterMeter):
         except (OSError, ValueError) as exc:
             raise CounterReadError(str(exc)) from exc
 
-    def _counter_delta(self, index: int, start: int, end: int, time_s: float) -> int | str:
-        if end >= start:
-            return end - start
+    def _poll_period_s(self) -> float | None:
+        return rapl_poll_period_s(self._domains)
+
+    def _counter_delta(self, index: int, start: int, end: int, elapsed_s: float) -> int | str:
         domain = self._domains[index]
         if domain.max_range_uj <= 0:
+            if end >= start:
+                return end - start
             return (
                 f"RAPL counter {domain.energy_path} went backwards ({start} -> {end} uJ) and its "
                 "max_energy_range_uj is unknown, so a wrap-around cannot be told from a reset"
             )
+        most_uj = RAPL_MAX_PLAUSIBLE_W * elapsed_s * 1e6
+        if most_uj >= domain.max_range_uj:
+            return (
+                f"RAPL counter {domain.name} was not read for {elapsed_s:.1f} s: at up to "
+                f"{RAPL_MAX_PLAUSIBLE_W:g} W it could have wrapped around unseen in that time, so its energy is "
+                "unknown (reading thread starved?)"
+            )
+        if end >= start:
+            return end - start
         wrapped_uj = end + domain.max_range_uj - start
-        if 0 < wrapped_uj <= RAPL_MAX_PLAUSIBLE_W * time_s * 1e6:
+        if 0 < wrapped_uj <= most_uj:
             return wrapped_uj
-        implied = f"{wrapped_uj / 1e6 / time_s:.0f} W" if time_s > 0 and wrapped_uj > 0 else "an impossible power"
+        implied = f"{wrapped_uj / 1e6 / elapsed_s:.0f} W" if elapsed_s > 0 and wrapped_uj > 0 else "an impossible power"
         return (
             f"RAPL counter {domain.name} went backwards ({start} -> {end} uJ; counter reset?): read as a "
-            f"wrap-around it would mean {implied} over {time_s:.3f} s, above the {RAPL_MAX_PLAUSIBLE_W:g} W "
+            f"wrap-around it would mean {implied} over {elapsed_s:.3f} s, above the {RAPL_MAX_PLAUSIBLE_W:g} W "
             "plausible for one domain"
         )
 
     def _valid_note(self) -> str:
         names = ", ".join(d.name for d in self._domains)
         return f"RAPL counters ({names}); socket-wide, includes other processes"
-
-    def close(self) -> None:
-        """Nothing to release."""
 
     def describe(self) -> dict[str, object]:
         """The measured domains' names and the counters' update period (``counter_update_period_s``, seconds)."""

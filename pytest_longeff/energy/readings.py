@@ -47,8 +47,12 @@ class EnergyReading:
     fall. Energy is the time integral of power, which is what ``energy_j`` holds. None when not computable
     (no power trace, or the legacy figure was not asked for)."""
     uncertainty_j: float | None = None
-    """Absolute bound on ``|energy_j - true energy|``, joules, for the window as measured (see each meter's
-    docstring for its formula); None when the reading is invalid or the meter cannot bound its error (estimate)."""
+    """Bound on the error the meter's own quantisation adds to ``energy_j``, joules: for a counter, its update
+    period and resolution at the window's edges; for sampled power, the gaps between samples and a smoothed
+    sensor's averaging (see each meter's docstring for its formula). It takes the device's counter or power sensor
+    as the truth: it does not cover how faithfully that follows the actual power, e.g. A100/H100-class GPUs whose
+    driver samples power over only part of each update period, so bursty work can err beyond it. None when the
+    reading is invalid or the meter cannot bound its error (estimate)."""
     coarse: bool = False
     """True when the window is shorter than :data:`~pytest_longeff.energy.ticks.COARSE_PERIODS` update periods
     of the meter's source: the reading stays valid, but its relative uncertainty is large, so it must not be
@@ -57,11 +61,14 @@ class EnergyReading:
     """Update period of the counter or power sensor the reading came from, seconds (measured where the meter
     could, else assumed: see the note and ``describe()``); None for meters without one."""
     other_processes: tuple[int, ...] = ()
-    """PIDs of other compute processes seen on the measured GPUs at the window's edges (NVML only; as NVML
-    reports them, i.e. in the host's PID namespace). Any makes the reading invalid."""
+    """PIDs of other compute processes seen on the measured GPUs at the window's edges or in between (checked
+    every second; NVML only; as NVML reports them, i.e. in the host's PID namespace). Any makes the reading
+    invalid. Outside the host's PID namespace, PIDs that may be our own are not listed here but noted ("cannot
+    attribute other processes")."""
     throttle_reasons: tuple[str, ...] = ()
-    """Clock-event reasons NVML reported at the window's edges, e.g. "sw_power_cap", "hw_thermal_slowdown"
-    (see :mod:`pytest_longeff.energy.nvml_checks` for which ones invalidate the reading)."""
+    """Clock-event reasons NVML reported at the window's edges or in between, e.g. "sw_power_cap",
+    "hw_thermal_slowdown", and those whose violation counters grew over the window ("sw_power_cap",
+    "thermal_slowdown"); see :mod:`pytest_longeff.energy.nvml_checks` for which ones invalidate the reading."""
     legacy_buckets: int | None = None
     """Number of 30-s buckets the legacy figure summed (a count); None when ``legacy_j`` is None."""
     legacy_as_extracted: float | None = None
@@ -132,8 +139,8 @@ class IdleBaseline:
 
 @dataclass(frozen=True)
 class Inspection:
-    """What a meter saw about the measured devices at a window edge: sharing, throttling, and what it could not
-    check. Merged over the edges of a window; any ``problems`` make the reading invalid."""
+    """What a meter saw about the measured devices at a window edge or in between: sharing, throttling, and what it
+    could not check. Merged over a window; any ``problems`` make the reading invalid."""
 
     other_processes: tuple[int, ...] = ()
     """PIDs of other compute processes on the measured devices."""

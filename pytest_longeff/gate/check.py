@@ -317,8 +317,16 @@ def _batch(record: Mapping[str, Any]) -> Any:
 
 def batch_regression(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check | None:
     """A memory regression: under the same budget the batch-size search now finds a smaller batch than the
-    baseline ran at (the cell then cannot run at the baseline's batch)."""
+    baseline ran at, or the cell ran out of memory at a batch no larger than the baseline's and was measured at a
+    smaller one (the cell then cannot run at the baseline's batch)."""
     base = baseline.get("batch_size")
+    oom = lookup(current, "batch_search", "out_of_memory")
+    failed = oom.get("batch_size") if isinstance(oom, Mapping) else None
+    ran = current.get("batch_size")
+    if isinstance(base, int) and isinstance(failed, int) and isinstance(ran, int) and 0 < failed <= base:
+        return Check("batch_size", "failed", base, ran, (ran - base) / base, 0.0,
+                     f"ran out of memory at batch {failed}, not above the baseline's {base}, and was "
+                     f"measured again at batch {ran}: a memory regression")
     found = lookup(current, "batch_search", "searched_batch_size")
     if not isinstance(base, int) or not isinstance(found, int) or found >= base:
         return None

@@ -133,6 +133,8 @@ class MemoryProbe:
                        "process_vmhwm_delta_plus_weights (approximate: the heap may reuse memory freed earlier)")
         self._start_rss = 0
         self._hwm_reset = False
+        self.reserved: int | None = None
+        """CUDA: the window's peak reserved bytes (what the allocator held from the driver), after :meth:`stop`."""
 
     def start(self) -> None:
         """Begin the window: reset the peak counter (CUDA) or the high-water mark and note the resident set (CPU)."""
@@ -149,6 +151,7 @@ class MemoryProbe:
         if self.device.startswith("cuda"):
             import torch
 
+            self.reserved = int(torch.cuda.max_memory_reserved(self.device))
             return int(torch.cuda.max_memory_allocated(self.device))
         hwm = _proc_status_bytes("VmHWM")
         if hwm is None or not self._hwm_reset:
@@ -165,6 +168,8 @@ class WindowResult:
     peak_memory_bytes: int | None = None
     memory_method: str = ""
     energy: EnergyReading | None = None
+    peak_reserved_bytes: int | None = None
+    """CUDA only: the caching allocator's peak reserved bytes (what a per-process memory fraction caps)."""
 
 
 @contextmanager
@@ -182,8 +187,11 @@ def window(name: str, device: str, meter: Meter | None) -> Iterator[WindowResult
     try:
         yield result
     finally:
-        synchronize(device)
-        result.time_s = (time.perf_counter_ns() - t0) / 1e9
-        if meter is not None:
-            result.energy = meter.stop()
+        try:
+            synchronize(device)
+            result.time_s = (time.perf_counter_ns() - t0) / 1e9
+        finally:  # the meter's reading threads end whatever happened, also when the device sync raised
+            if meter is not None:
+                result.energy = meter.stop()
         result.peak_memory_bytes = probe.stop()
+        result.peak_reserved_bytes = probe.reserved

@@ -71,8 +71,8 @@ class Figure:
 _TIME = "perf_counter between device-synchronised window edges"
 _MEDIAN = "; median with a percentile-bootstrap 95% CI"
 _ENERGY = "the session's energy meter over the window (method in the record)"
-_BOUND = ("bound on the energy reading's error: one meter update at the power ceiling (error bar of the energy; "
-          "none for an estimate)")
+_BOUND = ("bound on the energy reading's quantisation error: one meter update at the power ceiling (error bar of the "
+          "energy, not of a driver's partial power sampling; none for an estimate)")
 _MEMORY = "peak per window: CUDA peak allocated, or CPU process high-water mark plus weights"
 
 FIGURES: tuple[Figure, ...] = (

@@ -195,6 +195,14 @@ class TrainWindow:
     flops_per_step: int
     flops_method: str
     median_step_s: float | None
+    decoder_positions: int | None = None
+    """Decoder positions of every training step (the labels' padded width)."""
+    label_padding: str | None = None
+    """How labels were padded: ``study`` (to the task's target length, as the study did) or ``longest``."""
+    peak_reserved_bytes: int | None = None
+    """CUDA only: the allocator's peak reserved bytes (what the memory budget's fraction caps)."""
+    epochs: float | None = None
+    """Passes over the training rows: samples trained / training rows."""
 
     @property
     def samples_per_s(self) -> float | None:
@@ -221,6 +229,8 @@ class TrainWindow:
             "flops_per_step": self.flops_per_step, "flops_method": self.flops_method,
             "achieved_flop_per_s": rate(self.flops_per_step, self.median_step_s or 0.0),
             "samples_per_kj": eff.samples_per_kj, "tokens_per_j": eff.tokens_per_j,
+            "decoder_positions": self.decoder_positions, "label_padding": self.label_padding,
+            "peak_reserved_bytes": self.peak_reserved_bytes, "epochs": self.epochs,
         }
 
 
@@ -252,6 +262,10 @@ class InferenceWindow:
     energy: Energy
     scored_generated_tokens: int | None = None
     """New tokens of the untimed generation whose predictions are scored (None: the timed one was scored)."""
+    generation_config: dict[str, Any] | None = None
+    """The generation settings both generations ran with: plain greedy, the checkpoint's token ids only."""
+    peak_reserved_bytes: int | None = None
+    """CUDA only: the allocator's peak reserved bytes (what the memory budget's fraction caps)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The inference window as record fields, latency and efficiency figures included."""
@@ -270,6 +284,7 @@ class InferenceWindow:
             "peak_memory_bytes": self.peak_memory_bytes, "memory_method": self.memory_method,
             **self.energy.to_dict(),
             "j_per_sample": eff.j_per_sample, "samples_per_kj": eff.samples_per_kj, "tokens_per_j": eff.tokens_per_j,
+            "generation_config": self.generation_config, "peak_reserved_bytes": self.peak_reserved_bytes,
         }
 
 
@@ -280,10 +295,15 @@ class Accuracy:
     scores: dict[str, float]
     method: str
     teacher_forced: dict[str, float] | None = None
+    examples: dict[str, dict[str, float]] | None = None
+    """Per validation example: the metric's components x100, best over its references (what ``scores`` averages;
+    the findings' paired bootstrap resamples them)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The accuracy scores as record fields (teacher-forced scores too, when measured)."""
         out: dict[str, Any] = {"accuracy": self.scores, "accuracy_method": self.method}
+        if self.examples is not None:
+            out["accuracy_examples"] = self.examples
         if self.teacher_forced is not None:
             from pytest_longeff.tasks.study import METHOD
 

@@ -13,17 +13,42 @@ Rules, so that a verdict does not mislead:
   profile with its own pretrained checkpoints opts in by adding its name
   to :data:`MEANINGFUL_PROFILES` or by writing ``"accuracy_meaningful": true`` into its records. A claim that
   ranks by accuracy is "not judged" unless every compared cell is meaningful.
-* **A difference must exceed the noise.** Inference throughput is compared by its 95 % intervals where both cells
-  have one (overlap = tie); every other figure carries no interval in the record, so a stated minimum effect
-  decides (:data:`MIN_SCORE_POINTS`, :data:`MIN_REL_COST`). A pair with every compared figure tied is a tie; a
-  claim with only ties is "cannot tell".
+* **A score difference must exceed the noise of the validation examples.** Two cells' scores are compared by a
+  paired permutation test over the validation examples they share (:func:`permutation_p`, exact up to
+  :data:`EXACT_PERMUTATION_MAX` examples): a difference counts when p < 0.05 and it is at least
+  :data:`MIN_SCORE_POINTS`. At 4 or fewer examples no difference can count (the smallest p is 2 / 2^n). A paired
+  bootstrap interval (:func:`paired_bootstrap`) is shown beside it, not used: at a handful of examples it excluded
+  0 in up to a quarter of comparisons of cells that did not differ. With a handful of examples one example
+  flipping moves a score by tens of points; a fixed threshold would call that real. A pair needs per-example scores (the record's :data:`EXAMPLES_FIELD`) on at least :data:`MIN_EXAMPLES`
+  shared examples; a claim with a pair without them is "not judged", never judged on the averages alone.
+* **Other figures.** Inference throughput is compared by its 95 % intervals where both cells have one (overlap =
+  tie); a cost carries no interval in the record, so :data:`MIN_REL_COST` decides. A pair with every compared
+  figure tied is a tie; a claim with only ties is "cannot tell".
 * **Like with like.** Training and inference costs are compared separately, never summed. Each uses energy (J)
   when every compared cell has a valid reading for that window, else wall time (s), and the finding says which.
+* **Equal work.** Costs are per unit of work: a cell with batch 4 under ``steps=N`` trains four times the samples
+  of one with batch 1. Training cost is per training sample under step, sample, time and energy budgets (under a
+  time or energy budget every cell spends about the budget, so the figure says how many samples it bought); under
+  an epochs budget it is per epoch (every cell passes over the same split), known for a cell that stopped at the
+  budget's epochs and "unknown" for one stopped earlier (patience, ``max_steps``: the record does not say how many
+  epochs it trained). Inference cost is per inference sample. The finding's ``cost`` says which.
 * **Scope as the study stated it.** The inference-speed claim is about summarization; the QA claim about QA tasks.
 
 Verdicts: "holds" (some pairs support it, none goes against), "does not hold" (some go against, none supports),
 "mixed" (both, or a pair whose figures disagree), "cannot tell" (no pairs, or only ties), "not judged" (the claim
-needs accuracy and the weights are random).
+needs accuracy and the weights are random, or a compared pair has no per-example scores).
+
+Per-example scores: a record's :data:`EXAMPLES_FIELD` maps each validation example's id to the components of the
+task's metric for it (the keys of ``accuracy`` but ``score``: ``rouge1``, ``rouge2``, ``rougeL``; or ``f1``; or
+``exact_match``), each best over the example's references, x100: the values
+:func:`pytest_longeff.tasks.metrics.score_predictions` averages. What is resampled is these components, not a
+per-example score: each resample's score is the record's own statistic, the components averaged over the resampled
+examples and combined by the metric's headline (ROUGE: geometric mean of the three averages; F1 and exact match:
+the average itself). ROUGE's score is not a mean over examples (an example without a matching bigram has a
+per-example geometric mean of 0, whatever its ROUGE-1), so a bootstrap of per-example geometric means would test
+another statistic. At 3 or fewer shared examples the percentile interval of an averaged metric runs from the least
+to the most favourable example's difference (a resample of one example repeated has probability at least 1/27,
+above 2.5 %): a difference then counts only when every shared example favours the same cell.
 
 Where they are shown: the terminal gets one line per claim, its verdict and counts (:func:`terminal_lines`); the
 evidence, the costs compared, the scope and the thresholds go to the JSON's ``session.findings`` and the page.
@@ -33,11 +58,12 @@ banner and the figures of accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_longeff.record.sections import is_cell
+from pytest_longeff.tasks.metrics import BUILTIN_METRICS
 
 SUMMARIZATION_TASKS = ("gov_report", "summ_screen_fd", "qmsum")
 SUMMARIZATION_KINDS = SUMMARIZATION_TASKS  # the older name, kept for importers
@@ -45,14 +71,33 @@ QA_TASKS = ("qasper", "narrative_qa")
 MEANINGFUL_PROFILES = frozenset({"paper"})
 """Profiles whose weights are pretrained, so accuracy ranks models (records may override, see the module doc)."""
 MIN_SCORE_POINTS = 1.0
-"""Smallest score difference (SCROLLS points x100) counted as real: scores carry no interval, and a fine-tuned
-model's generation score moves by about a point between seeds and validation subsets."""
+"""Smallest score difference (SCROLLS points x100) counted as real even when its bootstrap interval excludes 0: a
+fine-tuned model's generation score moves by about a point between seeds, which resampling examples does not see."""
+EXAMPLES_FIELD = "accuracy_examples"
+"""The record field holding per-example scores: example id -> {metric component: value x100} (see the module doc)."""
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of the validation examples per paired bootstrap."""
+BOOTSTRAP_SEED = 0
+"""Seed of each paired bootstrap (a fresh generator per pair, so a pair's interval does not depend on the others)."""
+SCORE_CONFIDENCE = 0.95
+"""Level of the paired bootstrap's interval."""
+EXACT_PERMUTATION_MAX = 14
+"""Up to this many shared examples the permutation test enumerates every swap (2^14 = 16384), above it samples."""
+PERMUTATIONS = 10000
+"""Random swaps of the permutation test above :data:`EXACT_PERMUTATION_MAX` examples."""
+MIN_EXAMPLES = 2
+"""Fewest shared examples a paired bootstrap needs: one example has no spread to resample."""
 MIN_REL_COST = 0.05
 """Smallest relative difference in energy, time or throughput counted as real where the record has no interval:
 repeated windows on one machine spread by a few per cent (clocks, thermals, allocator)."""
 MINIATURE_WORDS = ("accuracy of the tiny profile's pretrained checkpoints on generated data: the study's trade-off in "
                    "miniature, not a reproduction of its numbers")
 RANDOM_INIT_REASON = "random-init weights: accuracy measures the pipeline, not the model"
+NO_EXAMPLES_REASON = (f"no per-example scores to judge a score difference by (the records' {EXAMPLES_FIELD} on "
+                      f"{MIN_EXAMPLES} or more shared validation examples)")
+NOT_JUDGED_WORDS: Mapping[str, str] = {RANDOM_INIT_REASON: "random-init weights",
+                                       NO_EXAMPLES_REASON: "no per-example scores"}
+"""Why a claim was not judged, in a few words for the terminal, by the reason its evidence starts with."""
 WINDOWS = ("train", "inference")
 VERDICTS = ("holds", "does not hold", "mixed", "cannot tell", "not judged")
 LED_CLAIM = "LED beats Big Bird on accuracy at lower energy"
@@ -80,7 +125,8 @@ class Finding:
     verdict: str  # one of VERDICTS
     evidence: str
     cost: str = ""
-    """The figures compared, e.g. "training: energy (J); inference: wall time (s) ...", or "accuracy only"."""
+    """The costs compared and their unit of work, e.g. "training: energy per training sample (J); inference: wall
+    time per inference sample (s; ...)", or "accuracy" when not judged."""
     pairs: int = 0
     """Comparisons made (pairs of cells, or triples for the route claim)."""
     ties: int = 0
@@ -92,7 +138,7 @@ class Finding:
     scope: str = ""
     """Which cells the claim is about."""
     thresholds: Mapping[str, float] = field(default_factory=dict)
-    """The minimum effects used where a figure has no interval."""
+    """The minimum effects and the paired bootstrap's confidence and resamples."""
 
     @property
     def decided(self) -> bool:
@@ -106,9 +152,10 @@ class Finding:
                 "scope": self.scope, "thresholds": dict(self.thresholds)}
 
 
-THRESHOLDS: Mapping[str, float] = {"score_points": MIN_SCORE_POINTS, "relative_cost": MIN_REL_COST}
-NOISE_WORDS = (f"ties: scores within {MIN_SCORE_POINTS:g} point, costs within {MIN_REL_COST:.0%} relative, "
-               "throughput by overlapping 95% intervals where both cells have one")
+THRESHOLDS: Mapping[str, float] = {"score_points": MIN_SCORE_POINTS, "relative_cost": MIN_REL_COST,
+                                   "score_confidence": SCORE_CONFIDENCE, "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
+COST_NOISE_WORDS = (f"costs within {MIN_REL_COST:.0%} relative, throughput by overlapping 95% intervals where both "
+                    "cells have one")
 
 
 def accuracy_meaningful(record: Mapping[str, Any]) -> bool:
@@ -211,6 +258,146 @@ def _score(cell: Mapping[str, Any]) -> float | None:
     return _num((cell.get("accuracy") or {}).get("score"))
 
 
+# -- scores: a paired permutation test over the validation examples -------------------------------------------------
+Examples = Mapping[str, Mapping[str, float]]
+"""Per-example scores: example id -> {metric component: value x100}."""
+
+
+@dataclass(frozen=True)
+class ScoreDifference:
+    """Cell A's score minus cell B's on the validation examples they share, with its paired permutation p-value."""
+
+    examples: int
+    """Shared examples the scores were computed on and swapped between the cells."""
+    difference: float
+    """A's score minus B's, each the metric's statistic over the shared examples (points x100)."""
+    p_value: float
+    """Two-sided p-value of the difference under the paired permutation test (:func:`paired_permutation`)."""
+    exact: bool
+    """Whether ``p_value`` enumerates every swap (at most :data:`PERMUTATION_EXACT_UP_TO` examples) or is the
+    Monte Carlo estimate from :data:`PERMUTATION_SAMPLES` random swaps."""
+
+    @property
+    def sign(self) -> int:
+        """+1 when A scores higher beyond the noise (``p_value`` below :data:`SIGNIFICANCE` and the difference at
+        least :data:`MIN_SCORE_POINTS`), -1 when lower, else 0."""
+        if self.p_value >= SIGNIFICANCE or abs(self.difference) < MIN_SCORE_POINTS:
+            return 0
+        return 1 if self.difference > 0 else -1
+
+
+def example_scores(cell: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
+    """``cell``'s per-example scores (its :data:`EXAMPLES_FIELD`); None when it has none, or when an example's
+    values are not numbers or its components differ from the others' (nothing a paired test could use)."""
+    raw = cell.get(EXAMPLES_FIELD)
+    if not isinstance(raw, Mapping) or not raw:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for example_id, values in raw.items():
+        if not isinstance(values, Mapping) or not values:
+            return None
+        components = out[str(example_id)] = {}
+        for name, value in values.items():
+            number = _num(value)
+            if number is None:
+                return None
+            components[str(name)] = number
+    return out if len({frozenset(v) for v in out.values()}) == 1 else None
+
+
+def _headline(components: frozenset[str]) -> Callable[[Mapping[str, Any]], Any] | None:
+    """How the score is made from the averaged ``components`` (0..1): the built-in metric's with these components
+    (ROUGE: the geometric mean), a single component as it is; None for another metric with several. Each takes
+    arrays of averages as well as single ones (element by element)."""
+    for metric in BUILTIN_METRICS.values():
+        if frozenset(metric.components) == components:
+            return metric.headline
+    if len(components) == 1:
+        (name,) = components
+        return lambda averages: averages[name]
+    return None
+
+
+def _swaps(n: int, samples: int, seed: int) -> Any:
+    """The swap patterns (rows of 0/1, 1 = that example's two cells swapped): all 2^n, the identity first, for
+    ``n`` up to :data:`PERMUTATION_EXACT_UP_TO`; else ``samples`` drawn at random (fair coins, seeded)."""
+    import numpy as np
+
+    if n <= PERMUTATION_EXACT_UP_TO:
+        return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(float)
+    return np.random.default_rng(seed).integers(0, 2, size=(samples, n)).astype(float)
+
+
+def paired_permutation(a: Examples, b: Examples, samples: int = PERMUTATION_SAMPLES,
+                       seed: int = PERMUTATION_SEED) -> ScoreDifference | None:
+    """A's score minus B's on their shared examples (paired by id), with its two-sided p-value under the paired
+    permutation test: with no difference between the cells, each example's two component rows are as likely the
+    other way round, so the statistic is recomputed with the rows of each example swapped or not, every way (exact,
+    up to :data:`PERMUTATION_EXACT_UP_TO` examples) or ``samples`` random ways (seed ``seed``; the observed pattern
+    added to numerator and denominator). The p-value is the share of swaps whose difference is at least as far
+    from 0 as the observed one (floating-point ties count). Each score is the metric's statistic: components
+    averaged over the examples, then combined by the metric's headline. None when fewer than :data:`MIN_EXAMPLES`
+    examples are shared or the cells' components differ or combine in an unknown way."""
+    import numpy as np
+
+    shared = sorted(set(a) & set(b))
+    if len(shared) < MIN_EXAMPLES:
+        return None
+    components = frozenset(a[shared[0]])
+    headline = _headline(components)
+    if headline is None or any(frozenset(a[i]) != components or frozenset(b[i]) != components for i in shared):
+        return None
+    names, n = sorted(components), len(shared)
+    table_a = np.array([[a[i][c] for c in names] for i in shared], dtype=float) / 100.0
+    table_b = np.array([[b[i][c] for c in names] for i in shared], dtype=float) / 100.0
+
+    def differences(swapped: Any) -> Any:
+        # Each row's averaged components of A and of B with the rows of the swapped examples exchanged (sums of
+        # the values themselves, never a difference, so a geometric mean never sees a negative average).
+        kept = 1.0 - swapped
+        mean_a, mean_b = (kept @ table_a + swapped @ table_b) / n, (kept @ table_b + swapped @ table_a) / n
+        score_a = headline({c: mean_a[:, j] for j, c in enumerate(names)})
+        score_b = headline({c: mean_b[:, j] for j, c in enumerate(names)})
+        return 100.0 * (np.asarray(score_a, dtype=float) - np.asarray(score_b, dtype=float))
+
+    observed = float(differences(np.zeros((1, n)))[0])
+    swaps = _swaps(n, samples, seed)
+    reach = abs(observed) - PERMUTATION_TIE_TOLERANCE * max(1.0, abs(observed))
+    extreme = int(np.count_nonzero(~(np.abs(differences(swaps)) < reach)))  # a NaN counts as extreme
+    exact = n <= PERMUTATION_EXACT_UP_TO
+    p_value = extreme / len(swaps) if exact else (extreme + 1) / (len(swaps) + 1)
+    return ScoreDifference(n, observed, p_value, exact)
+
+
+def _differences(duels: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> list[ScoreDifference] | None:
+    """The paired permutation test of each (A, B) in ``duels``; None when one of them has no per-example scores."""
+    out = []
+    for a, b in duels:
+        ea, eb = example_scores(a), example_scores(b)
+        difference = paired_permutation(ea, eb) if ea is not None and eb is not None else None
+        if difference is None:
+            return None
+        out.append(difference)
+    return out
+
+
+def _score_words(differences: Sequence[ScoreDifference]) -> str:
+    """How the score differences were judged, with the numbers of examples, and when too few to tell anything."""
+    counts = sorted({d.examples for d in differences})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    how = ("an exact paired permutation test" if all(d.exact for d in differences) else
+           "a paired permutation test")
+    words = (f"scores by {how} over {n} shared validation examples (each example's two scores swapped every way up "
+             f"to {PERMUTATION_EXACT_UP_TO} examples, else {PERMUTATION_SAMPLES} random ways, seed "
+             f"{PERMUTATION_SEED}): a difference counts when its two-sided p < {SIGNIFICANCE:g} and it is at least "
+             f"{MIN_SCORE_POINTS:g} point")
+    if counts[0] <= TOO_FEW_EXAMPLES:
+        words += (f"; at {TOO_FEW_EXAMPLES} or fewer examples no score difference can be told from noise (the "
+                  f"smallest p is 2/2^n, at least {2.0 ** (1 - TOO_FEW_EXAMPLES):g})")
+    return words
+
+
+# -- costs: per unit of work ---------------------------------------------------------------------------------------
 def _cost_kinds(cells: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Per window: ``energy_j`` when every cell has a valid reading for it, else ``time_s``."""
     listed = list(cells)
@@ -219,21 +406,48 @@ def _cost_kinds(cells: Iterable[Mapping[str, Any]]) -> dict[str, str]:
             else "time_s" for w in WINDOWS}
 
 
-def _cost(cell: Mapping[str, Any], window: str, kind: str) -> float | None:
-    return _num((cell.get(window) or {}).get(kind))
+def _budget_kinds(cells: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The kinds of training budget (``steps``, ``epochs``, ...) the cells trained under."""
+    return {str((c.get("train_budget") or {}).get("kind")) for c in cells}
 
 
-def _cost_words(kinds: Mapping[str, str]) -> str:
-    names = {"train": "training", "inference": "inference"}
-    return "; ".join(f"{names[w]}: energy (J)" if k == "energy_j" else
-                     f"{names[w]}: wall time (s; energy not valid in every compared cell)" for w, k in kinds.items())
+def _per_epoch(cells: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether training cost is per epoch: every compared cell trained under an epochs budget."""
+    return _budget_kinds(cells) == {"epochs"}
 
 
-def score_sign(a: float, b: float) -> int:
-    """+1 when ``a`` scores higher than ``b`` beyond :data:`MIN_SCORE_POINTS`, -1 when lower, else 0."""
-    if abs(a - b) < MIN_SCORE_POINTS:
-        return 0
-    return 1 if a > b else -1
+def _work(cell: Mapping[str, Any], window: str, per_epoch: bool) -> float | None:
+    """What ``cell``'s ``window`` cost is divided by: its samples, or for training per epoch the epochs it trained
+    (the record's ``train.epochs``; in older records the budget's, when it stopped there, else unknown)."""
+    section = cell.get(window) or {}
+    if window == "train" and per_epoch:
+        if section.get("epochs") is not None:
+            return _num(section.get("epochs"))
+        return _num((cell.get("train_budget") or {}).get("epochs")) if section.get("stopped_by") == "epochs" else None
+    return _num(section.get("samples"))
+
+
+def _cost(cell: Mapping[str, Any], window: str, kind: str, per_epoch: bool) -> float | None:
+    """``cell``'s ``window`` cost (``kind``: energy or time) per unit of work; None when either is unknown."""
+    value, work = _num((cell.get(window) or {}).get(kind)), _work(cell, window, per_epoch)
+    return value / work if value is not None and work else None
+
+
+def _cost_words(kinds: Mapping[str, str], cells: Sequence[Mapping[str, Any]]) -> str:
+    """The costs compared: figure, unit of work, unit, and what a time or energy budget makes of them."""
+    per_epoch = _per_epoch(cells)
+    budgets = _budget_kinds(cells) & {"time", "energy"}
+    per = {"train": "per epoch" if per_epoch else "per training sample", "inference": "per inference sample"}
+    parts = []
+    for w, k in kinds.items():
+        notes = [] if k == "energy_j" else ["energy not valid in every compared cell"]
+        if w == "train" and budgets:
+            notes.append(f"{'/'.join(sorted(budgets))} budget: each cell spends about the budget, so this says how "
+                         "many samples it bought")
+        unit = "J" if k == "energy_j" else "s"
+        figure = "energy" if k == "energy_j" else "wall time"
+        parts.append(f"{'training' if w == 'train' else w}: {figure} {per[w]} ({'; '.join([unit, *notes])})")
+    return "; ".join(parts)
 
 
 def cost_sign(a: float, b: float) -> int:
@@ -245,6 +459,7 @@ def cost_sign(a: float, b: float) -> int:
     return 1 if a < b else -1
 
 
+# -- verdicts -------------------------------------------------------------------------------------------------------
 def _not_judged(claim: str, scope: str, compared: Sequence[Mapping[str, Any]], pairs: int) -> Finding | None:
     """The "not judged" finding when a compared cell's accuracy is not meaningful, else None."""
     random = sum(not accuracy_meaningful(c) for c in compared)
@@ -253,6 +468,16 @@ def _not_judged(claim: str, scope: str, compared: Sequence[Mapping[str, Any]], p
     profiles = sorted({str(c.get("profile")) for c in compared if not accuracy_meaningful(c)})
     evidence = (f"{RANDOM_INIT_REASON} ({random} of {len(compared)} compared cells, profile "
                 f"{'/'.join(profiles)}; {pairs} comparisons not made)")
+    return Finding(claim, "not judged", evidence, "accuracy", pairs, 0, 0, 0, scope, THRESHOLDS)
+
+
+def _unpaired(claim: str, scope: str, compared: Sequence[Mapping[str, Any]], pairs: int) -> Finding:
+    """The "not judged" finding when a score comparison has no per-example scores to bootstrap."""
+    cells = list({id(c): c for c in compared}.values())  # a route's cells may sit in two triples
+    without = sum(example_scores(c) is None for c in cells)
+    why = (f"{without} of {len(cells)} compared cells have none" if without else
+           f"a compared pair shares fewer than {MIN_EXAMPLES} examples or differs in metric")
+    evidence = f"{NO_EXAMPLES_REASON} ({why}; {pairs} comparisons not made)"
     return Finding(claim, "not judged", evidence, "accuracy", pairs, 0, 0, 0, scope, THRESHOLDS)
 
 
@@ -272,21 +497,26 @@ def _dominance(claim: str, scope: str, pairs: Sequence[tuple[dict[str, Any], dic
     skipped = _not_judged(claim, scope, compared, len(pairs))
     if skipped is not None:
         return skipped
-    kinds = _cost_kinds(compared)
-    tally, by_window = Tally(), {w: [0, 0, 0] for w in WINDOWS}
-    for a, b in pairs:
-        signs = [score_sign(_score(a) or 0.0, _score(b) or 0.0)]
+    differences = _differences(pairs)
+    if differences is None:
+        return _unpaired(claim, scope, compared, len(pairs))
+    kinds, per_epoch = _cost_kinds(compared), _per_epoch(compared)
+    tally, by_window = Tally(), {w: [0, 0, 0, 0] for w in WINDOWS}
+    for (a, b), difference in zip(pairs, differences, strict=True):
+        signs = [difference.sign]
         for w in WINDOWS:
-            ca, cb = _cost(a, w, kinds[w]), _cost(b, w, kinds[w])
+            ca, cb = _cost(a, w, kinds[w], per_epoch), _cost(b, w, kinds[w], per_epoch)
             sign = cost_sign(ca, cb) if ca is not None and cb is not None else 0
-            by_window[w][1 - sign] += 1  # index 0: lower, 1: within noise, 2: higher
+            by_window[w][3 if ca is None or cb is None else 1 - sign] += 1  # lower, within noise, higher, unknown
             signs.append(sign)
         tally.add(signs)
-    per_cost = "; ".join(f"{w} cost {who} lower in {n[0]}, higher in {n[2]}, within noise in {n[1]}"
-                         for w, n in by_window.items())
-    evidence = f"{tally.words()} ({per_cost}{extra}); {_cost_words(kinds)}; {NOISE_WORDS}{_miniature(compared)}"
-    return Finding(claim, tally.verdict(), evidence, _cost_words(kinds), tally.total, tally.ties, tally.support,
-                   tally.against, scope, THRESHOLDS)
+    per_cost = "; ".join(f"{w} cost {who} lower in {n[0]}, higher in {n[2]}, within noise in {n[1]}" +
+                         (f", unknown in {n[3]}" if n[3] else "") for w, n in by_window.items())
+    cost = _cost_words(kinds, compared)
+    evidence = (f"{tally.words()} ({per_cost}{extra}); {cost}; {_score_words(differences)}; "
+                f"{COST_NOISE_WORDS}{_miniature(compared)}")
+    return Finding(claim, tally.verdict(), evidence, cost, tally.total, tally.ties, tally.support, tally.against,
+                   scope, THRESHOLDS)
 
 
 def led_vs_bigbird(cells: Cells) -> Finding:
@@ -311,31 +541,40 @@ def _efficiency(gain: float, start_cost: float, other_cost: float) -> float:
     return float("inf") if extra <= MIN_REL_COST * abs(start_cost) else gain / extra
 
 
-def _route_sign(start: dict[str, Any], bigger: dict[str, Any], longer: dict[str, Any], window: str,
-                kind: str) -> int:
+@dataclass(frozen=True)
+class _Route:
+    """One (base L, large L, base next-L) triple and its three paired score differences."""
+
+    start: dict[str, Any]
+    bigger: dict[str, Any]
+    longer: dict[str, Any]
+    big_gain: ScoreDifference
+    """Large L minus base L."""
+    long_gain: ScoreDifference
+    """Base next-L minus base L."""
+    big_vs_long: ScoreDifference
+    """Large L minus base next-L."""
+
+
+def _route_sign(route: _Route, window: str, kind: str, per_epoch: bool) -> int:
     """+1 when the bigger model buys accuracy more cheaply than the longer input on one cost, -1 when less, 0 tie."""
-    base = _score(start) or 0.0
-    g_big, g_long = (_score(bigger) or 0.0) - base, (_score(longer) or 0.0) - base
-    gains_big, gains_long = g_big >= MIN_SCORE_POINTS, g_long >= MIN_SCORE_POINTS
+    gains_big, gains_long = route.big_gain.sign > 0, route.long_gain.sign > 0
     if gains_big != gains_long:  # only one route buys accuracy: it is the better route at any cost
         return 1 if gains_big else -1
-    c0, cb, cl = _cost(start, window, kind), _cost(bigger, window, kind), _cost(longer, window, kind)
+    c0, cb, cl = (_cost(c, window, kind, per_epoch) for c in (route.start, route.bigger, route.longer))
     if c0 is None or cb is None or cl is None:
         return 0
-    e_big, e_long = _efficiency(g_big, c0, cb), _efficiency(g_long, c0, cl)
+    e_big = _efficiency(route.big_gain.difference, c0, cb)
+    e_long = _efficiency(route.long_gain.difference, c0, cl)
     if e_big == e_long == float("inf"):
-        return score_sign(g_big, g_long)
+        return route.big_vs_long.sign
     if float("inf") in (e_big, e_long):
         return 1 if e_big == float("inf") else -1
     return -cost_sign(e_big, e_long)  # efficiency: higher is better, so the cost sign flips
 
 
-def bigger_model_vs_longer_input(cells: Cells) -> Finding:
-    """From (base, L): score gained per unit of extra cost by going to (large, L) vs to (base, next length),
-    on training and inference cost separately."""
-    claim = ROUTE_CLAIM
-    scope = (f"summarization ({', '.join(SUMMARIZATION_TASKS)}): from base at length L, large at L vs base at the "
-             "next measured length")
+def _triples(cells: Cells) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """Every summarization (base L, large L, base next-L) with scores."""
     lengths = sorted({k[2] for k in cells})
     triples = []
     for (family, size, seq_len, task), start in cells.items():
@@ -345,6 +584,16 @@ def bigger_model_vs_longer_input(cells: Cells) -> Finding:
         bigger = cells.get((family, "large", seq_len, task))
         if longer is not None and bigger is not None and all(_score(c) is not None for c in (start, longer, bigger)):
             triples.append((start, bigger, longer))
+    return triples
+
+
+def bigger_model_vs_longer_input(cells: Cells) -> Finding:
+    """From (base, L): score gained per unit of extra cost by going to (large, L) vs to (base, next length),
+    on training and inference cost separately; a gain counts when its paired bootstrap says so."""
+    claim = ROUTE_CLAIM
+    scope = (f"summarization ({', '.join(SUMMARIZATION_TASKS)}): from base at length L, large at L vs base at the "
+             "next measured length")
+    triples = _triples(cells)
     if not triples:
         return Finding(claim, "cannot tell", "no (base L, large L, base next-L) summarization triples with scores",
                        "", 0, 0, 0, 0, scope, THRESHOLDS)
@@ -352,20 +601,24 @@ def bigger_model_vs_longer_input(cells: Cells) -> Finding:
     skipped = _not_judged(claim, scope, compared, len(triples))
     if skipped is not None:
         return skipped
-    kinds = _cost_kinds(compared)
+    differences = _differences([d for s, b, lo in triples for d in ((b, s), (lo, s), (b, lo))])
+    if differences is None:
+        return _unpaired(claim, scope, compared, len(triples))
+    routes = [_Route(s, b, lo, *differences[3 * i:3 * i + 3]) for i, (s, b, lo) in enumerate(triples)]
+    kinds, per_epoch = _cost_kinds(compared), _per_epoch(compared)
     tally, no_gain = Tally(), 0
-    for start, bigger, longer in triples:
-        base = _score(start) or 0.0
-        if max((_score(bigger) or 0.0) - base, (_score(longer) or 0.0) - base) < MIN_SCORE_POINTS:
+    for route in routes:
+        if route.big_gain.sign <= 0 and route.long_gain.sign <= 0:
             no_gain += 1  # neither route buys accuracy: no route to rank, a tie (not a refutation)
             tally.add([0])
             continue
-        tally.add(_route_sign(start, bigger, longer, w, kinds[w]) for w in WINDOWS)
+        tally.add(_route_sign(route, w, kinds[w], per_epoch) for w in WINDOWS)
+    cost = _cost_words(kinds, compared)
     evidence = (f"{tally.words()}; score gained per extra cost, training and inference separately; neither route "
-                f"gained {MIN_SCORE_POINTS:g} point or more in {no_gain} (nothing to rank: counted as ties, so "
-                f"only such comparisons give 'cannot tell'); {_cost_words(kinds)}; {NOISE_WORDS}{_miniature(compared)}")
-    return Finding(claim, tally.verdict(), evidence, _cost_words(kinds), tally.total, tally.ties, tally.support,
-                   tally.against, scope, THRESHOLDS)
+                f"gained beyond the noise in {no_gain} (nothing to rank: counted as ties, so only such comparisons "
+                f"give 'cannot tell'); {cost}; {_score_words(differences)}; {COST_NOISE_WORDS}{_miniature(compared)}")
+    return Finding(claim, tally.verdict(), evidence, cost, tally.total, tally.ties, tally.support, tally.against,
+                   scope, THRESHOLDS)
 
 
 def _throughput(cell: Mapping[str, Any]) -> tuple[float, tuple[float, float] | None] | None:
@@ -428,7 +681,9 @@ def _counts(f: Mapping[str, Any]) -> str:
     """A finding's comparisons in a few words (from its dict form)."""
     pairs, support, against, ties = (int(f.get(k) or 0) for k in ("pairs", "support", "against", "ties"))
     if f.get("verdict") == "not judged":
-        return f"random-init weights: {pairs} comparison(s) not made"
+        evidence = str(f.get("evidence"))
+        why = next((words for reason, words in NOT_JUDGED_WORDS.items() if evidence.startswith(reason)), "not judged")
+        return f"{why}: {pairs} comparison(s) not made"
     if not pairs:
         return "no comparable cells"
     split = pairs - support - against - ties

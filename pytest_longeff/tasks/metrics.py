@@ -254,13 +254,37 @@ def score_predictions(
         TypeError: an id's references are a single ``str`` rather than a sequence of strings (which would
             otherwise be scored character by character).
     """
+    return average_scores(metric, example_scores(metric, predictions, references, metrics), metrics)
+
+
+def average_scores(metric: str, per_example: Mapping[str, Mapping[str, float]],
+                   metrics: Mapping[str, Metric] = BUILTIN_METRICS) -> dict[str, float]:
+    """:func:`score_predictions`'s result from :func:`example_scores`' (the components averaged over the
+    examples, then combined as the metric does), for a caller that keeps both."""
+    scoring = metrics[metric]
+    # fsum keeps the mean of all-perfect examples at exactly 1.0 and stays within 0..1 for any count.
+    averages = {component: math.fsum(values[component] for values in per_example.values()) / len(per_example)
+                for component in scoring.components}
+    result = {component: 100.0 * average for component, average in averages.items()}
+    result["score"] = 100.0 * scoring.headline(averages)
+    return result
+
+
+def example_scores(
+    metric: str,
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    metrics: Mapping[str, Metric] = BUILTIN_METRICS,
+) -> dict[str, dict[str, float]]:
+    """Each example's components of ``metric`` in 0..1, best over the example's references: what
+    :func:`score_predictions` averages (the paired bootstrap of the findings resamples them). Same arguments,
+    rules and errors as :func:`score_predictions`."""
     scoring = metrics.get(metric)
     if scoring is None:
         raise ValueError(f"unknown metric {metric!r}; accepted metrics: {', '.join(map(repr, metrics))}")
     if not references:
         raise ValueError(f"no references to score with metric {metric!r}")
-
-    best_per_example: dict[str, list[float]] = {component: [] for component in scoring.components}
+    out: dict[str, dict[str, float]] = {}
     for example_id, example_references in references.items():
         if isinstance(example_references, str):
             raise TypeError(
@@ -270,14 +294,9 @@ def score_predictions(
             raise ValueError(f"id {example_id!r} has no references")
         prediction = predictions.get(example_id, "")
         per_reference = [scoring.per_pair(prediction, reference) for reference in example_references]
-        for component, values in best_per_example.items():
-            values.append(max(scores[component] for scores in per_reference))
-
-    # fsum keeps the mean of all-perfect examples at exactly 1.0 and stays within 0..1 for any count.
-    averages = {component: math.fsum(values) / len(values) for component, values in best_per_example.items()}
-    result = {component: 100.0 * average for component, average in averages.items()}
-    result["score"] = 100.0 * scoring.headline(averages)
-    return result
+        out[example_id] = {component: max(scores[component] for scores in per_reference)
+                           for component in scoring.components}
+    return out
 
 
 def group_references(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 
 from pytest_longeff.tasks.metrics import BUILTIN_METRICS, Metric, normalize_answer, score_predictions
 
-METHOD = ("the study's scoring: teacher-forced argmax tokens, each row against its own 128-token label, "
-          "SQuAD-normalised, x100")
+METHOD = ("the study's scoring: argmax of teacher-forced logits at every position of the label padded to 128 "
+          "tokens, every validation row (each reference is a row) against its own label, SQuAD-normalised, x100")
 
 
 def study_scores(metric: str, predictions: Sequence[str], labels: Sequence[str],

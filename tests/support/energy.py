@@ -77,3 +77,12 @@ def add_uj(path: Path, delta_uj: int, max_uj: int | None = None) -> None:
     if max_uj is not None:
         value %= max_uj
     path.write_text(f"{value}\n")
+
+
+def fake_proc(root: Path, nspid: str, namespace: str) -> Path:
+    """A /proc holding only what the PID-namespace check reads: ``self/status`` with its NSpid line (PIDs separated
+    by tabs) and the ``self/ns/pid`` link (e.g. "pid:[4026531836]")."""
+    (root / "self" / "ns").mkdir(parents=True)
+    (root / "self" / "status").write_text(f"Name:\tpython\nNSpid:\t{nspid}\n")
+    (root / "self" / "ns" / "pid").symlink_to(namespace)
+    return root

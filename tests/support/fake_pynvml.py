@@ -20,6 +20,7 @@ NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_GPU_IS_LOST = 15
@@ -36,6 +37,7 @@ _MESSAGES = {
     NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
     NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
+    NVML_ERROR_NOT_FOUND: "Not Found",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
@@ -80,6 +82,10 @@ class NVMLError_DriverNotLoaded(NVMLError):
 
 class NVMLError_LibraryNotFound(NVMLError):
     value = NVML_ERROR_LIBRARY_NOT_FOUND
+
+
+class NVMLError_NotFound(NVMLError):
+    value = NVML_ERROR_NOT_FOUND
 
 
 class NVMLError_GpuIsLost(NVMLError):
@@ -136,6 +142,10 @@ class FakeGpu:
     pstate: int = 0
     #: Whether the GPU reports NVML_FI_DEV_POWER_INSTANT through nvmlDeviceGetFieldValues.
     instant_power: bool = False
+    #: Cumulative violation time by perf policy (nvml.h numbering: 0 power, 1 thermal), nanoseconds.
+    violation_ns: dict[int, int] = field(default_factory=dict)
+    #: The GPU's UUID as NVML spells it; None gives "GPU-00000000-0000-0000-0000-<index in 12 hex digits>".
+    uuid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,7 @@ class FakeNvml(ModuleType):
     NVMLError_NoPermission = NVMLError_NoPermission
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
+    NVMLError_NotFound = NVMLError_NotFound
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
     NVMLError_Unknown = NVMLError_Unknown
     NVML_CLOCK_GRAPHICS = NVML_CLOCK_GRAPHICS
@@ -224,6 +235,26 @@ class FakeNvml(ModuleType):
         if not 0 <= index < len(self.gpus):
             raise NVMLError_InvalidArgument()
         return FakeHandle(index)
+
+    def nvmlDeviceGetIndex(self, handle: FakeHandle) -> int:
+        self._enter("nvmlDeviceGetIndex")
+        return handle.index
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeHandle:
+        self._enter("nvmlDeviceGetHandleByUUID")
+        for index in range(len(self.gpus)):
+            if self.uuid_of(index) == uuid:
+                return FakeHandle(index)
+        raise NVMLError_NotFound()
+
+    def uuid_of(self, index: int) -> str:
+        """GPU ``index``'s UUID as NVML reports it."""
+        return self.gpus[index].uuid or f"GPU-00000000-0000-0000-0000-{index:012x}"
+
+    def nvmlDeviceGetViolationStatus(self, handle: FakeHandle, policy: int) -> FakeViolationTime:
+        """Nanoseconds spent below application clocks under ``policy`` since the fake's origin."""
+        self._enter("nvmlDeviceGetViolationStatus")
+        return FakeViolationTime(round(self.clock() * 1e6), self._gpu(handle).violation_ns.get(policy, 0))
 
     def last_update_s(self, gpu: FakeGpu, t_s: float) -> float:
         """Clock time of the counter's last update at or before ``t_s`` (the origin if none yet)."""
@@ -308,6 +339,14 @@ class FakeNvml(ModuleType):
                     FakeFieldValue(field_id, NVML_VALUE_TYPE_UNSIGNED_INT, NVML_ERROR_NOT_SUPPORTED, FakeValue(0))
                 )
         return values
+
+
+@dataclass(frozen=True)
+class FakeViolationTime:
+    """c_nvmlViolationTime_t: a CPU timestamp (us) and the cumulative violation time (ns)."""
+
+    referenceTime: int  # pynvml's spelling
+    violationTime: int
 
 
 @dataclass(frozen=True)

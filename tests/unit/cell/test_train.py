@@ -171,9 +171,9 @@ def test_lower_precisions_train_and_restore_the_matmul_setting(precision: str) -
 def test_early_stopping_on_the_study_metric_keeps_its_best_step() -> None:
     built = _tiny()
     split = _split(4)
-    scores = iter([10.0, 30.0, 20.0, 5.0, 1.0, 0.5])
+    scores = iter([(1.0, 10.0), (0.5, 30.0), (0.4, 20.0), (0.3, 5.0), (0.2, 1.0), (0.1, 0.5)])
     plan = TrainPlan(2, 1, parse_train_budget("epochs=3,patience=2,eval_every=1"), "cpu", 0, 1e-3,
-                     study_score=lambda: next(scores))
+                     study_evaluation=lambda: next(scores))
     result = fine_tune(built, split, split, plan)
     assert [e["study_score"] for e in result.evals][:2] == [10.0, 30.0]
     assert result.best_step == 2  # the highest study score, whatever the validation loss did

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from support.energy import no_leaked_sampler_threads  # noqa: F401 - autouse fixture
+from support.energy import fake_proc, no_leaked_sampler_threads  # noqa: F401 - autouse fixture
 from support.fake_pynvml import FakeGpu, FakeNvml, ManualClock
 
 from pytest_longeff.energy import (
@@ -15,13 +17,19 @@ from pytest_longeff.energy import (
     EnergyReading,
     LegacyFigure,
     Meter,
+    NvmlCounterMeter,
+    NvmlPowerMeter,
     decode_reasons,
     legacy_as_extracted,
     legacy_bucket_means,
     legacy_energy,
     make_meter,
     measure_idle,
+    nvml_checks,
+    parse_device,
 )
+from pytest_longeff.energy.nvml_checks import HOST_PID_NAMESPACE, foreign_pid_namespace
+from pytest_longeff.energy.nvml_session import open_nvml
 
 
 def _window(meter: Meter, clock: ManualClock, seconds: float = 2.0) -> EnergyReading:
@@ -206,3 +214,203 @@ def test_legacy_wrapper_records_buckets_and_the_extracted_figure() -> None:
     assert reading.legacy_as_extracted == reading.legacy_j
     assert reading.to_dict()["legacy_buckets"] == 3
     meter.close()
+
+
+# -- throttling and sharing between the edges --------------------------------------------------------------------
+
+THERMAL, POWER = 1, 0  # nvmlPerfPolicyType_t
+
+
+def _meter_of(kind: str, gpu: FakeGpu) -> tuple[Meter, FakeNvml, Callable[[float], None]]:
+    """The counter meter on a manual clock, or the power meter (which samples in real time) with a real wait."""
+    if kind == "nvml":
+        meter, fake, clock = _counter(gpu)
+        return meter, fake, clock.advance
+    fake = FakeNvml([gpu])
+    meter, _ = make_meter("nvml-power", "cuda", nvml=fake, sample_hz=200.0, legacy=False)
+    return meter, fake, time.sleep
+
+
+@pytest.mark.parametrize("kind", ["nvml", "nvml-power"])
+def test_thermal_violation_time_that_grew_inside_the_window_invalidates(kind: str) -> None:
+    """The clock-event reasons read clear at both edges; the thermal violation counter says 0.25 s were lost."""
+    meter, fake, wait = _meter_of(kind, FakeGpu(violation_ns={THERMAL: 7_000_000_000, POWER: 1_000}))
+    meter.start()
+    wait(0.02)
+    fake.gpus[0].violation_ns[THERMAL] += 250_000_000
+    wait(0.02)
+    reading = meter.stop()
+    assert not reading.valid and reading.energy_j is None
+    assert "GPU 0 throttled during the window (thermal_slowdown for 0.250 s of " in (reading.note or "")
+    assert reading.throttle_reasons == ("thermal_slowdown",)
+    meter.close()
+
+
+def _thermal_window(slowed_ns: int, seconds: float) -> EnergyReading:
+    """A counter-meter window of ``seconds`` (the fake's clock) whose thermal counter grows by ``slowed_ns``."""
+    meter, fake, clock = _counter(FakeGpu(violation_ns={THERMAL: 7_000_000_000}))
+    meter.start()
+    clock.advance(seconds / 2)
+    fake.gpus[0].violation_ns[THERMAL] += slowed_ns
+    clock.advance(seconds / 2)
+    reading = meter.stop()
+    meter.close()
+    return reading
+
+
+def test_a_brief_thermal_slowdown_in_a_long_window_keeps_it_valid_and_is_noted() -> None:
+    """5 ms of thermal violation time in a 10 s window (0.05 %): a blip, not a throttled window."""
+    reading = _thermal_window(5_000_000, 10.0)
+    assert reading.valid, reading.note
+    assert reading.energy_j is not None
+    assert "GPU 0 thermal slowdown 0.005 s of 10 s (under 1 %): valid" in (reading.note or "")
+    assert reading.throttle_reasons == ("thermal_slowdown",)
+
+
+def test_thermal_slowdown_of_one_percent_of_the_window_invalidates() -> None:
+    """0.5 s in 10 s (5 %) is a throttled window."""
+    reading = _thermal_window(500_000_000, 10.0)
+    assert not reading.valid and reading.energy_j is None
+    assert "GPU 0 throttled during the window (thermal_slowdown for 0.500 s of 10 s, 5.0 %)" in (reading.note or "")
+
+
+def test_thermal_slowdown_over_the_floor_but_under_one_percent_stays_valid() -> None:
+    """0.2 s in 100 s is over the 0.1 s floor but 0.2 % of the window; 0.2 s in 10 s (2 %) is not."""
+    reading = _thermal_window(200_000_000, 100.0)
+    assert reading.valid, reading.note
+    assert "GPU 0 thermal slowdown 0.200 s of 100 s (under 1 %): valid" in (reading.note or "")
+    assert not _thermal_window(200_000_000, 10.0).valid
+
+
+def test_thermal_share_uses_nvml_timestamps_else_the_host_clock() -> None:
+    """The window's length is the span of NVML's referenceTime where it advanced, else of the host's reads."""
+    key = (0, "thermal_slowdown")
+    before = nvml_checks.ViolationTimes({key: 0}, reference_us={key: 1_000_000}, read_at_s=50.0)
+    after = nvml_checks.ViolationTimes({key: 50_000_000}, reference_us={key: 1_000_000}, read_at_s=52.0)
+    moved = nvml_checks.violations_between(before, after)  # NVML's stamps did not move: 2 s by the host
+    assert moved.problems == () and "0.050 s of 2 s (under 0.1 s): valid" in moved.unchecked[0]
+    after = nvml_checks.ViolationTimes({key: 150_000_000}, reference_us={key: 6_000_000}, read_at_s=60.0)
+    moved = nvml_checks.violations_between(before, after)  # 5 s by NVML's stamps, not 10 s by the host's
+    assert moved.problems == ("GPU 0 throttled during the window (thermal_slowdown for 0.150 s of 5 s, 3.0 %)",)
+
+
+def test_power_cap_time_inside_the_window_is_recorded_not_invalidating() -> None:
+    meter, fake, clock = _counter(FakeGpu(violation_ns={POWER: 5_000}))
+    meter.start()
+    fake.gpus[0].violation_ns[POWER] += 1_500_000_000
+    clock.advance(2.0)
+    reading = meter.stop()
+    assert reading.valid, reading.note
+    assert reading.throttle_reasons == ("sw_power_cap",)
+    meter.close()
+
+
+def test_violation_counters_not_supported_leave_the_window_valid_and_say_so() -> None:
+    meter, fake, clock = _counter(FakeGpu())
+    fake.fail["nvmlDeviceGetViolationStatus"] = fake.NVMLError_NotSupported()
+    reading = _window(meter, clock)
+    assert reading.valid
+    note = (reading.note or "").partition("; not checked: ")[2]
+    assert "thermal_slowdown during the window (nvmlDeviceGetViolationStatus failed (Not Supported))" in note
+    meter.close()
+
+
+@pytest.mark.parametrize("kind", ["nvml", "nvml-power"])
+def test_another_process_seen_only_between_the_edges_invalidates(kind: str) -> None:
+    """Another process runs on the GPU for a while inside the window and is gone at both edges; the meter's own
+    check thread (every 10 ms here, every second by default) sees it."""
+    clock = ManualClock(0.0)
+    fake = FakeNvml([FakeGpu()], clock=clock if kind == "nvml" else time.perf_counter)
+    session = open_nvml(fake, parse_device("cuda"), "cuda")
+    meter: Meter
+    if kind == "nvml":
+        meter = NvmlCounterMeter(session, clock, clock.advance, check_period_s=0.01)
+    else:
+        meter = NvmlPowerMeter(session, sample_hz=200.0, check_period_s=0.01)
+    meter.start()
+    seen = fake.calls["nvmlDeviceGetComputeRunningProcesses"]
+    fake.gpus[0].processes = [os.getpid(), 5151]
+    deadline = time.monotonic() + 5.0
+    while fake.calls["nvmlDeviceGetComputeRunningProcesses"] < seen + 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    fake.gpus[0].processes = [os.getpid()]
+    clock.advance(1.0)
+    reading = meter.stop()
+    assert not reading.valid and reading.other_processes == (5151,)
+    assert "other compute processes on GPU 0: 5151" in (reading.note or "")
+    meter.close()
+
+
+def test_a_failed_check_thread_is_noted_not_raised() -> None:
+    """An error NVML's bindings do not wrap (here a RuntimeError) ends the thread; the window says what was not
+    checked inside it and keeps its energy."""
+    clock = ManualClock(0.0)
+    fake = FakeNvml([FakeGpu()], clock=clock)
+    meter = NvmlCounterMeter(open_nvml(fake, parse_device("cuda"), "cuda"), clock, clock.advance, check_period_s=0.01)
+    meter.start()
+    fake.fail["nvmlDeviceGetComputeRunningProcesses"] = RuntimeError("driver hiccup")
+    deadline = time.monotonic() + 5.0
+    while fake.calls["nvmlDeviceGetComputeRunningProcesses"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    del fake.fail["nvmlDeviceGetComputeRunningProcesses"]
+    clock.advance(1.0)
+    reading = meter.stop()
+    assert reading.valid, reading.note
+    assert "not checked: checks inside the window (thread failed: RuntimeError: driver hiccup)" in (reading.note or "")
+    meter.close()
+
+
+# -- a container without the host's PID namespace ----------------------------------------------------------------
+
+
+def test_host_pid_without_the_host_pid_namespace_cannot_be_attributed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container's PID namespace NVML lists our process under its host PID: that is no proof of sharing. Where
+    NVML does list our PID, the comparison works, namespace or not, and another PID is another process."""
+    monkeypatch.setattr(nvml_checks, "PROC_ROOT", fake_proc(tmp_path, "81234\t42", "pid:[4026532999]"))
+    meter, fake, clock = _counter(FakeGpu(processes=[81234]))
+    reading = _window(meter, clock)
+    assert reading.valid, reading.note
+    assert reading.other_processes == ()
+    note = reading.note or ""
+    assert "cannot attribute other processes (no host PID namespace: nested PID namespace (NSpid 81234 42))" in note
+    assert "81234 on GPU 0" in note
+    fake.gpus[0].processes = [os.getpid(), 4242]
+    reading = _window(meter, clock)
+    assert not reading.valid and reading.other_processes == (4242,)
+    meter.close()
+
+
+@pytest.mark.parametrize("listed", [[81234, 81240], [81234, 81240, 90001]])
+def test_two_or_more_host_pids_without_the_host_pid_namespace_mean_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: list[int]
+) -> None:
+    """We cannot tell which listed PID is ours, but at most one is: the others are other processes."""
+    monkeypatch.setattr(nvml_checks, "PROC_ROOT", fake_proc(tmp_path, "81234\t42", "pid:[4026532999]"))
+    meter, _, clock = _counter(FakeGpu(processes=listed))
+    reading = _window(meter, clock)
+    assert not reading.valid and reading.energy_j is None
+    note = reading.note or ""
+    assert f"at least {len(listed) - 1} other compute process(es) on GPU 0: NVML lists host PIDs " in note
+    assert "cannot attribute" not in note
+    assert reading.other_processes == ()  # which of them are not ours is unknown
+    meter.close()
+
+
+@pytest.mark.parametrize(
+    ("nspid", "namespace", "expected"),
+    [
+        ("4321", HOST_PID_NAMESPACE, None),
+        ("81234\t42", HOST_PID_NAMESPACE, "nested PID namespace (NSpid 81234 42)"),
+        ("42", "pid:[4026532999]", "PID namespace pid:[4026532999] is not the host's"),
+    ],
+)
+def test_foreign_pid_namespace_reads_nspid_and_the_namespace_link(
+    tmp_path: Path, nspid: str, namespace: str, expected: str | None
+) -> None:
+    assert foreign_pid_namespace(fake_proc(tmp_path, nspid, namespace)) == expected
+
+
+def test_foreign_pid_namespace_unreadable_is_taken_as_the_host(tmp_path: Path) -> None:
+    assert foreign_pid_namespace(tmp_path / "missing") is None

@@ -4,6 +4,7 @@ fallbacks, read() mid-window, the legacy wrapper, and the idle baseline."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -13,13 +14,15 @@ from support.energy import (  # noqa: F401 - no_leaked_sampler_threads is an aut
     no_leaked_sampler_threads,
     sampler_threads,
 )
-from support.fake_pynvml import FakeGpu, FakeNvml, ManualClock
+from support.fake_pynvml import FakeGpu, FakeHandle, FakeNvml, ManualClock
 
 from pytest_longeff.energy import (
     NVML_UPDATE_PERIOD_S,
+    EnergyReading,
     LegacyFigure,
     Meter,
     MeterUnavailable,
+    NullMeter,
     NvmlCounterMeter,
     make_meter,
     measure_idle,
@@ -116,6 +119,42 @@ def test_counter_at_the_64_bit_limit_is_not_undone_as_a_wrap(clock: ManualClock)
     meter.close()
 
 
+class SlowNvml(FakeNvml):
+    """Every NVML call takes 50 ms of the fake's clock, so the energy counter moves between any two calls; logs
+    what each counter read returned."""
+
+    def __init__(self, gpus: list[FakeGpu], clock: ManualClock) -> None:
+        super().__init__(gpus, clock=clock)
+        self.manual_clock = clock
+        self.counter_reads: list[int] = []
+
+    def _enter(self, name: str) -> None:
+        super()._enter(name)
+        self.manual_clock.advance(0.05)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:
+        value = super().nvmlDeviceGetTotalEnergyConsumption(handle)
+        self.counter_reads.append(value)
+        return value
+
+
+def test_stop_reads_the_counter_before_checking_the_window(clock: ManualClock) -> None:
+    """The energy is the counter's advance from the start read to the first read at stop(), not to a read made
+    after stop()'s checks (processes, throttling: several driver calls)."""
+    fake = SlowNvml([FakeGpu(power_w=100.0, counter_update_s=0.001)], clock)
+    meter = _counter_meter(fake, clock, legacy=False)
+    meter.start()
+    start_read = len(fake.counter_reads) - 1  # start() reads the counter last
+    clock.advance(2.0)
+    reading = meter.stop()
+    assert reading.valid, reading.note
+    end_read = start_read + 1  # the first read in stop()
+    assert reading.energy_j == pytest.approx((fake.counter_reads[end_read] - fake.counter_reads[start_read]) / 1000)
+    assert reading.energy_j == pytest.approx(100.0 * (2.0 + 0.05), abs=0.001)  # the window and the read itself
+    assert reading.time_s == pytest.approx(2.0)
+    meter.close()
+
+
 def test_nvml_error_mid_window_gives_invalid_reading(clock: ManualClock) -> None:
     fake = FakeNvml([FakeGpu()], clock=clock)
     meter = _counter_meter(fake, clock)
@@ -173,6 +212,60 @@ def test_counter_measures_the_cells_devices(
     clock.advance(1.0)
     assert meter.stop().energy_j == pytest.approx(expected_j)
     meter.close()
+
+
+class TorchUuid:
+    """What torch's ``get_device_properties(i).uuid`` is: a _CUuuid that prints as the bare canonical UUID."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return self._text
+
+
+def _cuda_sees(monkeypatch: pytest.MonkeyPatch, uuids: list[str]) -> None:
+    """torch.cuda reports these NVML UUIDs, in this order, as cuda:0, cuda:1, ..."""
+    torch = pytest.importorskip("torch")
+
+    def properties(index: int) -> SimpleNamespace:
+        if index >= len(uuids):
+            raise AssertionError("Invalid device id")  # what torch raises
+        return SimpleNamespace(uuid=TorchUuid(uuids[index].removeprefix("GPU-").upper()))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+
+
+@pytest.mark.parametrize("visible", [None, "0,1"])
+def test_cuda_devices_are_matched_to_nvml_by_uuid_not_by_number(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch, visible: str | None
+) -> None:
+    """CUDA's default order (fastest first) need not be NVML's (PCI bus order): here CUDA calls NVML's GPU 1 cuda:0."""
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    fake = FakeNvml([FakeGpu(power_w=100.0), FakeGpu(power_w=200.0)], clock=clock)
+    _cuda_sees(monkeypatch, [fake.uuid_of(1), fake.uuid_of(0)])
+    for device, watts in [("cuda:0", 200.0), ("cuda:1", 100.0)]:
+        meter = _counter_meter(fake, clock, device, legacy=False)
+        meter.start()
+        clock.advance(1.0)
+        assert meter.stop().energy_j == pytest.approx(watts)
+        assert meter.describe()["gpus"][0]["nvml_index"] == (1 if watts == 200.0 else 0)  # type: ignore[index]
+        meter.close()
+
+
+def test_cuda_device_unknown_to_nvml_by_uuid_is_unavailable(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MIG instance's UUID names no NVML GPU: no energy counter, rather than the whole GPU's by number."""
+    fake = FakeNvml([FakeGpu()], clock=clock)
+    _cuda_sees(monkeypatch, ["GPU-5d0a1e2b-0000-4000-8000-00000000abcd"])
+    with pytest.raises(MeterUnavailable, match="GPU-5d0a1e2b-0000-4000-8000-00000000abcd.*is not a GPU NVML knows"):
+        make_meter("nvml", "cuda:0", nvml=fake, clock=clock)
+    assert fake.initialised == 0
 
 
 def test_missing_cuda_device_is_unavailable_or_null(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,7 +399,24 @@ def test_legacy_wrapper_polls_only_while_a_window_is_open(clock: ManualClock) ->
     meter.close()
 
 
-def test_without_legacy_the_counter_meter_starts_no_thread(clock: ManualClock) -> None:
+class FailingStop(NullMeter):
+    """A meter whose stop() raises (a bug or an unexpected driver error)."""
+
+    def stop(self) -> EnergyReading:
+        raise RuntimeError("stop failed")
+
+
+def test_legacy_wrapper_stops_polling_even_when_the_inner_stop_raises() -> None:
+    meter = LegacyFigure(FailingStop(), lambda: 250.0)
+    meter.start()
+    assert len(sampler_threads()) == 1
+    with pytest.raises(RuntimeError, match="stop failed"):
+        meter.stop()
+    assert not sampler_threads()
+    meter.close()
+
+
+def test_without_legacy_the_counter_meter_polls_no_power(clock: ManualClock) -> None:
     fake = FakeNvml([FakeGpu(power_w=250.0)], clock=clock)
     meter = _counter_meter(fake, clock, legacy=False)
     assert isinstance(meter, NvmlCounterMeter)

@@ -304,6 +304,19 @@ def test_batch_regression() -> None:
         assert batch_regression(base, cur) is None
 
 
+def test_running_out_of_memory_at_the_baselines_batch_is_a_memory_regression() -> None:
+    """Guards an out-of-memory retry passing the gate: the retried cell's batch differs from the baseline's, so
+    every efficiency check is "not gated", and its searched batch may still equal the baseline's."""
+    def retried(failed: int, ran: int) -> dict[str, Any]:
+        return {"batch_size": ran, "batch_search": {"searched_batch_size": 8,
+                                                    "out_of_memory": {"batch_size": failed, "retried_at": ran}}}
+
+    c = batch_regression({"batch_size": 8}, retried(8, 6))
+    assert c is not None and (c.status, c.baseline, c.current) == ("failed", 8, 6)
+    assert "ran out of memory at batch 8" in c.note
+    assert batch_regression({"batch_size": 4}, retried(8, 6)) is None  # failed above what the baseline ran at
+
+
 def test_settings_mismatch() -> None:
     assert settings_mismatch({}, {}) is None
     assert settings_mismatch({"profile": "tiny", "data_dir": "a"}, {"profile": "tiny", "data_dir": "b"}) is None

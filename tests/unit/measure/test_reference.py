@@ -73,19 +73,6 @@ def test_auto_measures_the_reference_on_cpu_devices_only(setting: str, device: s
     assert Settings.measures_reference(SimpleNamespace(speed_reference=setting), device) is measured  # type: ignore[arg-type]
 
 
-def test_a_bare_cuda_device_is_pinned_per_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Guards every worker of `-n 4 --longeff-device cuda` landing on GPU 0 (shared energy, wrong budgets)."""
-    from pytest_longeff.cell.resources import resolve_device
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
-    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
-    assert resolve_device("cuda") == "cuda:1" and resolve_device("auto") == "cuda:1"
-    assert resolve_device("cuda:0") == "cuda:0"
-
-
-
 def test_the_torch_settings_a_reference_ran_under_are_recorded() -> None:
     from pytest_longeff.measure.reference import torch_settings
 

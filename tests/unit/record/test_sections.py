@@ -138,6 +138,7 @@ def test_full_record_dict_form_key_by_key() -> None:
             **_energy_fields(500.0, 500.0 - 20.0 * 10.0),
             "flops_per_step": 1000, "flops_method": "f", "achieved_flop_per_s": 1000 / 2.0,
             "samples_per_kj": 40 / 0.5, "tokens_per_j": 5 * 8192 / 500,
+            "decoder_positions": None, "label_padding": None, "peak_reserved_bytes": None, "epochs": None,
         },
         "attention": "sliding_window",
         "inference": {
@@ -149,6 +150,7 @@ def test_full_record_dict_form_key_by_key() -> None:
             "peak_memory_bytes": 2**19, "memory_method": "m",
             **_energy_fields(90.0, 90.0 - 20.0 * 3.0),
             "j_per_sample": 90 / 9, "samples_per_kj": 9 / 0.09, "tokens_per_j": 90 / 90,
+            "generation_config": None, "peak_reserved_bytes": None,
         },
         "accuracy": {"f1": 12.5, "score": 12.5}, "accuracy_method": "greedy generation, SCROLLS f1, x100",
     }  # fmt: skip

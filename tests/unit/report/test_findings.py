@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import itertools
+import math
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from pytest_longeff.report.findings import (
+    BOOTSTRAP_RESAMPLES,
+    EXAMPLES_FIELD,
     MIN_REL_COST,
     MIN_SCORE_POINTS,
+    NO_EXAMPLES_REASON,
     RANDOM_INIT_REASON,
     Finding,
     accuracy_meaningful,
@@ -14,27 +21,40 @@ from pytest_longeff.report.findings import (
     cell_meaning,
     claim_line,
     cost_sign,
+    example_scores,
     findings,
-    score_sign,
+    paired_bootstrap,
     terminal_lines,
 )
 
 LED_CLAIM, ROUTE_CLAIM, SPEED_CLAIM, QA_CLAIM = "LED", "for summarization", "a bigger model", "for QA"
+STEPS = {"kind": "steps", "steps": 4}
 
 
 def _cell(family: str, size: str, seq_len: int, task: str, score: float, train: float, infer: float | None = None,
           *, profile: str = "paper", energy: bool = False, batch: int = 1, tput: float = 1.0,
-          ci: tuple[float, float] | None = None, **extra: Any) -> dict[str, Any]:
-    """A passed cell; ``train``/``infer`` are joules when ``energy`` else seconds (the other figure is 1.0)."""
+          ci: tuple[float, float] | None = None, examples: Sequence[float] | None = (),
+          samples: tuple[int, int] = (4, 3), budget: dict[str, Any] = STEPS, stopped_by: str = "steps",
+          **extra: Any) -> dict[str, Any]:
+    """A passed cell; ``train``/``infer`` are joules when ``energy`` else seconds (the other figure is 1.0), over
+    ``samples`` (training, inference). ``examples``: per-example F1 (empty: eight examples scoring ``score``; None:
+    no per-example scores recorded), whose mean must be ``score``."""
     infer = train if infer is None else infer
+    per_example = [score] * 8 if examples is not None and not examples else examples
+    assert per_example is None or math.isclose(sum(per_example) / len(per_example), score)
 
-    def window(cost: float) -> dict[str, Any]:
-        return {"time_s": 1.0 if energy else cost, "energy_j": cost if energy else None, "energy_valid": energy}
+    def window(cost: float, n: int) -> dict[str, Any]:
+        return {"time_s": 1.0 if energy else cost, "energy_j": cost if energy else None, "energy_valid": energy,
+                "samples": n}
 
     stats = {"n": 5, "median": tput, "ci95": list(ci)} if ci is not None else None
-    return {"family": family, "size": size, "seq_len": seq_len, "task": task, "status": "passed",
-            "profile": profile, "batch_size": batch, "accuracy": {"score": score}, "train": window(train),
-            "inference": {**window(infer), "samples_per_s": tput, "samples_per_s_stats": stats}, **extra}
+    cell = {"family": family, "size": size, "seq_len": seq_len, "task": task, "status": "passed",
+            "profile": profile, "batch_size": batch, "train_budget": budget, "accuracy": {"score": score},
+            "train": {**window(train, samples[0]), "stopped_by": stopped_by},
+            "inference": {**window(infer, samples[1]), "samples_per_s": tput, "samples_per_s_stats": stats}, **extra}
+    if per_example is not None:
+        cell[EXAMPLES_FIELD] = {f"{task}-{i}": {"f1": v} for i, v in enumerate(per_example)}
+    return cell
 
 
 def _finding(records: list[dict[str, Any]], prefix: str) -> Finding:
@@ -45,9 +65,87 @@ def _finding(records: list[dict[str, Any]], prefix: str) -> Finding:
 # -- the rules' building blocks -----------------------------------------------------------------------------------
 def test_noise_thresholds_make_small_differences_ties() -> None:
     assert (MIN_SCORE_POINTS, MIN_REL_COST) == (1.0, 0.05)
-    assert [score_sign(30.0, 29.1), score_sign(30.0, 29.0), score_sign(20.0, 30.0)] == [0, 1, -1]
     # relative to the larger: |1.0 - 1.04| / 1.04 = 3.8 % is a tie, |1.0 - 1.06| / 1.06 = 5.7 % is not
     assert [cost_sign(1.0, 1.04), cost_sign(1.0, 1.06), cost_sign(2.0, 1.0), cost_sign(0.0, 0.0)] == [0, 1, -1, 0]
+
+
+def _f1(*values: float) -> dict[str, dict[str, float]]:
+    return {f"ex{i}": {"f1": v} for i, v in enumerate(values)}
+
+
+def test_paired_bootstrap_of_equal_differences_is_that_difference() -> None:
+    # every example 10 points apart: each resample's difference is 10, so is the interval
+    d = paired_bootstrap(_f1(50, 20, 80, 35), _f1(40, 10, 70, 25))
+    assert d is not None and d.examples == 4
+    assert (d.difference, d.low, d.high) == pytest.approx((10.0, 10.0, 10.0))
+    assert d.p_value == pytest.approx(2 / 16) and d.sign == 0  # 4 examples: no difference can be told from noise
+    eight = paired_bootstrap(_f1(*[50.0] * 8), _f1(*[40.0] * 8))
+    assert eight is not None and eight.p_value == pytest.approx(2 / 256) and eight.sign == 1
+    tiny = paired_bootstrap(_f1(*[30.5] * 8), _f1(*[30.0] * 8))  # beyond noise, under the 1-point minimum
+    assert tiny is not None and tiny.p_value < 0.05 and tiny.sign == 0
+
+
+def test_paired_bootstrap_at_three_examples_matches_the_exact_bootstrap() -> None:
+    a, b = _f1(5, 10, 30), _f1(0, 0, 0)
+    # the exact bootstrap: all 27 equally likely draws of 3 examples with replacement
+    means = sorted(sum(d) / 3 for d in itertools.product((5, 10, 30), repeat=3))
+    low = next(m for i, m in enumerate(means) if (i + 1) / 27 >= 0.025)
+    high = next(m for i, m in enumerate(reversed(means)) if (i + 1) / 27 >= 0.025)
+    d = paired_bootstrap(a, b)
+    assert d is not None and (low, high) == (5, 30)  # P(one example drawn 3 times) = 1/27 > 2.5 %
+    assert (d.difference, d.low, d.high) == pytest.approx((15.0, low, high))
+    assert d.p_value == pytest.approx(2 / 8) and d.sign == 0  # every example favours A, and 3 cannot show it
+    flipped = paired_bootstrap(_f1(100, 0, 0), _f1(0, 0, 0))  # 33 points, from one example: not beyond noise
+    assert flipped is not None and flipped.difference == pytest.approx(100 / 3) and flipped.low == 0
+    assert flipped.sign == 0
+
+
+@pytest.mark.parametrize("n", [3, 5, 8, 20])
+def test_a_score_difference_under_the_null_counts_at_most_five_percent_of_the_time(n: int) -> None:
+    """Guards the bootstrap deciding: with nothing different it called a difference real in 24 % of runs at 3
+    examples, 19 % at 5, 11 % at 8 and 6 % at 20 (nominal 5 %)."""
+    rng, runs, counted = random.Random(n), 200, 0
+    for _ in range(runs):
+        a = [rng.choice((0.0, 30.0, 60.0, 100.0)) for _ in range(n)]
+        b = [rng.choice((0.0, 30.0, 60.0, 100.0)) for _ in range(n)]
+        d = paired_bootstrap(_f1(*a), _f1(*b))
+        assert d is not None
+        counted += d.sign != 0
+    assert counted / runs <= 0.06, counted / runs
+
+
+def test_a_real_difference_over_twenty_examples_is_found() -> None:
+    rng = random.Random(3)
+    b = [rng.uniform(20, 60) for _ in range(20)]
+    d = paired_bootstrap(_f1(*[x + 15 + rng.gauss(0, 5) for x in b]), _f1(*b))
+    assert d is not None and d.p_value < 0.001 and d.sign == 1
+
+
+def test_paired_bootstrap_covers_a_known_difference_about_95_percent() -> None:
+    rng, n, runs, true = random.Random(1), 40, 300, 3.0
+    covered = 0
+    for _ in range(runs):
+        b = [rng.uniform(20, 60) for _ in range(n)]
+        a = [x + rng.gauss(true, 8.0) for x in b]  # paired: A = B + a known mean difference + noise
+        d = paired_bootstrap(_f1(*a), _f1(*b))
+        assert d is not None and d.difference == pytest.approx(sum(a) / n - sum(b) / n)
+        covered += d.low <= true <= d.high
+    assert 0.90 <= covered / runs <= 0.98, covered / runs
+
+
+def test_paired_bootstrap_resamples_rouge_components_and_pairs_by_example_id() -> None:
+    a = {"x": {"rouge1": 60.0, "rouge2": 0.0, "rougeL": 60.0}, "y": {"rouge1": 40.0, "rouge2": 40.0, "rougeL": 40.0},
+         "only-a": {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}}
+    b = {"y": {"rouge1": 20.0, "rouge2": 10.0, "rougeL": 20.0}, "x": {"rouge1": 20.0, "rouge2": 10.0, "rougeL": 20.0}}
+    # SCROLLS' score: the geometric mean of the averaged components (not the mean of per-example geometric means,
+    # which would be 20 for A); "only-a" is not shared, so it is left out
+    expected = (50 * 20 * 50) ** (1 / 3) - (20 * 10 * 20) ** (1 / 3)
+    d = paired_bootstrap(a, b)
+    assert d is not None and d.examples == 2 and d.difference == pytest.approx(expected)
+    assert paired_bootstrap(_f1(10), _f1(0)) is None  # one shared example: nothing to resample
+    assert paired_bootstrap(_f1(10, 20), {"ex0": {"exact_match": 0.0}, "ex1": {"exact_match": 0.0}}) is None
+    assert example_scores({EXAMPLES_FIELD: {"a": {"f1": "x"}}}) is None and example_scores({}) is None
+    assert BOOTSTRAP_RESAMPLES == 2000
 
 
 def test_accuracy_is_meaningful_for_paper_or_by_the_records_own_flag() -> None:
@@ -62,9 +160,10 @@ def test_led_beats_bigbird_holds_when_it_scores_higher_for_less() -> None:
     f = _finding([_cell("led", "base", 1024, "qasper", 30, 1.0), _cell("bigbird", "base", 1024, "qasper", 20, 2.0)],
                  LED_CLAIM)
     assert (f.verdict, f.pairs, f.support, f.against, f.ties) == ("holds", 1, 1, 0, 0)
-    assert f.cost == ("training: wall time (s; energy not valid in every compared cell); "
-                      "inference: wall time (s; energy not valid in every compared cell)")
-    assert "1 compared: 1 for, 0 against" in f.evidence and "within 1 point" in f.evidence and "5%" in f.evidence
+    assert f.cost == ("training: wall time per training sample (s; energy not valid in every compared cell); "
+                      "inference: wall time per inference sample (s; energy not valid in every compared cell)")
+    assert "1 compared: 1 for, 0 against" in f.evidence and "5%" in f.evidence
+    assert "exact paired permutation test over 8 shared validation examples" in f.evidence and "1 point" in f.evidence
 
 
 def test_led_beats_bigbird_does_not_hold_when_it_scores_lower_for_more() -> None:
@@ -106,7 +205,7 @@ def test_training_and_inference_energy_are_compared_separately_never_summed() ->
     f = _finding([_cell("led", "base", 1024, "gov_report", 35, 100.0, 60.0, energy=True),
                   _cell("bigbird", "base", 1024, "gov_report", 30, 200.0, 50.0, energy=True)], LED_CLAIM)
     assert (f.verdict, f.support, f.against, f.ties) == ("mixed", 0, 0, 0)
-    assert f.cost == "training: energy (J); inference: energy (J)"
+    assert f.cost == "training: energy per training sample (J); inference: energy per inference sample (J)"
     assert "train cost LED lower in 1, higher in 0" in f.evidence
     assert "inference cost LED lower in 0, higher in 1" in f.evidence
 
@@ -117,8 +216,69 @@ def test_each_window_uses_energy_only_where_every_compared_cell_measured_it() ->
     bigbird["inference"] = {**bigbird["inference"], "energy_j": None, "energy_valid": False}
     f = _finding([led, bigbird], LED_CLAIM)
     # inference falls back to wall time, 1.0 s in both cells: a tie there, LED better on score and training energy
-    assert f.cost == "training: energy (J); inference: wall time (s; energy not valid in every compared cell)"
+    assert f.cost == ("training: energy per training sample (J); "
+                      "inference: wall time per inference sample (s; energy not valid in every compared cell)")
     assert (f.verdict, f.support) == ("holds", 1)
+
+
+def test_a_score_gap_from_one_example_flipping_is_within_noise() -> None:
+    # 33 points apart on average, but all of it is one of three examples: the interval reaches 0
+    f = _finding([_cell("led", "base", 1024, "qasper", 100 / 3, 1.0, examples=(100, 0, 0)),
+                  _cell("bigbird", "base", 1024, "qasper", 0, 1.0, examples=(0, 0, 0))], LED_CLAIM)
+    assert (f.verdict, f.pairs, f.ties) == ("cannot tell", 1, 1)
+
+
+def test_cells_without_per_example_scores_are_not_judged() -> None:
+    records = [_cell("led", "base", 1024, "qasper", 30, 1.0, examples=None),
+               _cell("bigbird", "base", 1024, "qasper", 20, 2.0)]
+    f = _finding(records, LED_CLAIM)
+    assert (f.verdict, f.pairs, f.support) == ("not judged", 1, 0) and f.evidence.startswith(NO_EXAMPLES_REASON)
+    assert "(1 of 2 compared cells have none; 1 comparisons not made)" in f.evidence
+    assert claim_line(f).endswith("(no per-example scores: 1 comparison(s) not made)")
+
+
+def test_costs_are_compared_per_sample_so_that_the_work_is_equal() -> None:
+    # LED at batch 4 trains 16 samples in 2 s (0.125 s each), Big Bird at batch 1 trains 4 in 1 s (0.25 s each);
+    # LED generates 6 samples in 2 s (0.33 s each), Big Bird 3 in 1.5 s (0.5 s each): LED is cheaper per sample
+    # in both windows although its windows are longer
+    f = _finding([_cell("led", "base", 1024, "qasper", 30, 2.0, 2.0, batch=4, samples=(16, 6)),
+                  _cell("bigbird", "base", 1024, "qasper", 20, 1.0, 1.5, samples=(4, 3))], LED_CLAIM)
+    assert (f.verdict, f.support) == ("holds", 1)
+    assert "train cost LED lower in 1" in f.evidence and "inference cost LED lower in 1" in f.evidence
+
+
+def test_training_cost_under_an_epochs_budget_is_per_epoch() -> None:
+    epochs = {"kind": "epochs", "epochs": 2, "patience": 3}
+    records = [_cell("led", "base", 1024, "qasper", 30, 2.0, 1.0, samples=(16, 3), budget=epochs, stopped_by="epochs"),
+               _cell("bigbird", "base", 1024, "qasper", 20, 1.0, 1.0, budget=epochs, stopped_by="epochs"),
+               _cell("led", "base", 2048, "qasper", 30, 1.0, 1.0, budget=epochs, stopped_by="patience"),
+               _cell("bigbird", "base", 2048, "qasper", 20, 1.0, 1.0, budget=epochs, stopped_by="epochs")]
+    f = _finding(records, LED_CLAIM)
+    # per epoch LED's 2 s / 2 epochs is dearer than Big Bird's 1 s / 2 (per sample it would be cheaper); an
+    # early-stopped cell's epochs are not recorded, so its training cost per epoch is unknown
+    assert f.cost.startswith("training: wall time per epoch (s; ")
+    assert "train cost LED lower in 0, higher in 1, within noise in 0, unknown in 1" in f.evidence
+    assert (f.verdict, f.support, f.against) == ("mixed", 1, 0)
+
+
+def test_an_early_stopped_cell_is_compared_per_epoch_it_trained() -> None:
+    epochs = {"kind": "epochs", "epochs": 4, "patience": 1}
+    led = _cell("led", "base", 1024, "qasper", 30, 3.0, 1.0, budget=epochs, stopped_by="patience")
+    led["train"]["epochs"] = 1.5  # stopped early: 3 s over 1.5 epochs is 2 s per epoch
+    bigbird = _cell("bigbird", "base", 1024, "qasper", 20, 4.0, 1.0, budget=epochs, stopped_by="epochs")
+    bigbird["train"]["epochs"] = 4.0  # 1 s per epoch
+    f = _finding([led, bigbird], LED_CLAIM)
+    assert "train cost LED lower in 0, higher in 1, within noise in 0" in f.evidence and "unknown" not in f.evidence
+
+
+def test_under_an_energy_budget_the_finding_says_what_energy_per_sample_means() -> None:
+    budget = {"kind": "energy", "energy_j": 100.0}
+    f = _finding([_cell("led", "base", 1024, "qasper", 30, 100.0, energy=True, samples=(20, 3), budget=budget),
+                  _cell("bigbird", "base", 1024, "qasper", 20, 100.0, energy=True, samples=(10, 3), budget=budget)],
+                 LED_CLAIM)
+    assert f.cost.startswith("training: energy per training sample (J; energy budget: each cell spends about the "
+                             "budget, so this says how many samples it bought)")
+    assert (f.verdict, f.support) == ("holds", 1)  # 5 J per sample vs 10 J
 
 
 # -- bigger model vs longer input -----------------------------------------------------------------------------------
@@ -145,7 +305,7 @@ def test_longer_input_only_gaining_accuracy_goes_against_the_claim() -> None:
 def test_neither_route_gaining_accuracy_cannot_tell() -> None:
     f = _route(10, 10.5, 10.9)  # +0.5 and +0.9: both under 1 point, nothing to rank
     assert (f.verdict, f.pairs, f.ties) == ("cannot tell", 1, 1)
-    assert "neither route gained 1 point or more in 1" in f.evidence
+    assert "neither route gained beyond the noise in 1" in f.evidence
 
 
 def test_route_ranked_differently_by_training_and_inference_cost_is_mixed() -> None:
@@ -153,6 +313,14 @@ def test_route_ranked_differently_by_training_and_inference_cost_is_mixed() -> N
     # Inference extra: bigger 4 s, longer 1 s -> 1 vs 2 points/s (longer wins).
     f = _route(10, 12, 14, costs=(1.0, 3.0, 2.0), infer=(1.0, 2.0, 5.0))
     assert (f.verdict, f.support, f.against) == ("mixed", 0, 0)
+
+
+def test_a_route_gain_from_one_example_flipping_is_no_gain() -> None:
+    f = _finding([_cell("led", "base", 1024, "gov_report", 0, 1.0, examples=(0, 0, 0)),
+                  _cell("led", "base", 2048, "gov_report", 0, 3.0, examples=(0, 0, 0)),
+                  _cell("led", "large", 1024, "gov_report", 10, 2.0, examples=(30, 0, 0))], ROUTE_CLAIM)
+    assert (f.verdict, f.pairs, f.ties) == ("cannot tell", 1, 1)
+    assert "neither route gained beyond the noise in 1" in f.evidence
 
 
 def test_route_claim_is_not_judged_on_random_weights() -> None:
@@ -215,7 +383,8 @@ def test_to_dict_keeps_the_printed_fields_and_adds_the_evidence_fields(prefix: s
     d = _finding(records, prefix).to_dict()
     assert list(d) == ["claim", "verdict", "evidence", "cost", "pairs", "ties", "support", "against", "scope",
                        "thresholds"]
-    assert d["thresholds"] == {"score_points": 1.0, "relative_cost": 0.05}
+    assert d["thresholds"] == {"score_points": 1.0, "relative_cost": 0.05, "score_confidence": 0.95,
+                               "bootstrap_resamples": 2000}
     assert d["claim"].startswith(prefix) and isinstance(d["pairs"], int)
 
 

@@ -1,0 +1,129 @@
+"""Does the batch-size probe cover real training? At `dims` size on the CPU, against the process's own counters.
+
+    .venv/bin/python benchmarks/probe_covers_training.py [--budget-gib 4.5] [--length 1024] [--steps 3]
+
+1. The suite's search, as a cell runs it: `dims` LED base (LED-base dimensions, random weights), the generated
+   gov_report training split at ``--length`` tokens with labels padded to 128 positions (the study's padding, the
+   `dims` and `paper` profiles'), real training-step probes under the budget.
+2. A fresh process at the chosen batch: a bare PyTorch loop (AdamW, no code of the suite's in the step) on inputs of
+   ``--length`` tokens and *full* 128-token targets (the longest a task allows), ``--steps`` steps. Its peak is the
+   process's high-water mark (VmHWM, reset once the model is built) less its resident set before the model was
+   built: weights, gradients, optimizer state and activations, as the budget counts them.
+
+Prints the probe's figure, the bare loop's peak and whether that peak stays within the budget. Linux only (it
+reads /proc/self/status). At 1024 tokens a step of LED base takes tens of seconds here: expect 5-15 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GIB = 2**30
+
+BARE_LOOP = textwrap.dedent("""
+    import ctypes, json, sys, torch
+    from transformers import LEDConfig, LEDForConditionalGeneration
+
+    def status(key):
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+
+    batch, length, steps, config = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+    torch.manual_seed(0)
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = status("VmRSS")
+    model = LEDForConditionalGeneration(LEDConfig(**config)).train()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    open("/proc/self/clear_refs", "w").write("5")  # the model's build is not training: its transient peak is left out
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001)
+    ids = torch.randint(4, config["vocab_size"], (batch, length))
+    labels = torch.randint(4, config["vocab_size"], (batch, 128))
+    glob = torch.zeros_like(ids)
+    glob[:, 0] = 1
+    times = []
+    for _ in range(steps):
+        t0 = __import__("time").perf_counter()
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), global_attention_mask=glob, labels=labels)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(__import__("time").perf_counter() - t0)
+    print(json.dumps({"peak": status("VmHWM") - before, "step_s": times}))
+""")
+
+
+Found = tuple[int, int | None, list[dict[str, object]], dict[str, object]]
+
+
+def search(budget: int, length: int, max_batch: int) -> Found:
+    """The suite's search for dims LED base at ``length`` tokens: (batch, its probe's peak, probe log, config)."""
+    from pytest_longeff.cell.batch import probe_batch
+    from pytest_longeff.cell.prepare import _rows, _tokenize
+    from pytest_longeff.cell.search import search_batch_size
+    from pytest_longeff.data.scrolls import load_task, write_generated
+    from pytest_longeff.data.tokenizer import lexicon_tokenizer
+    from pytest_longeff.matrix import DEFAULT_LENGTHS
+    from pytest_longeff.models.families import LEDFamily, build_model
+    from pytest_longeff.tasks.specs import BUILTIN_TASKS
+
+    tok = lexicon_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        split = load_task(write_generated(Path(tmp), ["gov_report"]), "gov_report")["train"]
+        train = _tokenize(tok, _rows(split, "train", 0, "examples"), length,
+                          next(t for t in BUILTIN_TASKS if t.name == "gov_report").max_target_tokens, "study")
+    built = build_model(LEDFamily(), "base", "dims", len(tok), max(length, *DEFAULT_LENGTHS), None, seed=0)
+    found = search_batch_size(lambda b: probe_batch(built, train, b, "cpu"), budget, max_batch=max_batch)
+    config = built.model.config.to_dict()
+    keep = {k: config[k] for k in ("vocab_size", "d_model", "encoder_layers", "decoder_layers",
+                                   "encoder_attention_heads", "decoder_attention_heads", "encoder_ffn_dim",
+                                   "decoder_ffn_dim", "attention_window", "max_encoder_position_embeddings",
+                                   "max_decoder_position_embeddings", "pad_token_id", "bos_token_id", "eos_token_id",
+                                   "decoder_start_token_id")}
+    keep["attn_implementation"] = "eager"
+    print(f"decoder positions of every step: {train.decoder_positions}")
+    return found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes], keep
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-gib", type=float, default=4.5, help="the memory budget in GiB (default 4.5)")
+    parser.add_argument("--length", type=int, default=1024, help="input tokens (default 1024)")
+    parser.add_argument("--steps", type=int, default=3, help="steps of the bare loop (default 3)")
+    parser.add_argument("--max-batch", type=int, default=16, help="largest batch the search may choose")
+    args = parser.parse_args(argv)
+    budget = int(args.budget_gib * GIB)
+    t0 = time.perf_counter()
+    batch, probe, log, config = search(budget, args.length, args.max_batch)
+    print(f"search: batch {batch}, probe peak {probe / GIB if probe else float('nan'):.3f} GiB, "
+          f"{len(log)} probes in {time.perf_counter() - t0:.0f} s: {log}")
+    if batch == 0:
+        print("nothing fits the budget: nothing to check")
+        return 1
+    t1 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(batch), str(args.length), str(args.steps),
+                          json.dumps(config)], capture_output=True, text=True, check=True)
+    bare = json.loads(out.stdout.strip().splitlines()[-1])
+    peak = int(bare["peak"])
+    print(f"bare loop at batch {batch}, {args.steps} steps with full 128-token targets, in a fresh process: peak "
+          f"{peak / GIB:.3f} GiB (VmHWM less the resident set before the model), steps "
+          f"{', '.join(f'{s:.0f}' for s in bare['step_s'])} s, {time.perf_counter() - t1:.0f} s in all")
+    ok = peak <= budget
+    print(f"budget {budget / GIB:.3f} GiB: the real steady-state peak is {'within' if ok else 'OVER'} it "
+          f"({peak / budget:.1%} of the budget; the probe read {probe / budget if probe else float('nan'):.1%})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
