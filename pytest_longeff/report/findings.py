@@ -14,13 +14,16 @@ Rules, so that a verdict does not mislead:
   to :data:`MEANINGFUL_PROFILES` or by writing ``"accuracy_meaningful": true`` into its records. A claim that
   ranks by accuracy is "not judged" unless every compared cell is meaningful.
 * **A score difference must exceed the noise of the validation examples.** Two cells' scores are compared by a
-  paired permutation test over the validation examples they share (:func:`permutation_p`, exact up to
-  :data:`EXACT_PERMUTATION_MAX` examples): a difference counts when p < 0.05 and it is at least
-  :data:`MIN_SCORE_POINTS`. At 4 or fewer examples no difference can count (the smallest p is 2 / 2^n). A paired
-  bootstrap interval (:func:`paired_bootstrap`) is shown beside it, not used: at a handful of examples it excluded
-  0 in up to a quarter of comparisons of cells that did not differ. With a handful of examples one example
-  flipping moves a score by tens of points; a fixed threshold would call that real. A pair needs per-example scores (the record's :data:`EXAMPLES_FIELD`) on at least :data:`MIN_EXAMPLES`
-  shared examples; a claim with a pair without them is "not judged", never judged on the averages alone.
+  paired permutation test over the validation examples they share (:func:`paired_permutation`): a difference counts
+  when its two-sided p-value is below :data:`SIGNIFICANCE` and it is at least :data:`MIN_SCORE_POINTS` (a point a
+  fine-tuned model's score moves by between seeds). With a handful of examples one example flipping moves a score
+  by tens of points; a fixed threshold would call that real, and so would a bootstrap interval (at 3 examples it
+  called a difference between identical cells real in a quarter of the comparisons). The permutation test keeps
+  that rate at or below :data:`SIGNIFICANCE` at any number of examples; the price is that at
+  :data:`TOO_FEW_EXAMPLES` (5) or fewer shared examples no difference can count, so such comparisons are ties and
+  a claim made only of them is "cannot tell". A pair needs per-example scores (the record's
+  :data:`EXAMPLES_FIELD`) on at least :data:`MIN_EXAMPLES` shared examples; a claim with a pair without them is
+  "not judged", never judged on the averages alone.
 * **Other figures.** Inference throughput is compared by its 95 % intervals where both cells have one (overlap =
   tie); a cost carries no interval in the record, so :data:`MIN_REL_COST` decides. A pair with every compared
   figure tied is a tie; a claim with only ties is "cannot tell".
@@ -41,14 +44,17 @@ needs accuracy and the weights are random, or a compared pair has no per-example
 Per-example scores: a record's :data:`EXAMPLES_FIELD` maps each validation example's id to the components of the
 task's metric for it (the keys of ``accuracy`` but ``score``: ``rouge1``, ``rouge2``, ``rougeL``; or ``f1``; or
 ``exact_match``), each best over the example's references, x100: the values
-:func:`pytest_longeff.tasks.metrics.score_predictions` averages. What is resampled is these components, not a
-per-example score: each resample's score is the record's own statistic, the components averaged over the resampled
-examples and combined by the metric's headline (ROUGE: geometric mean of the three averages; F1 and exact match:
-the average itself). ROUGE's score is not a mean over examples (an example without a matching bigram has a
-per-example geometric mean of 0, whatever its ROUGE-1), so a bootstrap of per-example geometric means would test
-another statistic. At 3 or fewer shared examples the percentile interval of an averaged metric runs from the least
-to the most favourable example's difference (a resample of one example repeated has probability at least 1/27,
-above 2.5 %): a difference then counts only when every shared example favours the same cell.
+:func:`pytest_longeff.tasks.metrics.score_predictions` averages. The test's statistic is the difference of the
+records' own statistics over the shared examples: each cell's components averaged, then combined by the metric's
+headline (ROUGE: geometric mean of the three averages; F1 and exact match: the average itself). ROUGE's score is
+not a mean over examples (an example without a matching bigram has a per-example geometric mean of 0, whatever its
+ROUGE-1), so a test of per-example geometric means would test another statistic. With no real difference, each
+example's two rows of components are as likely either way round: the test swaps them, example by example, every
+way (2^n; exact, up to :data:`PERMUTATION_EXACT_UP_TO` examples) or in :data:`PERMUTATION_SAMPLES` random ways
+(seed :data:`PERMUTATION_SEED`, the observed arrangement counted once more above and below), and the p-value is
+the share of arrangements whose difference is at least as far from 0 as the observed one. The two arrangements
+"as observed" and "every example swapped" always reach it, so p is at least 2 / 2^n: 0.25 at 3 examples, 0.0625
+at 5, 0.0078 at 8.
 
 Where they are shown: the terminal gets one line per claim, its verdict and counts (:func:`terminal_lines`); the
 evidence, the costs compared, the scope and the thresholds go to the JSON's ``session.findings`` and the page.
@@ -58,7 +64,8 @@ banner and the figures of accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,22 +78,29 @@ QA_TASKS = ("qasper", "narrative_qa")
 MEANINGFUL_PROFILES = frozenset({"paper"})
 """Profiles whose weights are pretrained, so accuracy ranks models (records may override, see the module doc)."""
 MIN_SCORE_POINTS = 1.0
-"""Smallest score difference (SCROLLS points x100) counted as real even when its bootstrap interval excludes 0: a
-fine-tuned model's generation score moves by about a point between seeds, which resampling examples does not see."""
+"""Smallest score difference (SCROLLS points x100) counted as real even when the permutation test calls it
+significant: a fine-tuned model's generation score moves by about a point between seeds, which swapping examples
+does not see."""
 EXAMPLES_FIELD = "accuracy_examples"
 """The record field holding per-example scores: example id -> {metric component: value x100} (see the module doc)."""
-BOOTSTRAP_RESAMPLES = 2000
-"""Resamples of the validation examples per paired bootstrap."""
-BOOTSTRAP_SEED = 0
-"""Seed of each paired bootstrap (a fresh generator per pair, so a pair's interval does not depend on the others)."""
-SCORE_CONFIDENCE = 0.95
-"""Level of the paired bootstrap's interval."""
-EXACT_PERMUTATION_MAX = 14
-"""Up to this many shared examples the permutation test enumerates every swap (2^14 = 16384), above it samples."""
-PERMUTATIONS = 10000
-"""Random swaps of the permutation test above :data:`EXACT_PERMUTATION_MAX` examples."""
+SIGNIFICANCE = 0.05
+"""A score difference counts only when its two-sided paired permutation p-value is below this."""
+PERMUTATION_EXACT_UP_TO = 16
+"""Most shared examples for which the paired permutation test enumerates every swap (2^16 = 65536): an exact p."""
+PERMUTATION_SAMPLES = 10000
+"""Random swaps of the paired permutation test above :data:`PERMUTATION_EXACT_UP_TO` examples (Monte Carlo p)."""
+PERMUTATION_SEED = 0
+"""Seed of those random swaps (a fresh generator per pair, so a pair's p-value does not depend on the others)."""
+PERMUTATION_TIE_TOLERANCE = 1e-9
+"""Relative tolerance within which a swap's difference counts as tied with the observed one (floating point)."""
+PERMUTATION_BLOCK = 1 << 20
+"""Most swap values (arrangements x examples) the test holds at once, so that thousands of examples stay small."""
 MIN_EXAMPLES = 2
-"""Fewest shared examples a paired bootstrap needs: one example has no spread to resample."""
+"""Fewest shared examples a paired test needs to be made: one example has nothing to swap it with."""
+TOO_FEW_EXAMPLES = math.floor(1 - math.log2(SIGNIFICANCE))
+"""Most shared examples at which no score difference can count: the smallest two-sided p of the exact test is
+2 / 2^n (every example favouring the same cell, or every one the other), not below :data:`SIGNIFICANCE` up to
+here (5 examples at 0.05: 2/32 = 0.0625)."""
 MIN_REL_COST = 0.05
 """Smallest relative difference in energy, time or throughput counted as real where the record has no interval:
 repeated windows on one machine spread by a few per cent (clocks, thermals, allocator)."""
@@ -138,7 +152,7 @@ class Finding:
     scope: str = ""
     """Which cells the claim is about."""
     thresholds: Mapping[str, float] = field(default_factory=dict)
-    """The minimum effects and the paired bootstrap's confidence and resamples."""
+    """The minimum effects and the paired permutation test's significance level and swaps."""
 
     @property
     def decided(self) -> bool:
@@ -153,7 +167,9 @@ class Finding:
 
 
 THRESHOLDS: Mapping[str, float] = {"score_points": MIN_SCORE_POINTS, "relative_cost": MIN_REL_COST,
-                                   "score_confidence": SCORE_CONFIDENCE, "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
+                                   "score_significance": SIGNIFICANCE,
+                                   "permutation_exact_up_to": PERMUTATION_EXACT_UP_TO,
+                                   "permutation_samples": PERMUTATION_SAMPLES}
 COST_NOISE_WORDS = (f"costs within {MIN_REL_COST:.0%} relative, throughput by overlapping 95% intervals where both "
                     "cells have one")
 
@@ -318,26 +334,35 @@ def _headline(components: frozenset[str]) -> Callable[[Mapping[str, Any]], Any] 
     return None
 
 
-def _swaps(n: int, samples: int, seed: int) -> Any:
-    """The swap patterns (rows of 0/1, 1 = that example's two cells swapped): all 2^n, the identity first, for
-    ``n`` up to :data:`PERMUTATION_EXACT_UP_TO`; else ``samples`` drawn at random (fair coins, seeded)."""
+def _swap_blocks(n: int, samples: int, seed: int) -> Iterator[Any]:
+    """The swap patterns, as blocks of rows of 0/1 (1: that example's two rows exchanged) of at most
+    :data:`PERMUTATION_BLOCK` values each: all 2^n, the identity first, for ``n`` up to
+    :data:`PERMUTATION_EXACT_UP_TO`; else ``samples`` fair coin flips per example, from a generator seeded
+    ``seed``."""
     import numpy as np
 
+    rows = max(1, PERMUTATION_BLOCK // n)
     if n <= PERMUTATION_EXACT_UP_TO:
-        return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(float)
-    return np.random.default_rng(seed).integers(0, 2, size=(samples, n)).astype(float)
+        for start in range(0, 2 ** n, rows):
+            codes = np.arange(start, min(start + rows, 2 ** n))
+            yield ((codes[:, None] >> np.arange(n)) & 1).astype(float)
+        return
+    rng = np.random.default_rng(seed)
+    for start in range(0, samples, rows):
+        yield rng.integers(0, 2, size=(min(rows, samples - start), n), dtype=np.int8).astype(float)
 
 
 def paired_permutation(a: Examples, b: Examples, samples: int = PERMUTATION_SAMPLES,
                        seed: int = PERMUTATION_SEED) -> ScoreDifference | None:
     """A's score minus B's on their shared examples (paired by id), with its two-sided p-value under the paired
-    permutation test: with no difference between the cells, each example's two component rows are as likely the
-    other way round, so the statistic is recomputed with the rows of each example swapped or not, every way (exact,
-    up to :data:`PERMUTATION_EXACT_UP_TO` examples) or ``samples`` random ways (seed ``seed``; the observed pattern
-    added to numerator and denominator). The p-value is the share of swaps whose difference is at least as far
-    from 0 as the observed one (floating-point ties count). Each score is the metric's statistic: components
-    averaged over the examples, then combined by the metric's headline. None when fewer than :data:`MIN_EXAMPLES`
-    examples are shared or the cells' components differ or combine in an unknown way."""
+    permutation test: with no difference between the cells, each example's two rows of components are as likely
+    the other way round, so the difference is recomputed with each example's rows exchanged or not, every way
+    (exact, up to :data:`PERMUTATION_EXACT_UP_TO` examples) or ``samples`` random ways (seed ``seed``; the observed
+    arrangement counted once more in numerator and denominator). The p-value is the share of arrangements whose
+    difference is at least as far from 0 as the observed one (within :data:`PERMUTATION_TIE_TOLERANCE`). Each
+    score is the metric's statistic: components averaged over the examples, then combined by the metric's
+    headline. None when fewer than :data:`MIN_EXAMPLES` examples are shared or the cells' components differ or
+    combine in an unknown way."""
     import numpy as np
 
     shared = sorted(set(a) & set(b))
@@ -350,22 +375,24 @@ def paired_permutation(a: Examples, b: Examples, samples: int = PERMUTATION_SAMP
     names, n = sorted(components), len(shared)
     table_a = np.array([[a[i][c] for c in names] for i in shared], dtype=float) / 100.0
     table_b = np.array([[b[i][c] for c in names] for i in shared], dtype=float) / 100.0
+    mean_a, mean_b, moved = table_a.mean(axis=0), table_b.mean(axis=0), (table_b - table_a) / n
 
     def differences(swapped: Any) -> Any:
-        # Each row's averaged components of A and of B with the rows of the swapped examples exchanged (sums of
-        # the values themselves, never a difference, so a geometric mean never sees a negative average).
-        kept = 1.0 - swapped
-        mean_a, mean_b = (kept @ table_a + swapped @ table_b) / n, (kept @ table_b + swapped @ table_a) / n
-        score_a = headline({c: mean_a[:, j] for j, c in enumerate(names)})
-        score_b = headline({c: mean_b[:, j] for j, c in enumerate(names)})
+        # Exchanging an example's rows moves A's averages by its B row minus its A row over n, and B's back; the
+        # floor keeps a geometric mean off a rounding error below 0.
+        shift = swapped @ moved
+        score_a = headline({c: np.maximum(mean_a[j] + shift[:, j], 0.0) for j, c in enumerate(names)})
+        score_b = headline({c: np.maximum(mean_b[j] - shift[:, j], 0.0) for j, c in enumerate(names)})
         return 100.0 * (np.asarray(score_a, dtype=float) - np.asarray(score_b, dtype=float))
 
     observed = float(differences(np.zeros((1, n)))[0])
-    swaps = _swaps(n, samples, seed)
     reach = abs(observed) - PERMUTATION_TIE_TOLERANCE * max(1.0, abs(observed))
-    extreme = int(np.count_nonzero(~(np.abs(differences(swaps)) < reach)))  # a NaN counts as extreme
+    arrangements = extreme = 0
+    for block in _swap_blocks(n, samples, seed):
+        arrangements += len(block)
+        extreme += int(np.count_nonzero(~(np.abs(differences(block)) < reach)))  # a NaN counts as extreme
     exact = n <= PERMUTATION_EXACT_UP_TO
-    p_value = extreme / len(swaps) if exact else (extreme + 1) / (len(swaps) + 1)
+    p_value = extreme / arrangements if exact else (extreme + 1) / (arrangements + 1)
     return ScoreDifference(n, observed, p_value, exact)
 
 
@@ -472,7 +499,7 @@ def _not_judged(claim: str, scope: str, compared: Sequence[Mapping[str, Any]], p
 
 
 def _unpaired(claim: str, scope: str, compared: Sequence[Mapping[str, Any]], pairs: int) -> Finding:
-    """The "not judged" finding when a score comparison has no per-example scores to bootstrap."""
+    """The "not judged" finding when a score comparison has no per-example scores to test."""
     cells = list({id(c): c for c in compared}.values())  # a route's cells may sit in two triples
     without = sum(example_scores(c) is None for c in cells)
     why = (f"{without} of {len(cells)} compared cells have none" if without else
@@ -589,7 +616,7 @@ def _triples(cells: Cells) -> list[tuple[dict[str, Any], dict[str, Any], dict[st
 
 def bigger_model_vs_longer_input(cells: Cells) -> Finding:
     """From (base, L): score gained per unit of extra cost by going to (large, L) vs to (base, next length),
-    on training and inference cost separately; a gain counts when its paired bootstrap says so."""
+    on training and inference cost separately; a gain counts when its paired permutation test says so."""
     claim = ROUTE_CLAIM
     scope = (f"summarization ({', '.join(SUMMARIZATION_TASKS)}): from base at length L, large at L vs base at the "
              "next measured length")
