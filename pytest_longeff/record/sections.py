@@ -297,7 +297,7 @@ class Accuracy:
     teacher_forced: dict[str, float] | None = None
     examples: dict[str, dict[str, float]] | None = None
     """Per validation example: the metric's components x100, best over its references (what ``scores`` averages;
-    the findings' paired bootstrap resamples them)."""
+    the findings' paired permutation test swaps them)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The accuracy scores as record fields (teacher-forced scores too, when measured)."""

@@ -51,7 +51,7 @@ not a mean over examples (an example without a matching bigram has a per-example
 ROUGE-1), so a test of per-example geometric means would test another statistic. With no real difference, each
 example's two rows of components are as likely either way round: the test swaps them, example by example, every
 way (2^n; exact, up to :data:`PERMUTATION_EXACT_UP_TO` examples) or in :data:`PERMUTATION_SAMPLES` random ways
-(seed :data:`PERMUTATION_SEED`, the observed arrangement counted once more above and below), and the p-value is
+(seed :data:`PERMUTATION_SEED`, the observed arrangement added to numerator and denominator), and the p-value is
 the share of arrangements whose difference is at least as far from 0 as the observed one. The two arrangements
 "as observed" and "every example swapped" always reach it, so p is at least 2 / 2^n: 0.25 at 3 examples, 0.0625
 at 5, 0.0078 at 8.

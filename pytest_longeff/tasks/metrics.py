@@ -277,7 +277,7 @@ def example_scores(
     metrics: Mapping[str, Metric] = BUILTIN_METRICS,
 ) -> dict[str, dict[str, float]]:
     """Each example's components of ``metric`` in 0..1, best over the example's references: what
-    :func:`score_predictions` averages (the paired bootstrap of the findings resamples them). Same arguments,
+    :func:`score_predictions` averages (the findings' paired permutation test swaps them). Same arguments,
     rules and errors as :func:`score_predictions`."""
     scoring = metrics.get(metric)
     if scoring is None:

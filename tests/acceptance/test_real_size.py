@@ -67,6 +67,13 @@ def fine_tune(built, train, validation, plan):
 
 run.window, run.release_memory, run.generate, run.fine_tune = window, release_memory, generate, fine_tune
 batch.train_step = train_step
+
+
+def pytest_unconfigure(config):
+    # pytester runs in this process and keeps the package's modules: the next run must find them unwrapped.
+    run.window, run.release_memory, run.generate = real_window, real_release, real_generate
+    run.fine_tune = real_fine_tune
+    batch.train_step = real_step
 """
 
 
