@@ -9,23 +9,28 @@
 
 Exit codes: 0 done; 1 the reports themselves are refused (``merge``: other settings, software, code or machine
 kind, a cell twice, cells missing; ``compare``, ``ab``: a regression); 2 a usage error or an unusable file
-(unreadable, not a longeff report, another schema version, a subcommand this installation lacks); 3 ``compare``,
-``ab``: inconclusive (the measurements cannot resolve the tolerance).
+(unreadable, not a longeff report, another schema version, beyond the reading limits of
+:func:`pytest_longeff.record.io.read_json`, invalid against the schema, a subcommand this installation lacks), or
+an unexpected error while a command works on a report (one line that names the file; a bug to report;
+``PYTEST_LONGEFF_DEBUG=1`` shows the traceback); 3 ``compare``, ``ab``: inconclusive (the measurements cannot
+resolve the tolerance). An unusable file is never exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_longeff.matrix import build_matrix
 from pytest_longeff.measure.machine import mismatch
-from pytest_longeff.record.io import ReportError, dump_report, load_report, settings_diff, software_diff
+from pytest_longeff.record.io import DEBUG_ENV, ReportError, dump_report, load_report, settings_diff, software_diff
 from pytest_longeff.record.sections import is_cell
+from pytest_longeff.text import for_terminal, guarded_output
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 PROG = "pytest-longeff"
@@ -159,14 +164,16 @@ def cmd_merge(args: argparse.Namespace) -> int:
     try:
         doc = merge_docs(docs, args.allow_missing)
     except MergeRefused as exc:
-        print(f"{PROG} merge: refused:", *(f"  {p}" for p in exc.problems), sep="\n", file=sys.stderr)
+        print(f"{PROG} merge: refused:", *(f"  {for_terminal(p)}" for p in exc.problems), sep="\n", file=sys.stderr)
         return EXIT_REFUSED
     written = write_outputs(doc, args.out)
     if doc["missing"]:
-        print(f"{PROG} merge: {len(doc['missing'])} cell(s) missing: {', '.join(doc['missing'])}", file=sys.stderr)
+        print(f"{PROG} merge: {len(doc['missing'])} cell(s) missing: {for_terminal(', '.join(doc['missing']))}",
+              file=sys.stderr)
     from pytest_longeff.report.outputs import compact_paths
 
-    print(f"merged {len(doc['records'])} records from {len(docs)} reports: {', '.join(compact_paths(written))}")
+    print(f"merged {len(doc['records'])} records from {len(docs)} reports: "
+          f"{for_terminal(', '.join(compact_paths(written)))}")
     return EXIT_OK
 
 
@@ -184,10 +191,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     windows = [r for r in doc["records"] if not is_cell(r)]
     scope = (f"shard {_shard_spec(doc)}" if doc.get("shard") else
              f"merged from {len(doc['merged_from'])} reports" if doc.get("merged_from") else "one run")
-    print(f"{args.report}: {len(cells)} cells, {len(windows)} window records ({scope}; schema "
-          f"{doc['schema_version']})")
+    print(f"{for_terminal(args.report)}: {len(cells)} cells, {len(windows)} window records ({for_terminal(scope)}; "
+          f"schema {doc['schema_version']})")
     if cells:
-        print(render_matrix(cells))
+        print(render_matrix(cells))  # the matrix, its notes and the windows escape the records' strings themselves
         for note in method_notes(cells, doc.get("settings") or {}):
             print(f"  {note}")
     if windows:
@@ -212,8 +219,8 @@ def parser() -> argparse.ArgumentParser:
     """The command line (``compare`` and ``plot`` parse their own arguments)."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None,
                                 epilog="exit codes: 0 done, 1 reports refused (merge conflicts; compare, ab: "
-                                       "regression), 2 usage error or unusable file, 3 compare, ab: "
-                                       "inconclusive")
+                                       "regression), 2 usage error, unusable file or an unexpected error "
+                                       "reading one (never 1), 3 compare, ab: inconclusive")
     sub = p.add_subparsers(dest="command", required=True, metavar="{merge,show,compare,plot,ab}")
     merge = sub.add_parser("merge", help="join shard reports into one",
                            description="Join shard reports (same settings but the shard, same software, code and "
@@ -249,8 +256,45 @@ def _ab_report(rest: Sequence[str]) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pytest-longeff`` console script; returns the exit code."""
+    """Entry point of the ``pytest-longeff`` console script; returns the exit code. Everything a command prints
+    passes :func:`text.safe_lines` on its way out (:func:`text.guarded_output`): reports come from other
+    machines, and no line printed may become a GitHub workflow command (``compare``'s annotations, made escaped,
+    are the one exception, written through :func:`text.print_command`)."""
+    with guarded_output():
+        return _main(argv)
+
+
+def _guarded(command: str, files: Sequence[str], run: Callable[[], int]) -> int:
+    """``run()``: the last resort for a report the checks let through but a command cannot work on. An unexpected
+    exception becomes one line (its type, its message, the files) and exit 2, never a traceback and never exit 1
+    (CI would read a regression); ``PYTEST_LONGEFF_DEBUG=1`` re-raises it, so tests see every such bug."""
+    try:
+        return run()
+    except OSError as exc:  # an output the command cannot write (a read-only folder, a full disk): not a bug
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        where = exc.filename if exc.filename is not None else "an output file"
+        print(for_terminal(f"{PROG} {command}: cannot write {where} ({exc.strerror or exc}); choose a writable "
+                           "path (-o/--out, --markdown) or free space"), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(for_terminal(f"{PROG} {command}: {type(exc).__name__}: {exc}; this is a bug in pytest-longeff; please "
+                           f"report it, with the file ({', '.join(files) or 'no file'}); {DEBUG_ENV}=1 shows the "
+                           "traceback"), file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    command, files = (args_list or [""])[0], [a for a in args_list[1:] if not a.startswith("-")]
+    if command == "ab":  # measures, rather than reading reports: its own errors are its own
+        return dispatch(DISPATCHED[command], command, args_list[1:])
+    return _guarded(command, files, lambda: _run(args_list))
+
+
+def _run(args_list: list[str]) -> int:
     if len(args_list) > 1 and args_list[0] in ("show", "compare") and (found := _ab_report(args_list[1:])):
         from pytest_longeff.ab import report as ab_report
 

@@ -22,6 +22,11 @@ class DataError(LongeffError):
     """A task's data is missing or malformed; the message names the file (and line)."""
 
 
+class CheckpointError(LongeffError):
+    """A checkpoint the package ships is missing or damaged: the cell fails with a message naming the file and the
+    way out (reinstall the package, or run with random weights)."""
+
+
 class NoCheckpoint(CellSkip):
     """No pretrained checkpoint exists for this (family, size)."""
 

@@ -160,9 +160,10 @@ def _plan(config: pytest.Config, settings: Settings) -> tuple[Selection | None, 
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Unregister the role (with the run-level gate it owns) and clear this plugin's stash keys (the session's
-    registries with them)."""
+    """Release what the role holds (the controller's report lock), unregister it (with the run-level gate it owns)
+    and clear this plugin's stash keys (the session's registries with them)."""
     if (role := config.stash.get(ROLE_KEY, None)) is not None:
+        role.close()
         config.pluginmanager.unregister(role, ROLE_NAME)
     for key in CONFIG_KEYS:
         if key in config.stash:

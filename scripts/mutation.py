@@ -44,6 +44,14 @@ MODULES: dict[str, list[str]] = {
     # take minutes, too long to rerun for every mutant.
     "gate.check": ["tests/unit/gate/test_gate.py", "tests/unit/gate/test_check.py"],
     "gate.suite": ["tests/unit/gate/test_suite.py", "tests/unit/gate/test_check.py"],
+    # The escaping layers: each medium's function, and the CI outputs and page that use them.
+    "text": ["tests/unit/test_text.py"],
+    "report.github": ["tests/unit/report/test_github.py", "tests/unit/report/test_github_outputs.py",
+                      "tests/unit/report/test_escaping.py"],
+    "report.page": ["tests/unit/report/test_page.py", "tests/unit/report/test_page_sections.py",
+                    "tests/unit/report/test_escaping.py"],
+    "ci.shard": ["tests/unit/ci/test_shard.py"],
+    "record.figures": ["tests/unit/record/test_figures.py"],
 }
 
 PACKAGE = "pytest_longeff"

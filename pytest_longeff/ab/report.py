@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_longeff.record.io import ReportError
+from pytest_longeff.record.io import DEBUG_ENV, ReportError, read_json
+from pytest_longeff.text import for_terminal
 
 KIND = "longeff-ab"
 SCHEMA_VERSION = 1
@@ -24,10 +25,11 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 def peek_kind(path: Path) -> str | None:
-    """The ``kind`` a JSON report declares (None: unreadable, not an object, or none declared); reads nothing else."""
+    """The ``kind`` a JSON report declares (None: unreadable, not an object, or none declared); reads nothing else.
+    The file is read within the limits of :func:`pytest_longeff.record.io.read_json`."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        doc = read_json(path)
+    except ReportError:
         return None
     kind = doc.get("kind") if isinstance(doc, dict) else None
     return kind if isinstance(kind, str) else None
@@ -122,12 +124,9 @@ def check_ab(doc: Any, name: str) -> dict[str, Any]:
 
 
 def read_ab(path: Path) -> dict[str, Any]:
-    """Read and check an A/B report; :class:`ReportError` names the file and what is wrong."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ReportError(f"{path}: not a readable JSON report ({type(exc).__name__})") from None
-    return check_ab(doc, str(path))
+    """Read (:func:`pytest_longeff.record.io.read_json`: size, nesting and number limits) and check an A/B report;
+    :class:`ReportError` names the file and what is wrong."""
+    return check_ab(read_json(path, "A/B report"), str(path))
 
 
 def rejudge(report: Mapping[str, Any], rules: Mapping[str, float]) -> dict[str, Any]:
@@ -145,6 +144,14 @@ def exit_code(report: Mapping[str, Any]) -> int:
     return EXIT_REGRESSION if v == "regression" else EXIT_INCONCLUSIVE if v == "inconclusive" else EXIT_OK
 
 
+def _reraise_when_debugging() -> None:
+    """Re-raise the exception being handled under ``PYTEST_LONGEFF_DEBUG=1``
+    (:data:`pytest_longeff.record.io.DEBUG_ENV`), so tests see a report the checks let through instead of its
+    one-line message."""
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        raise  # noqa: PLE0704 - called only from an except block
+
+
 def show(path: Path) -> int:
     """``pytest-longeff show AB.json``: the verdicts as the job judged them."""
     from pytest_longeff.ab.render import render
@@ -156,9 +163,11 @@ def show(path: Path) -> int:
         print(f"pytest-longeff show: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a report the checks let through: one line, never a traceback
-        print(f"pytest-longeff show: {path}: cannot be shown ({type(exc).__name__}: {exc})", file=sys.stderr)
+        _reraise_when_debugging()
+        print(for_terminal(f"pytest-longeff show: {path}: cannot be shown ({type(exc).__name__}: {exc}); this is a "
+                           "bug in pytest-longeff; please report it, with the file"), file=sys.stderr)
         return EXIT_USAGE
-    print(f"{path}: A/B report, {len(report['cells'])} cells")
+    print(f"{for_terminal(path)}: A/B report, {len(report['cells'])} cells")
     print(text, end="")
     return EXIT_OK
 
@@ -187,8 +196,9 @@ def compare(argv: list[str]) -> int:
         print(f"pytest-longeff compare: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a report the checks let through: one line, never a traceback
-        print(f"pytest-longeff compare: {args.report}: cannot be judged ({type(exc).__name__}: {exc})",
-              file=sys.stderr)
+        _reraise_when_debugging()
+        print(for_terminal(f"pytest-longeff compare: {args.report}: cannot be judged ({type(exc).__name__}: {exc}); "
+                           "this is a bug in pytest-longeff; please report it, with the file"), file=sys.stderr)
         return EXIT_USAGE
     print(text, end="")
     if args.markdown is not None:

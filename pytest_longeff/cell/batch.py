@@ -6,14 +6,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_longeff.cell.precision import FP32, Precision
 from pytest_longeff.cell.search import search_batch_size
 from pytest_longeff.cell.train import make_optimizer, train_step, weight_bytes
-from pytest_longeff.errors import CellUnavailable
+from pytest_longeff.errors import CellUnavailable, LongeffWarning
 from pytest_longeff.measure.machine import machine_key
 from pytest_longeff.measure.window import exact_cpu_memory, release_memory, window
 from pytest_longeff.record.sections import BatchChoice
@@ -24,16 +25,26 @@ if TYPE_CHECKING:
     from pytest_longeff.matrix import Cell
     from pytest_longeff.models.families import BuiltModel
 
-# Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again.
-PROBE_VERSION = 5  # 5: labels keep the split's padded width in every step
+# Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again. It is in
+# the key and in the entry (which says what wrote it).
+PROBE_VERSION = 6  # 6: entries carry their version and are checked on load; 5: labels keep the padded width
 
 
 @dataclass(frozen=True)
 class BatchCache:
-    """Found batch sizes across runs: ``get(key)`` / ``set(key, value)`` over ``config.cache``."""
+    """Found batch sizes across runs: ``get(key)`` / ``set(key, value)`` over ``config.cache``. ``get`` returns
+    None for no entry, and an :class:`Unreadable` for an entry whose stored form cannot be read."""
 
     get: Callable[[str], Any]
     set: Callable[[str, Any], None]
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A cache entry that exists but cannot be read (e.g. truncated JSON): a miss, with a warning."""
+
+    where: str
+    """The entry's file (or key), for the warning."""
 
 
 def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> str:
@@ -143,18 +154,62 @@ def _start(found: dict[tuple[str, str, int], int], cell: Cell, max_batch: int) -
     return min(max(hint, 1), max_batch)
 
 
-def _cached(cache: BatchCache | None, key: str, flops: dict[int, int]) -> BatchChoice | None:
-    """A batch size found by an earlier run (and the FLOPs its probe counted, so no step is spent counting)."""
-    hit = cache.get(key) if cache is not None else None
-    if isinstance(hit, dict) and isinstance(hit.get("batch_size"), int) and hit["batch_size"] >= 0:
-        counted = hit.get("flops")
-        if isinstance(counted, dict):
-            flops.update({int(b): int(n) for b, n in counted.items() if str(b).isdigit() and isinstance(n, int)})
-        details = {"searched_probes": hit.get("probes")}
-        if hit.get("after_out_of_memory_at") is not None:
-            details["after_out_of_memory_at"] = hit["after_out_of_memory_at"]
-        return BatchChoice(hit["batch_size"], "cached", 0, hit.get("peak_memory_bytes"), details)
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    """Whether ``value`` is a plain ``int`` (never a bool) in ``[low, high]``."""
+    return type(value) is int and value >= low and (high is None or value <= high)
+
+
+_REQUIRED = ("version", "batch_size", "probes", "peak_memory_bytes")
+_OPTIONAL = ("flops", "after_out_of_memory_at")
+
+
+def entry_problem(hit: Mapping[str, Any], max_batch: int) -> str | None:
+    """What is wrong with a batch-cache entry (a dict read back from the cache), or None when it can be used: every
+    field present and of its type, the batch a whole number in ``[1, max_batch]``, written by this probe version."""
+    missing = [k for k in _REQUIRED if k not in hit]
+    unknown = sorted(str(k) for k in hit if k not in _REQUIRED + _OPTIONAL)
+    if missing or unknown:
+        return f"fields missing {missing}, unknown {unknown}"
+    if hit["version"] != PROBE_VERSION:
+        return f"version is {hit['version']!r}, not {PROBE_VERSION}"
+    if not _whole(hit["batch_size"], 1, max_batch):
+        return f"batch_size is {hit['batch_size']!r}, not a whole number from 1 to {max_batch} (--longeff-max-batch)"
+    if not _whole(hit["probes"], 0):
+        return f"probes is {hit['probes']!r}, not a whole number >= 0"
+    if hit["peak_memory_bytes"] is not None and not _whole(hit["peak_memory_bytes"], 1):
+        return f"peak_memory_bytes is {hit['peak_memory_bytes']!r}, not null or a whole number >= 1"
+    failed = hit.get("after_out_of_memory_at")
+    if failed is not None and not _whole(failed, hit["batch_size"] + 1):
+        return f"after_out_of_memory_at is {failed!r}, not null or a whole number above batch_size"
+    counted = hit.get("flops", {})
+    if not isinstance(counted, dict) or not all(
+            isinstance(b, str) and b.isdigit() and _whole(n, 0) for b, n in counted.items()):
+        return f"flops is {counted!r}, not an object of batch size to a whole number of FLOPs"
     return None
+
+
+def _cached(cache: BatchCache | None, key: str, flops: dict[int, int], max_batch: int) -> BatchChoice | None:
+    """A batch size found by an earlier run (and the FLOPs its probe counted, so no step is spent counting). An
+    entry that cannot be read or fails :func:`entry_problem` is a miss with a warning (the caller searches again
+    and overwrites it), never used."""
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        return None
+    problem = (f"{hit.where} cannot be read" if isinstance(hit, Unreadable)
+               else f"not an object but {type(hit).__name__}" if not isinstance(hit, dict)
+               else entry_problem(hit, max_batch))
+    if problem is not None:
+        if cache is not None:
+            cache.set(key, None)  # before the warning, which ``-W error`` raises: the bad entry never stays
+        warnings.warn(f"cached batch size {key} ignored: {problem}; searching again and overwriting it (delete "
+                      "the pytest cache, or pass --longeff-batch-reset, to start afresh)", LongeffWarning,
+                      stacklevel=2)
+        return None
+    flops.update({int(b): n for b, n in hit.get("flops", {}).items()})
+    details = {"searched_probes": hit["probes"]}
+    if hit.get("after_out_of_memory_at") is not None:
+        details["after_out_of_memory_at"] = hit["after_out_of_memory_at"]
+    return BatchChoice(hit["batch_size"], "cached", 0, hit["peak_memory_bytes"], details)
 
 
 def forget_batch(session: LongeffSession, cell: Cell, built: BuiltModel, cache: BatchCache | None) -> None:
@@ -170,7 +225,7 @@ def remember_batch(session: LongeffSession, cell: Cell, built: BuiltModel, cache
     if cache is not None and session.settings.batch_size is None:
         failed = (choice.details.get("out_of_memory") or {}).get("batch_size")
         cache.set(batch_cache_key(session, cell, built),
-                  {"batch_size": choice.batch_size, "probes": 0, "peak_memory_bytes": None,
+                  {"version": PROBE_VERSION, "batch_size": choice.batch_size, "probes": 0, "peak_memory_bytes": None,
                    "after_out_of_memory_at": failed})
 
 
@@ -204,7 +259,7 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
     if s.batch_size is not None:
         return BatchChoice(s.batch_size, "fixed", 0, None)
     key = batch_cache_key(session, cell, built)
-    hit = None if s.batch_reset else _cached(cache, key, flops)
+    hit = None if s.batch_reset else _cached(cache, key, flops, s.max_batch)
     if hit is not None:
         return hit
     start = _start(session.found_batches, cell, s.max_batch)
@@ -215,7 +270,10 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
     session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
     details = {k: v for k, v in found.to_dict().items() if k not in ("batch_size", "probes", "peak_memory_bytes")}
     if cache is not None:
-        cache.set(key, {"batch_size": found.batch_size, "probes": len(found.probes),
-                        "peak_memory_bytes": found.peak_memory_bytes, "flops": {str(b): n for b, n in flops.items()}})
+        # A cell that fits at no batch is not cached (batch 0 is no valid entry): the next run's search fails at
+        # batch 1 again in one or two probes. Whatever was there (an invalid entry) is cleared.
+        cache.set(key, None if found.batch_size < 1 else {
+            "version": PROBE_VERSION, "batch_size": found.batch_size, "probes": len(found.probes),
+            "peak_memory_bytes": found.peak_memory_bytes, "flops": {str(b): n for b, n in flops.items()}})
     return BatchChoice(found.batch_size, "searched", len(found.probes), found.peak_memory_bytes,
                        {**details, "start": start})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from pytest_longeff.data import hub as hubdata
 from pytest_longeff.data import scrolls as data_mod
 from pytest_longeff.data.tokenizer import cached_tokenizer, lexicon_tokenizer
-from pytest_longeff.errors import DataError
+from pytest_longeff.errors import DataError, LongeffWarning
 from pytest_longeff.matrix import DEFAULT_TASKS, Cell
 
 if TYPE_CHECKING:
@@ -169,11 +170,12 @@ class Inputs:
             disk = self.cache_dir / "tokenized" / (hashlib.sha256(json.dumps(
                 [self._digest(tok), file_key(Path(split.path)), split_name, cell.seq_len, limit,
                  task.max_target_tokens, rows, padding]).encode()).hexdigest()[:24] + ".pt")
-            loaded = _load_tokenized(disk)
+            chosen = _rows(split, split_name, limit, rows)
+            loaded = _load_tokenized(disk, Shape([r.id for r in chosen], cell.seq_len, task.max_target_tokens,
+                                                 padding))
             if loaded is None:
                 self.misses += 1
-                loaded = _tokenize(tok, _rows(split, split_name, limit, rows), cell.seq_len, task.max_target_tokens,
-                                   padding)
+                loaded = _tokenize(tok, chosen, cell.seq_len, task.max_target_tokens, padding)
                 _save_tokenized(disk, loaded)
                 self._tokenized[key] = loaded
                 return loaded
@@ -203,17 +205,73 @@ def _tokenize(tok: Any, rows: list[data_mod.Row], seq_len: int, max_target: int,
                           int(enc["attention_mask"].sum()))
 
 
-def _load_tokenized(path: Path) -> TokenizedSplit | None:
-    """A tokenised split saved by an earlier run; a corrupt or foreign file is ignored (and rebuilt)."""
+@dataclass(frozen=True)
+class Shape:
+    """What a cached tokenised split must be to serve a cell: these rows, inputs exactly ``seq_len`` wide (the
+    tokenizer pads and truncates every input to the cell's length), labels padded as ``padding`` says (``study``:
+    exactly ``max_target`` wide; ``longest``: as wide as the longest target, at most ``max_target``)."""
+
+    ids: list[str]
+    seq_len: int
+    max_target: int
+    padding: str
+
+
+def _integer_matrix(value: object, rows: int, width: int | None) -> str | None:
+    """What keeps ``value`` from being an integer tensor of ``rows`` x ``width`` (any width when None), or None."""
+    if not isinstance(value, torch.Tensor):
+        return f"a {type(value).__name__}, not a tensor"
+    if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+        return f"of dtype {value.dtype}, not an integer dtype"
+    if value.dim() != 2:
+        return f"{value.dim()}-dimensional, not 2-dimensional"
+    if value.shape[0] != rows or (width is not None and value.shape[1] != width):
+        return f"of shape {tuple(value.shape)}, not ({rows}, {width if width is not None else 'any'})"
+    return None
+
+
+def tokenized_problem(blob: Mapping[str, object], shape: Shape) -> str | None:
+    """What keeps a stored tokenised split from serving a cell of ``shape``, or None when it can."""
+    if blob.get("ids") != shape.ids:
+        return "its rows are not the split's (ids differ)"
+    rows = len(shape.ids)
+    for name, width in (("input_ids", shape.seq_len), ("attention_mask", shape.seq_len), ("labels", None)):
+        problem = _integer_matrix(blob.get(name), rows, width)
+        if problem is not None:
+            return f"{name} is {problem} (the cell's input length is {shape.seq_len})"
+    labels = blob["labels"]
+    assert isinstance(labels, torch.Tensor)
+    width = int(labels.shape[1])
+    if shape.padding == "study" and width != shape.max_target:
+        return f"labels are {width} wide, not the task's target length {shape.max_target} (label padding study)"
+    # Padded to the longest target: some row's target reaches the last column.
+    if shape.padding != "study" and (width > shape.max_target or (rows and not bool((labels[:, -1] != -100).any()))):
+        return f"labels are {width} wide, not the longest target's width (label padding {shape.padding})"
+    mask = blob["attention_mask"]
+    assert isinstance(mask, torch.Tensor)
+    tokens = blob.get("input_tokens")
+    if type(tokens) is not int or tokens != int(mask.sum()):
+        return f"input_tokens is {tokens!r}, not the attention mask's count {int(mask.sum())}"
+    return None
+
+
+def _load_tokenized(path: Path, shape: Shape) -> TokenizedSplit | None:
+    """A tokenised split saved by an earlier run. One that cannot be read or does not fit the cell
+    (:func:`tokenized_problem`) is a miss with a warning: removed, and rebuilt by the caller, never used."""
     if not path.is_file():
         return None
     try:
         blob = torch.load(path, weights_only=True)
-        return TokenizedSplit(list(blob["ids"]), blob["input_ids"], blob["attention_mask"], blob["labels"],
-                              int(blob["input_tokens"]))
-    except Exception:  # noqa: BLE001 - any unreadable cache entry is a miss, never a failure
-        path.unlink(missing_ok=True)
+        problem = tokenized_problem(blob, shape) if isinstance(blob, dict) else f"a {type(blob).__name__}, not a dict"
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache entry is a miss, never a failure
+        problem = f"it cannot be read ({type(exc).__name__})"
+    if problem is not None:
+        path.unlink(missing_ok=True)  # before the warning, which ``-W error`` raises: the bad entry never stays
+        warnings.warn(f"tokenised inputs cache {path} ignored: {problem}; rebuilding it", LongeffWarning,
+                      stacklevel=2)
         return None
+    return TokenizedSplit(list(blob["ids"]), blob["input_ids"], blob["attention_mask"], blob["labels"],
+                          blob["input_tokens"])
 
 
 def _save_tokenized(path: Path, split: TokenizedSplit) -> None:

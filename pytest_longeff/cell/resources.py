@@ -123,7 +123,8 @@ def limit_key(enforcement: dict[str, Any]) -> int | None:
 
 CPU_ENFORCEMENT = {"method": "the batch-size probe's peak (process high-water mark above its start, plus weights "
                              "and optimizer state) compared with the budget; nothing stops a later step from "
-                             "exceeding it"}
+                             "exceeding it, and within_memory_budget says whether the windows' measured peaks "
+                             "stayed within it"}
 
 
 @dataclass

@@ -142,7 +142,22 @@ def measure_phases(session: LongeffSession, p: Prepared, record: CellRecord,
     before = session.reference() if session.settings.measures_reference(session.device) else None
     record.train = train_phase(session, p, record.batch, on_step)
     record.inference, record.attention, predictions = infer_phase(session, p, record.batch.batch_size)
+    budget = session.settings.memory_budget_bytes
+    record.train = replace(record.train, within_memory_budget=within_budget(
+        budget, record.train.peak_memory_bytes, record.inference.peak_memory_bytes))
     return predictions, before
+
+
+def within_budget(budget_bytes: int, *peaks: int | None) -> bool | None:
+    """Whether the cell held its memory budget, from the peaks its windows measured (train and inference), not from
+    the batch-size probe (which a cached batch did not run): False when any measured peak exceeds the budget, True
+    when every window was measured and none does, None when a window's memory could not be read. A peak is what
+    the window reports, weights included: on CUDA the peak allocated bytes; on the CPU the process high-water mark
+    above what the process held at the window's start, plus the weights (an approximation: the heap may reuse
+    memory freed before the window)."""
+    if any(peak is not None and peak > budget_bytes for peak in peaks):
+        return False
+    return None if any(peak is None for peak in peaks) else True
 
 
 def retries_after(exc: BaseException, batch: BatchChoice) -> bool:
@@ -262,16 +277,16 @@ def train_phase(session: LongeffSession, p: Prepared, batch: BatchChoice,
     warm = s.warmup_steps if result.steps > s.warmup_steps else 0
     step_times = result.step_times_s[warm:]
     flops, flops_method = step_flops(p.built, p.train, batch.batch_size, session.device, p.flops_by_batch)
+    peak = _with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model))
     p.built.family.prepare(p.built.model, p.cell.seq_len)
     return TrainWindow(
         steps=result.steps, samples=result.samples, time_s=w.time_s, eval_time_s=result.eval_time_s,
         throughput=summarize([n / t for n, t in zip(result.step_samples[warm:], step_times, strict=True) if t > 0]),
         warmup_steps_excluded=warm, input_tokens_per_step=p.cell.seq_len * batch.batch_size * batch.accumulation,
         losses=result.losses, evaluations=result.evals, best_step=result.best_step,
-        peak_memory_bytes=_with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model)),
-        memory_method=w.memory_method,
-        # From the batch-size search's exact probe (or the cache of one), not from the approximate window peak.
-        within_memory_budget=batch.within(s.memory_budget_bytes), stopped_by=result.stopped_by,
+        peak_memory_bytes=peak, memory_method=w.memory_method,
+        # The train window's own peak; measure_phases adds the inference window's (see within_budget).
+        within_memory_budget=within_budget(s.memory_budget_bytes, peak), stopped_by=result.stopped_by,
         energy=Energy.from_reading(w.energy, session.idle), flops_per_step=flops * batch.accumulation,
         flops_method=flops_method, median_step_s=percentile(step_times, 50) if step_times else None,
         decoder_positions=p.train.decoder_positions, label_padding=session.profile.label_padding,

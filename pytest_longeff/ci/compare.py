@@ -103,18 +103,28 @@ def suite_rows(run: RunVerdict) -> list[list[str]]:
 
 
 def render(comparison: Comparison, fmt: str = "simple") -> str:
-    """The changes and the suite verdicts as text tables (``fmt``: a tabulate format, "github" for Markdown)."""
+    """The changes and the suite verdicts as text tables (``fmt``: a tabulate format, "github" for Markdown). Every
+    string from the reports (cell ids, metrics, reasons, notes) is escaped for the medium:
+    :func:`text.for_terminal` and, over the whole text, :func:`text.safe_lines`; :func:`text.markdown_cell` and
+    :func:`text.markdown_text` for Markdown."""
     from tabulate import tabulate
 
+    from pytest_longeff.text import for_terminal, markdown_cell, markdown_text, safe_lines
+
+    markdown = fmt == "github"
+    cell, line = (markdown_cell, markdown_text) if markdown else (for_terminal, for_terminal)
     verdict = comparison.verdict()
     if verdict == "INCONCLUSIVE":
         verdict += (" (no regression found, but the measurements cannot resolve the tolerance; decide with "
                     "`pytest-longeff ab`)")
     parts = [f"longeff gate: {verdict}",
-             tabulate(change_rows(comparison), HEADERS, tablefmt=fmt, disable_numparse=True),
-             tabulate(suite_rows(comparison.run), SUITE_HEADERS, tablefmt=fmt, disable_numparse=True)]
-    parts.extend(f"note: {n}" for n in comparison.run.notes)
-    return "\n\n".join(parts) + "\n"
+             tabulate([[cell(v) for v in row] for row in change_rows(comparison)], HEADERS, tablefmt=fmt,
+                      disable_numparse=True),
+             tabulate([[cell(v) for v in row] for row in suite_rows(comparison.run)], SUITE_HEADERS, tablefmt=fmt,
+                      disable_numparse=True)]
+    parts.extend(line(f"note: {n}") for n in comparison.run.notes)
+    text = "\n\n".join(parts) + "\n"
+    return text if markdown else safe_lines(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -146,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNUSABLE
     why = refusal(base, new.get("machine") or {}, new.get("settings") or {})
     if why is not None:
-        print(f"pytest-longeff compare: refused: {why}", file=sys.stderr)
+        from pytest_longeff.text import for_terminal
+
+        print(f"pytest-longeff compare: refused: {for_terminal(why)}", file=sys.stderr)
         return EXIT_UNUSABLE
     comparison = compare_docs(base, new, rules, acks)
     print(render(comparison), end="")
@@ -157,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from pytest_longeff.report.github import annotations_from_checks
 
+        from pytest_longeff.text import print_command
+
         for line in annotations_from_checks(comparison.checks, comparison.run):
-            print(line)
+            print_command(line)  # made escaped, and on purpose a workflow command: past the CLI's last guard
     return EXIT_REGRESSION if comparison.fails() else EXIT_INCONCLUSIVE if comparison.inconclusive() else EXIT_OK
 
 

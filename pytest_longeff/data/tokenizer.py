@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from pytest_longeff.errors import LongeffWarning
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 #: The special tokens' ids, shared by every tokenizer and model config of the package.
@@ -42,7 +45,8 @@ def _wrap(tok: Any) -> Any:
 
 
 def cached_tokenizer(cache_dir: Path, key: str, texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Any:
-    """Load the tokenizer trained for ``key`` (the data it was trained on), training and saving it on a miss."""
+    """Load the tokenizer trained for ``key`` (the data it was trained on), training and saving it on a miss. A
+    cached file that cannot be read is a miss with a warning (retrained and overwritten), never an error."""
     from tokenizers import Tokenizer
 
     digest = hashlib.sha256(f"{key}|{vocab_size}".encode()).hexdigest()[:16]
@@ -50,8 +54,10 @@ def cached_tokenizer(cache_dir: Path, key: str, texts: Iterable[str], vocab_size
     if path.is_file():
         try:
             return _wrap(Tokenizer.from_file(str(path)))
-        except Exception:  # noqa: BLE001 - tokenizers raises bare Exception; a corrupt cache entry is rebuilt
-            path.unlink(missing_ok=True)
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exception; a corrupt entry is rebuilt
+            path.unlink(missing_ok=True)  # before the warning, which ``-W error`` raises: the bad entry never stays
+            warnings.warn(f"tokenizer cache {path} ignored: it cannot be read ({str(exc)[:200]}); training it again",
+                          LongeffWarning, stacklevel=2)
     wrapped = train_tokenizer(texts, vocab_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.part")  # workers may share the cache

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_longeff.record.figures import figure
+from pytest_longeff.record.io import ReportError, read_json, read_text
 
 #: The id the suite-level verdicts are matched under (an entry ``cell = "suite"`` or ``"*"`` acknowledges them).
 SUITE_ID = "suite"
@@ -61,9 +61,11 @@ def acknowledged(acks: Sequence[Ack], cell_id: str, metric: str, today: dt.date 
 
 
 def _read(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
+    """The file's document: JSON through :func:`pytest_longeff.record.io.read_json` (size, nesting and number
+    limits), TOML through tomllib within the same size limit."""
     if path.suffix.lower() != ".toml":
-        return json.loads(text)
+        return read_json(path, "acknowledged file")
+    text = read_text(path, "acknowledged file")
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10 only
@@ -71,7 +73,10 @@ def _read(path: Path) -> Any:
             import tomli as tomllib
         except ImportError:
             raise ValueError("TOML needs Python 3.11+ or the tomli package; or write the file as JSON") from None
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ValueError("nested too deep to read") from None
 
 
 def _date(value: Any, where: str) -> dt.date | None:
@@ -112,6 +117,8 @@ def load_acknowledged(path: Path) -> tuple[Ack, ...]:
 
     try:
         doc = _read(path)
+    except ReportError as exc:  # it names the file itself
+        raise ValueError(f"acknowledged file {exc}") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"acknowledged file {path}: {exc}") from None
     entries = doc.get("acknowledged") if isinstance(doc, Mapping) else doc

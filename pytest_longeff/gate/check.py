@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from pytest_longeff.gate.suite import (
 from pytest_longeff.measure.machine import mismatch
 from pytest_longeff.record.figures import GATED, Figure, figure
 from pytest_longeff.record.sections import is_cell, lookup
+from pytest_longeff.text import for_terminal
 
 MIN_INTERVAL_SAMPLES = 3  # fewer samples give no interval worth trusting: a noisy figure is then inconclusive
 COMPARABLE_SETTINGS = ("profile", "train_budget", "memory_budget_bytes", "max_batch", "batch_size",
@@ -393,12 +394,14 @@ def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current:
 
 
 def gate_failures(gate: Mapping[str, Any] | None) -> list[str]:
-    """Messages for everything in a record's gate section that must fail its test."""
+    """Messages for everything in a record's gate section that must fail its test, one line each (through
+    :func:`text.for_terminal`: notes and reasons come from the baseline report and the acknowledged file)."""
     if not gate:
         return []
     if gate.get("refused"):
-        return [f"gate refused: {gate['refused']}; record a baseline on this machine with these settings"]
-    return [Check(**c).message() for c in gate.get("checks", []) if c.get("status") == "failed"]
+        return [for_terminal(f"gate refused: {gate['refused']}; record a baseline on this machine with these "
+                             "settings")]
+    return [for_terminal(Check(**c).message()) for c in gate.get("checks", []) if c.get("status") == "failed"]
 
 
 def baseline_record(baseline_doc: Mapping[str, Any], record_id: str) -> Mapping[str, Any] | None:
@@ -512,14 +515,23 @@ class Gate:
     @classmethod
     def load(cls, baseline_path: str, fail_on: str, settings: Mapping[str, Any], cwd: Path) -> Gate:
         """Read the baseline report, parse ``fail_on`` and read ``settings["acknowledged"]`` (if set); ValueError
-        says which is wrong and why."""
+        names the option that is wrong (``--longeff-baseline``, ``--longeff-fail-on``, ``--longeff-acknowledged``)
+        and why. The baseline is read as every report from elsewhere (:func:`pytest_longeff.record.io.load_report`:
+        reading limits, schema, cross-references), so an absurd figure is refused here, before any cell runs."""
         from pytest_longeff.record.io import load_report
 
-        path = Path(baseline_path)
-        doc = load_report(path if path.is_absolute() else cwd / path)
-        ack_path = settings.get("acknowledged")
-        acks = load_acknowledged(cwd / str(ack_path)) if ack_path else ()
-        return cls(parse_fail_on(fail_on), doc, baseline_path, settings, acks)
+        path, ack_path = Path(baseline_path), settings.get("acknowledged")
+
+        def read(option: str, load: Callable[[], Any]) -> Any:
+            try:
+                return load()
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
+
+        doc = read("--longeff-baseline", lambda: load_report(path if path.is_absolute() else cwd / path))
+        rules = read("--longeff-fail-on", lambda: parse_fail_on(fail_on))
+        acks = read("--longeff-acknowledged", lambda: load_acknowledged(cwd / str(ack_path)) if ack_path else ())
+        return cls(rules, doc, baseline_path, settings, acks)
 
     def judge(self, record: Mapping[str, Any], machine: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The record's gate section and the messages that must fail its test."""

@@ -24,6 +24,7 @@ import pytest
 from pytest_longeff.gate.check import Gate, acknowledge, baseline_record, check
 from pytest_longeff.gate.remeasure import settle_judged
 from pytest_longeff.gate.suite import RunVerdict, terminal_lines
+from pytest_longeff.text import for_terminal
 
 if TYPE_CHECKING:
     from pytest_longeff.cell.progress import Progress
@@ -35,12 +36,12 @@ if TYPE_CHECKING:
 
 def load_gate(settings: Settings, cwd: Path) -> Gate:
     """The baseline, the rules and the acknowledged changes of ``settings`` (paths relative to ``cwd``); a usage
-    error names the option that is wrong."""
+    error (pytest's exit 4, never an INTERNALERROR) names the option and the file that is unusable and why
+    (:meth:`Gate.load`)."""
     try:
         return Gate.load(settings.baseline or "", settings.fail_on or "", settings.to_dict(), cwd)
     except ValueError as exc:
-        about_ack = bool(settings.acknowledged) and str(settings.acknowledged) in str(exc)
-        raise pytest.UsageError(f"{'--longeff-acknowledged' if about_ack else '--longeff-baseline'}: {exc}") from None
+        raise pytest.UsageError(str(exc)) from None
 
 
 def settled(gate: Gate, session: LongeffSession, cell: Cell, first: CellRecord, limit: int,
@@ -109,8 +110,9 @@ class GateRun:
         return self.verdict
 
     def summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """Write the run-level verdict to the terminal summary, its first line red when it fails."""
+        """Write the run-level verdict to the terminal summary, its first line red when it fails; each line through
+        :func:`text.for_terminal` (cell ids and reasons come from the baseline report too)."""
         if self.verdict is None:
             return
         for n, line in enumerate(terminal_lines(self.verdict)):
-            terminalreporter.write_line(line, red=n == 0 and self.verdict.fails())
+            terminalreporter.write_line(for_terminal(line), red=n == 0 and self.verdict.fails())

@@ -155,10 +155,6 @@ class BatchChoice:
     """The search's probe log and start, or the cached search's probe count."""
     accumulation: int = 1
 
-    def within(self, budget_bytes: int) -> bool | None:
-        """Whether the exact probe fitted the budget; None when no probe measured it."""
-        return None if self.peak_memory_bytes is None else self.peak_memory_bytes <= budget_bytes
-
     def to_dict(self) -> dict[str, Any]:
         """The batch choice as record fields (batch size, search details, accumulation)."""
         search = {"source": self.source, **self.details, "probes": self.probes,

@@ -71,6 +71,7 @@ from typing import Any
 
 from pytest_longeff.record.sections import is_cell
 from pytest_longeff.tasks.metrics import BUILTIN_METRICS
+from pytest_longeff.text import for_terminal
 
 SUMMARIZATION_TASKS = ("gov_report", "summ_screen_fd", "qmsum")
 SUMMARIZATION_KINDS = SUMMARIZATION_TASKS  # the older name, kept for importers
@@ -719,10 +720,11 @@ def _counts(f: Mapping[str, Any]) -> str:
 
 
 def claim_line(finding: Finding | Mapping[str, Any]) -> str:
-    """One claim on one line: its verdict, the claim in a few words and the comparisons' counts."""
+    """One claim on one line: its verdict, the claim in a few words and the comparisons' counts (through
+    :func:`text.for_terminal`: a finding read back from a report may hold anything)."""
     f = finding.to_dict() if isinstance(finding, Finding) else finding
     claim = str(f.get("claim"))
-    return f"{f.get('verdict')}: {CLAIM_LABELS.get(claim, claim)} ({_counts(f)})"
+    return for_terminal(f"{f.get('verdict')}: {CLAIM_LABELS.get(claim, claim)} ({_counts(f)})")
 
 
 def terminal_lines(found: Sequence[Finding | Mapping[str, Any]], indent: str = "  ") -> list[str]:

@@ -5,6 +5,10 @@ Pure functions over a JSON report's dict form, plus :func:`write_ci_outputs`, wh
 session end with the final report. Annotations (``::error ...``) must reach stdout to be read by GitHub: they are
 returned as strings (:func:`error_annotations`) for the caller to write through the terminal reporter, and printed by
 ``pytest-longeff compare`` itself.
+
+Every string from a report is escaped for its medium by :mod:`pytest_longeff.text`: an annotation's title by
+:func:`~pytest_longeff.text.workflow_property` and its message by :func:`~pytest_longeff.text.workflow_data`, a
+cell of the Markdown tables (job summary, pull-request comment) by :func:`~pytest_longeff.text.markdown_cell`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_longeff.record.figures import FIGURES, Figure
 from pytest_longeff.record.sections import is_cell, lookup
+from pytest_longeff.text import markdown_cell, workflow_data, workflow_property
 
 if TYPE_CHECKING:
     from pytest_longeff.config.settings import Settings
@@ -37,7 +42,7 @@ def regression_items(checks: Iterable[tuple[str, Mapping[str, Any]]],
                      run: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Every regression and acknowledged change: per-cell failures, FDR regressions, failed suite rules; one item
     per (cell, metric), failures before acknowledgements."""
-    items: dict[tuple[str, str], dict[str, Any]] = {}
+    items: dict[tuple[str | None, str], dict[str, Any]] = {}  # the suite's key: None, never a cell's id
     for cell, c in checks:
         if c.get("status") in ("failed", "acknowledged"):
             items[(cell, str(c.get("metric")))] = {**c, "cell": cell, "verdict": c.get("status"), "why": c.get("note")}
@@ -46,7 +51,7 @@ def regression_items(checks: Iterable[tuple[str, Mapping[str, Any]]],
             items[(v["cell"], v["metric"])] = {**v, "why": v.get("reason") or f"FDR q={v.get('q', 0):.3g}"}
     for s in ((run or {}).get("suite") or {}).values():
         if s.get("verdict") in ("failed", "acknowledged"):
-            items[("suite", s["metric"])] = {**s, "cell": "suite (geometric mean)", "baseline": None,
+            items[(None, s["metric"])] = {**s, "cell": "suite (geometric mean)", "baseline": None,
                                              "current": s.get("geomean_ratio"), "why": s.get("reason")}
     for cell in (run or {}).get("lost", []):
         items[(cell, "status")] = {"cell": cell, "metric": "status", "verdict": "failed",
@@ -60,17 +65,12 @@ def doc_regressions(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return regression_items(checks, (doc.get("session") or {}).get("gate"))
 
 
-def _escape(text: str, prop: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
-
-
 def annotation(item: Mapping[str, Any]) -> str:
     """One GitHub error annotation (workflow command) for a regression."""
     title = f"longeff regression: {item.get('cell')} {item.get('metric')}"
     message = (f"baseline {_num(item.get('baseline'))}, current {_num(item.get('current'))}, change "
                f"{_num(item.get('change'), '+.1%')}, tolerance {_num(item.get('tolerance'), '.0%')}: {item.get('why')}")
-    return f"::error title={_escape(title, prop=True)}::{_escape(message)}"
+    return f"::error title={workflow_property(title)}::{workflow_data(message)}"
 
 
 def error_annotations(doc: Mapping[str, Any], limit: int = MAX_ANNOTATIONS) -> list[str]:
@@ -95,8 +95,9 @@ def _limited(items: Sequence[Mapping[str, Any]], limit: int) -> list[str]:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table, every cell through :func:`text.markdown_cell`."""
     def cells(row: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+        return "| " + " | ".join(markdown_cell(c) for c in row) + " |"
 
     return [cells(headers), "|" + "---|" * len(headers), *(cells(r) for r in rows)]
 

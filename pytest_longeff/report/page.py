@@ -2,12 +2,14 @@
 fronts, the findings, the gate's verdicts, every figure's method and the environment.
 
 Nothing is fetched: CSS, JavaScript and SVG are inline, so the page opens from a CI artifact with a double click.
-Every value from the report is HTML-escaped; an unmeasured figure shows as ``n/a``, never 0.
+Every value from the report is HTML-escaped by :mod:`pytest_longeff.text`: between tags by
+:func:`~pytest_longeff.text.html_text` (:func:`esc`), inside an attribute only through
+:func:`~pytest_longeff.text.attribute`, which always quotes and escapes the value. An unmeasured figure shows as
+``n/a``, never 0.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_longeff.record.figures import FIGURES, FIGURES_BY_NAME
 from pytest_longeff.record.sections import lookup
 from pytest_longeff.report.pareto import cells as _cells
+from pytest_longeff.text import attribute, html_attr, html_text
 
 if TYPE_CHECKING:
     from pytest_longeff.report.tables import Column
@@ -30,8 +33,14 @@ PLOTS_MISSING = ("Plots need the <code>plots</code> extra (matplotlib): <code>pi
 
 
 def esc(value: Any) -> str:
-    """``value`` as escaped HTML text; None is ``n/a``."""
-    return NA if value is None else html.escape(str(value), quote=True)
+    """``value`` as escaped HTML text (:func:`text.html_text`); None is ``n/a``. Never inside an attribute: that
+    is :func:`attr`'s."""
+    return NA if value is None else html_text(value)
+
+
+def attr(name: str, value: Any) -> str:
+    """`` name="value"`` (:func:`text.attribute`: always quoted and escaped); None is ``n/a``."""
+    return attribute(name, NA if value is None else value)
 
 
 def fmt(value: Any) -> str:
@@ -60,7 +69,7 @@ def _asset(name: str) -> str:
 def _header(column: Column) -> str:
     """A matrix header; a figure column's names its figure, unit and method on hover."""
     fig = FIGURES_BY_NAME.get(column.figure or "")
-    title = f' title="{esc(f"{fig.name} ({fig.unit}): {fig.method}")}"' if fig is not None else ""
+    title = attr("title", f"{fig.name} ({fig.unit}): {fig.method}") if fig is not None else ""
     return f'<th scope="col"{title}>{esc(column.header)}</th>'
 
 
@@ -71,16 +80,17 @@ def matrix_section(cells: Sequence[dict[str, Any]]) -> tuple[str, str]:
     _, rows = matrix_rows(cells)
     body = []
     for r, row in zip(cells, rows, strict=True):
-        data = " ".join(f'data-{name}="{esc(r.get(key))}"' for name, key in FILTERS)
-        body.append(f'<tr {data} class="status-{esc(r.get("status"))}">' +
+        data = "".join(attr(f"data-{name}", r.get(key)) for name, key in FILTERS)
+        status = attr("class", f"status-{r.get('status')}")
+        body.append(f"<tr{data}{status}>" +
                     "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     head = "".join(_header(c) for c in matrix_columns(cells))
     matrix = f'<table id="matrix"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
     selects = []
     for name, key in FILTERS:
         values = sorted({r.get(key) for r in cells if r.get(key) is not None}, key=lambda v: (str(type(v)), v))
-        options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
-        selects.append(f'<label>{esc(name)} <select id="filter-{name}" data-filter="{name}">'
+        options = "".join(f'<option{attr("value", v)}>{esc(v)}</option>' for v in values)
+        selects.append(f'<label>{esc(name)} <select{attr("id", f"filter-{name}")}{attr("data-filter", name)}>'
                        f'<option value="">all</option>{options}</select></label>')
     return "".join(selects), matrix
 
@@ -117,8 +127,8 @@ def plots_section(doc: Mapping[str, Any], plots_dir: Path | None, draw: bool = T
     from pytest_longeff.report.plots.draw import captions
 
     words = captions(doc)
-    figs = [f'<figure id="fig-{esc(name)}">{_prefix_ids(svg, esc(name))}<figcaption>{esc(words.get(name, name))}'
-            "</figcaption></figure>" for name, svg in svgs]
+    figs = [f'<figure{attr("id", "fig-" + name)}>{_prefix_ids(svg, html_attr(name))}<figcaption>'
+            f"{esc(words.get(name, name))}</figcaption></figure>" for name, svg in svgs]
     return '<div class="figures">' + "\n".join(figs) + "</div>"
 
 
@@ -134,12 +144,16 @@ def pareto_section(doc: Mapping[str, Any]) -> str:
             table(["task", "machine", "cost", "cells on the front", "cells compared", "note"], rows))
 
 
+def _verdict_class(verdict: Any) -> str:
+    return attr("class", "verdict-" + str(verdict).replace(" ", "-"))
+
+
 def findings_section(doc: Mapping[str, Any]) -> str:
     """The study's claims and their verdicts (``session.findings``)."""
     found = lookup(doc, "session", "findings") or []
     if not found:
         return '<p class="note">No findings in this report.</p>'
-    rows = [[f'<span class="verdict-{esc(str(f.get("verdict")).replace(" ", "-"))}">{esc(f.get("verdict"))}</span>',
+    rows = [[f'<span{_verdict_class(f.get("verdict"))}>{esc(f.get("verdict"))}</span>',
              esc(f.get("claim")), esc(f.get("pairs")), esc(f.get("support")), esc(f.get("against")),
              esc(f.get("ties")), esc(f.get("evidence")), esc(f.get("cost")), esc(f.get("scope")),
              fmt(f.get("thresholds"))] for f in found]
@@ -159,8 +173,8 @@ def gate_section(cells: Sequence[Mapping[str, Any]]) -> str:
                          NA, NA, NA, NA, esc(gate.get("refused") or gate.get("note"))])
         for c in gate.get("checks") or []:
             change = c.get("change")
-            rows.append([esc(r.get("id")), esc(c.get("metric")),
-                         f'<span class="check-{esc(c.get("status"))}">{esc(c.get("status"))}</span>',
+            check_class = attr("class", f"check-{c.get('status')}")
+            rows.append([esc(r.get("id")), esc(c.get("metric")), f"<span{check_class}>{esc(c.get('status'))}</span>",
                          fmt(c.get("baseline")), fmt(c.get("current")),
                          NA if change is None else esc(f"{change:+.1%}"), esc(f"{c.get('tolerance', 0):.0%}"),
                          esc(c.get("note"))])
@@ -193,7 +207,7 @@ def environment_section(doc: Mapping[str, Any]) -> str:
     parts = [(name, doc.get(name)) for name in ("machine", "software", "settings")] + [("session", session)]
     if len(machines) > 1:  # a report merged from several machines: m1, m2... as the matrix names them
         parts[1:1] = [(f"machine m{i + 1}", facts) for i, facts in enumerate(machines)]
-    return "".join(f"<h3>{esc(name)}</h3>" + _kv(value, f' id="env-{esc(name.replace(" ", "-"))}"')
+    return "".join(f"<h3>{esc(name)}</h3>" + _kv(value, attr("id", "env-" + name.replace(" ", "-")))
                    for name, value in parts)
 
 
@@ -206,7 +220,7 @@ def accuracy_banner(cells: Sequence[Mapping[str, Any]], profile: str = "") -> st
     if not words:
         return ""
     kind = "note" if all(accuracy_meaningful(r) for r in cells) else "warn"
-    return f'<p class="{kind}" id="accuracy-meaning">What the scores mean: {esc(words)}.</p>'
+    return f'<p{attr("class", kind)} id="accuracy-meaning">What the scores mean: {esc(words)}.</p>'
 
 
 # -- the page -------------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from pytest_longeff.matrix import Cell
+from pytest_longeff.text import for_terminal
 
 if TYPE_CHECKING:
     from pytest_longeff.ci.resume import ResumePlan
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from pytest_longeff.config.settings import Settings
     from pytest_longeff.gate.plugin import GateRun
     from pytest_longeff.record.io import JsonReport
+    from pytest_longeff.record.lock import ReportLock
     from pytest_longeff.report.findings import Finding
 
 WORKEROUTPUT_KEY = "longeff_session"
@@ -71,6 +73,11 @@ def cell_of(item: pytest.Item) -> Cell | None:
     callspec = getattr(item, "callspec", None)
     cell = callspec.params.get("longeff_cell") if callspec is not None else None
     return cell if isinstance(cell, Cell) else None
+
+
+def makes_records(item: pytest.Item) -> bool:
+    """Whether a test writes a record: it runs a matrix cell or measures windows of its own."""
+    return bool({"longeff_record", "longeff_window"} & set(getattr(item, "fixturenames", ())))
 
 
 def record_of(report: pytest.TestReport) -> dict[str, Any] | None:
@@ -119,6 +126,9 @@ class Role:
     def session_finished(self, session: SessionLike) -> None:
         """This process's session is closing: its counters are final."""
 
+    def close(self) -> None:
+        """The run is over (``pytest_unconfigure``): let go of what the role holds."""
+
 
 class Worker(Role):
     """An xdist worker: ships its session's facts and counters to the controller."""
@@ -150,12 +160,66 @@ class Controller(Role):
         self.written: list[str] = []  # files besides the JSON, CSV and Markdown (plots, HTML, CI outputs)
         self.run_gate = run_gate
         self.findings: list[Finding] | None = None
+        self.lock: ReportLock | None = None
+        self.claimed = self.refused = False  # refused: another run holds the report; this one writes nothing
+        self.unwritten: list[str] = []  # one line for each output the end of the run could not write
+        self.tables_written = True
         if plan is not None and plan.records:
             report = self._json()  # read before this run's first write, which may replace the resumed file
             report.carry([dict(r) for r in plan.records])
             report.session["resumed_from"] = plan.summary()
             for record in plan.records:  # never run, but the run-level gate judges the whole matrix
                 self._judge_later(record)
+
+    # -- claiming the report: its folders writable, the report locked, before any cell runs ------------------------
+    @pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Claim the report when the xdist controller will run tests on workers. It collects nothing itself, so it
+        cannot tell whether the run makes records, and claims for every run with workers (a known cost: two
+        concurrent ``-n`` runs in one folder are kept apart even without benchmarks)."""
+        if parallel(self.config) and not self.config.option.collectonly:
+            self._claim()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Claim the report when a collected test makes records (a suite without benchmarks is left alone: no
+        lock, no check, so unrelated suites in the same folder never wait for each other)."""
+        if not self.config.option.collectonly and any(makes_records(i) for i in session.items):
+            self._claim()
+
+    def _claim(self) -> None:
+        """Check every output folder writable and take the report's lock; a usage error if either fails."""
+        if self.claimed:
+            return
+        self.claimed = True
+        from pytest_longeff.errors import LongeffWarning
+        from pytest_longeff.record.lock import LockUnavailable, ReportBusy, ReportLock
+        from pytest_longeff.report.outputs import unwritable_outputs
+
+        s = self.settings
+        problems = unwritable_outputs(s, self.config.invocation_params.dir)
+        try:
+            if not problems:
+                self.lock = ReportLock.acquire(self._json().path)
+        except ReportBusy as busy:
+            holder = f"pid {busy.pid or 'unknown'}, started at {busy.started or 'an unknown time'}"
+            busy_line = (f"another pytest-longeff run ({holder}) is writing {s.json_path}; wait for it to finish or "
+                         "pass another --longeff-json")
+            problems = [busy_line]
+        except LockUnavailable as exc:
+            self.config.issue_config_time_warning(LongeffWarning(
+                f"pytest-longeff: {exc}; two runs writing {s.json_path} at once are not kept apart"), stacklevel=2)
+        except OSError as exc:
+            problems = [(f"--longeff-json {s.json_path}: cannot make its lock file {exc.filename} ({exc.strerror}); "
+                         "choose a writable folder with --longeff-json PATH")]
+        if problems:
+            self.refused = True
+            raise pytest.UsageError(*problems)
+
+    def close(self) -> None:
+        """Release the report's lock."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _judge_later(self, record: Mapping[str, Any]) -> None:
         if self.run_gate is not None:
@@ -253,13 +317,13 @@ class Controller(Role):
             self.findings = findings([r for r in records if is_cell(r)])
         return self.findings
 
-    def pytest_sessionfinish(self) -> None:
-        """Write the JSON report (with findings, gate verdict, Pareto front), then CSV, Markdown, plots and HTML."""
-        if self.report is None or not self.report.records:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the JSON report (with findings, gate verdict, Pareto front), then CSV, Markdown, plots and HTML. An
+        output that cannot be written (a full disk, a read-only folder) is one line in the terminal summary and
+        fails the run (exit status 1), so CI does not pass without its report."""
+        if self.refused or self.report is None or not self.report.records:
             return
-        from pytest_longeff.record.io import atomic_write_text
         from pytest_longeff.record.sections import is_cell
-        from pytest_longeff.report.tables import render_csv, render_markdown
 
         cells = [r for r in self.report.records if is_cell(r)]
         self.report.session["findings"] = [f.to_dict() for f in self.run_findings()]
@@ -271,10 +335,7 @@ class Controller(Role):
             self.report.session["pareto"] = front(self.report.document())
         self.report.session.setdefault("wall_s", time.perf_counter() - self.started)
         self.report.write()  # first: whatever the renderers below do, the JSON is safe
-        if cells:
-            atomic_write_text(self.report.path.with_suffix(".csv"), render_csv(cells))
-            atomic_write_text(self.report.path.with_suffix(".md"),
-                              render_markdown(cells, self.report.header["settings"]))
+        self._tables(cells)
         from pytest_longeff.report.outputs import render_extras
 
         cwd, s = self.config.invocation_params.dir, self.settings
@@ -282,7 +343,46 @@ class Controller(Role):
         self.written = render_extras(self.report.document(), self.report.path,
                                      plots_dir=cwd / s.plots if s.plots and draw else None,
                                      html_path=cwd / s.html if s.html else None, settings=s, root=cwd,
-                                     draw_plots=draw)
+                                     draw_plots=draw, failed=self.unwritten)
+        if self.write_failures() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _tables(self, cells: list[dict[str, Any]]) -> None:
+        """CSV and Markdown beside the JSON report; a file that cannot be written is a line in :attr:`unwritten`."""
+        if not cells or self.report is None:
+            return
+        from pytest_longeff.record.io import atomic_write_text
+        from pytest_longeff.report.outputs import not_written
+        from pytest_longeff.report.tables import render_csv, render_markdown
+
+        texts = {".csv": render_csv(cells), ".md": render_markdown(cells, self.report.header["settings"])}
+        for suffix, text in texts.items():
+            path = self.report.path.with_suffix(suffix)
+            try:
+                atomic_write_text(path, text)
+            except OSError as exc:
+                self.unwritten.append(not_written(f"{suffix[1:].upper()} report", exc, path))
+                self.tables_written = False
+
+    def write_failures(self) -> list[str]:
+        """One line for each output of this run that could not be written, the JSON report's first (saying how many
+        records the file holds as last written, since its writes are atomic)."""
+        report = self.report
+        if report is None:
+            return []
+        lines = []
+        if report.write_error is not None:
+            n = len(report.records)
+            held = (f"the file as last written holds {report.on_disk} of the {n} records" if report.on_disk else
+                    f"none of the {n} records reached the file")
+            lines.append(f"JSON report not written: {report.path} ({report.write_error.strerror or report.write_error})"
+                         f"; {held}; all {n} are shown above")
+        if report.predictions_errors:
+            first = next(iter(report.predictions_errors.values()))
+            lines.append(f"predictions of {len(report.predictions_errors)} cell(s) not written to "
+                         f"{report.predictions_dir} ({first.strerror or first}); their records say "
+                         "predictions_path: null")
+        return lines + self.unwritten
 
     # -- terminal ---------------------------------------------------------------------------------------------------
     def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -299,8 +399,9 @@ class Controller(Role):
         return lines
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """Print the cell matrix, windows, session facts, warnings, gate lines and report paths."""
-        if self.report is None or not self.report.records:
+        """Print the cell matrix, windows, session facts, warnings, gate lines and report paths (or what could not be
+        written, one line each)."""
+        if self.refused or self.report is None or not self.report.records:
             return
         from pytest_longeff.record.sections import is_cell
 
@@ -332,11 +433,14 @@ class Controller(Role):
 
             for line in error_annotations(self.report.document()):
                 tr.write_line(line)
-        also = [".csv and .md beside it"] if cells else []
+        for line in self.write_failures():
+            tr.write_line(f"  longeff: {line}", red=True)
+        also = [".csv and .md beside it"] if cells and self.tables_written else []
         from pytest_longeff.report.outputs import compact_paths
 
         also += compact_paths(self.written)
-        tr.write_line(f"  reports: {self.report.path}" + (f" (also {', '.join(also)})" if also else ""))
+        if self.report.write_error is None:
+            tr.write_line(f"  reports: {self.report.path}" + (f" (also {', '.join(also)})" if also else ""))
         if self.run_gate is not None:
             self.run_gate.summary(tr)
 
@@ -373,8 +477,8 @@ def gate_lines(records: list[dict[str, Any]], s: Settings) -> list[str]:
             counts[c["status"]] = counts.get(c["status"], 0) + 1
     if not counts:
         return []
-    return [f"  gate against {s.baseline} ({s.fail_on}): " +
-            ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    return [f"  gate against {for_terminal(s.baseline)} ({for_terminal(s.fail_on)}): " +
+            ", ".join(f"{n} {for_terminal(status)}" for status, n in sorted(counts.items()))]
 
 
 def header_software(facts: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pytest_longeff.record.figures import FIGURES, FIGURES_BY_NAME, Figure
 from pytest_longeff.record.sections import lookup
+from pytest_longeff.text import for_terminal, markdown_cell, markdown_text, safe_lines
 
 # ---------------------------------------------------------------------------------------------------------------
 # Terminal matrix
@@ -108,8 +109,8 @@ def _table(columns: Sequence[Column], records: Sequence[Mapping[str, Any]], shor
     from tabulate import tabulate
 
     headers = [c.short if short else c.header for c in columns]
-    rows = [[c.cell(r) for c in columns] for r in records]
-    return str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+    rows = [[for_terminal(c.cell(r)) for c in columns] for r in records]
+    return safe_lines(str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)))
 
 
 def _width(table: str) -> int:
@@ -120,7 +121,9 @@ def render_matrix(records: Sequence[dict[str, Any]], width: int | None = None, v
     """The matrix for the terminal. With ``width`` (the terminal's columns) and not ``verbose``, columns are given
     up in their drop order, then headers shortened, until the table fits; the most important columns (cell,
     status, score, train samples/s, train J, inference J/sample, peak memory) always stay, and a last line names
-    what was left out (every column is in the JSON, CSV and Markdown reports). ``width=None`` shows everything."""
+    what was left out (every column is in the JSON, CSV and Markdown reports). ``width=None`` shows everything.
+    Every value from the records passes through :func:`text.for_terminal`, so a cell id or a status from a report
+    can neither break a line nor start a workflow command."""
     columns = matrix_columns(records)
     table = _table(columns, records, short=False)
     if verbose or width is None or _width(table) <= width:
@@ -145,24 +148,30 @@ def _mib(value: Any) -> str:
 
 
 def render_windows(records: Sequence[dict[str, Any]]) -> str:
-    """The measured windows of ``longeff_window`` tests: one row per (test, window)."""
+    """The measured windows of ``longeff_window`` tests: one row per (test, window), every value from the records
+    through :func:`text.for_terminal`."""
     from tabulate import tabulate
 
     headers = ["test", "status", "window", "repeats", "median s", "energy J", "net J", "peak MiB"]
-    rows = [[r.get("id", "?"), r.get("status", "?"), name, str(w.get("repeats")), _fmt(w.get("time_s")),
-             _fmt(w.get("energy_j")) + (f" ({w.get('energy_method')})" if w.get("energy_j") is not None else ""),
-             _fmt(w.get("energy_net_j")), _mib(w.get("peak_memory_bytes"))]
+    rows = [[for_terminal(cell) for cell in (
+        r.get("id", "?"), r.get("status", "?"), name, str(w.get("repeats")), _fmt(w.get("time_s")),
+        _fmt(w.get("energy_j")) + (f" ({w.get('energy_method')})" if w.get("energy_j") is not None else ""),
+        _fmt(w.get("energy_net_j")), _mib(w.get("peak_memory_bytes")))]
             for r in records for name, w in (r.get("windows") or {}).items()]
-    methods = sorted({str(w.get("memory_method")) for r in records for w in (r.get("windows") or {}).values()})
+    methods = sorted({for_terminal(w.get("memory_method")) for r in records
+                      for w in (r.get("windows") or {}).values()})
     notes = ["  median s: perf_counter between device-synchronised window edges, median over repeats (CI in the JSON)",
              "  energy J: the session's meter over each repeat, median; net J: less the idle draw; n/a = not measured",
              (f"  peak MiB: memory the block added ({', '.join(methods)}); on the CPU a block served from freed heap "
               "memory adds 0")]
-    return "\n".join([str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)), *notes])
+    return safe_lines("\n".join([str(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)),
+                                 *notes]))
 
 
 def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
-    """How every figure in the matrix was obtained."""
+    """How every figure in the matrix was obtained, one note a line. Each note passes through
+    :func:`text.for_terminal` (the records' and settings' values in it may hold anything), so it is one line in
+    every medium; a writer to Markdown or HTML escapes it again for that medium."""
     measured = [r for r in records if r.get("train")]
     notes = [
         ("score: SCROLLS metric x100 on greedy generations (ROUGE geometric mean; F1 for QA; exact match for "
@@ -192,9 +201,11 @@ def method_notes(records: Sequence[dict[str, Any]], settings: dict[str, Any]) ->
                      "costs only within one machine")
     budget = settings.get("train_budget", {})
     spec = budget.get("spec") if isinstance(budget, dict) else None
-    notes.append(f"training budget: {spec}; memory budget: {settings.get('memory_budget_bytes', 0) / 2**30:.2f} "
-                 f"GiB ({settings.get('memory_budget_source')}); profile {settings.get('profile')}")
-    return notes
+    memory = settings.get("memory_budget_bytes")
+    memory_text = f"{memory / 2**30:.2f} GiB" if isinstance(memory, (int, float)) else "not recorded"
+    notes.append(f"training budget: {spec}; memory budget: {memory_text} "
+                 f"({settings.get('memory_budget_source')}); profile {settings.get('profile')}")
+    return [for_terminal(note) for note in notes]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,12 +272,15 @@ def column_legend(columns: Sequence[Column]) -> list[str]:
 
 
 def render_markdown(records: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """The terminal matrix as a Markdown table, what each column is and how each figure was obtained."""
+    """The terminal matrix as a Markdown table, what each column is and how each figure was obtained; every
+    value from the records and settings escaped by :func:`text.markdown_cell` (table) or
+    :func:`text.markdown_text` (notes)."""
     from tabulate import tabulate
 
     headers, rows = matrix_rows(records)
     legend = "\n".join(f"- {line}" for line in column_legend(matrix_columns(records)))
-    notes = "\n".join(f"- {n}" for n in method_notes(records, settings))
-    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    notes = "\n".join(f"- {markdown_text(n)}" for n in method_notes(records, settings))
+    cells = [[markdown_cell(value) for value in row] for row in rows]
+    table = tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
     return (f"# pytest-longeff: accuracy-efficiency matrix\n\n{table}\n\n## Columns\n\n{legend}\n\n"
             f"## Methods\n\n{notes}\n")

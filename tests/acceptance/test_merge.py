@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import pytest
 
 from pytest_longeff.cli import main
-from pytest_longeff.record.io import load_report, measured_settings
+from pytest_longeff.record.io import load_report, measured_settings, schema_errors
 from pytest_longeff.report import outputs
 
 FAST = ["--longeff-families=led,bigbird", "--longeff-sizes=base", "--longeff-lengths=256", "--longeff-tasks=qasper",
@@ -23,10 +26,21 @@ def test_three_shards_merged_equal_a_serial_run(bench: pytest.Pytester, monkeypa
     assert [(bench.path / f"s{k}.json").exists() for k in (1, 2, 3)] == [True, True, False]
     shard = load_report(bench.path / "s2.json")
     assert shard["shard"]["index"] == 2 and shard["settings"]["shard"] == "2/3"
-    assert main(["merge", str(bench.path / "s1.json"), str(bench.path / "s2.json"), "-o",
-                 str(bench.path / "merged.json")]) == 0
     bench.runpytest(*FAST, "--longeff-json=serial.json").assert_outcomes(passed=2)
-    merged, serial = load_report(bench.path / "merged.json"), load_report(bench.path / "serial.json")
+    # The merge reads the shards through the schema: with jsonschema (preferred when installed) and with the
+    # fallback validator (jsonschema made unimportable), the same reports are accepted and the same merge written.
+    merged_by: dict[str, dict[str, Any]] = {}
+    for validator in ("jsonschema", "fallback"):
+        with monkeypatch.context() as patch:
+            if validator == "fallback":
+                patch.setitem(sys.modules, "jsonschema", None)  # ``from jsonschema import ...`` raises ImportError
+            out = bench.path / f"merged-{validator}.json"
+            assert main(["merge", str(bench.path / "s1.json"), str(bench.path / "s2.json"), "-o", str(out)]) == 0
+            merged_by[validator] = load_report(out)
+            assert schema_errors(load_report(bench.path / "serial.json")) == []
+    merged, serial = merged_by["fallback"], load_report(bench.path / "serial.json")
+    assert merged == merged_by["jsonschema"]
     assert [r["id"] for r in merged["records"]] == [r["id"] for r in serial["records"]]
     assert measured_settings(merged["settings"]) == measured_settings(serial["settings"])
     assert all(r["status"] == "passed" for r in merged["records"])
+

@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plugin", "cli", "ab"),
     ("api",),
 )
-BASE_MODULES = {"errors", "units", "stats", "profiles", "matrix", "choices", "hookspecs", "_version", "_lazy"}
+BASE_MODULES = {"errors", "units", "stats", "profiles", "matrix", "choices", "hookspecs", "_version", "_lazy", "text"}
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_longeff.energy import EnergyReading
+from pytest_longeff.energy.sampler import PowerSampler
+from pytest_longeff.energy.watch import WATCH_THREAD_PREFIX, WindowWatch
 
 #: The RAPL counter range of a typical package domain, microjoules (~262 kJ).
 PACKAGE_RANGE_UJ = 262_143_328_850
@@ -19,13 +22,52 @@ def sampler_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "longeff-power-sampler"]
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_sampler_threads() -> Iterator[None]:
-    """Fail a test whose meter left a sampling thread running (import it into a module to apply it there)."""
-    yield
-    for thread in sampler_threads():
+def watch_threads() -> list[threading.Thread]:
+    """Watch threads (RAPL reads, NVML checks) alive now."""
+    return [t for t in threading.enumerate() if t.name.startswith(WATCH_THREAD_PREFIX)]
+
+
+@pytest.fixture
+def started_energy_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[PowerSampler | WindowWatch]]:
+    """Every power sampler and window watch the test starts, stopped after the test whatever its outcome.
+
+    A test that fails inside a meter window never reaches the meter's ``stop()``; without this its thread would go
+    on sampling into the following tests, and each of their leak checks would fail in turn."""
+    started: list[PowerSampler | WindowWatch] = []
+
+    def tracked(start: Callable[[Any], None]) -> Callable[[Any], None]:
+        def tracking_start(self: Any) -> None:
+            started.append(self)
+            start(self)
+        return tracking_start
+
+    monkeypatch.setattr(PowerSampler, "start", tracked(PowerSampler.start))
+    monkeypatch.setattr(WindowWatch, "start", tracked(WindowWatch.start))
+    yield started
+    stop_all(started)
+
+
+def still_running(threads: list[threading.Thread]) -> list[threading.Thread]:
+    """The threads that have not ended within a grace period (a stopped meter's thread may still be unwinding)."""
+    for thread in threads:
         thread.join(timeout=2.0)
-    assert not sampler_threads(), "a power-sampling thread outlived its test"
+    return [t for t in threads if t.is_alive()]
+
+
+def stop_all(started: list[PowerSampler | WindowWatch]) -> None:
+    """Stop every sampler and watch in ``started`` (stopping one that already stopped does nothing)."""
+    for thing in started:
+        thing.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sampler_threads(started_energy_threads: list[PowerSampler | WindowWatch]) -> Iterator[None]:
+    """Fail a test whose meter left a sampling or watch thread running, and stop those threads, so the next test
+    starts clean (every test under tests/unit/energy has it; import it into a module elsewhere to apply it there)."""
+    yield
+    leaked = sorted(t.name for t in still_running(sampler_threads() + watch_threads()))
+    stop_all(started_energy_threads)
+    assert not leaked, f"a meter thread outlived its test (stopped after it): {', '.join(leaked)}"
 
 
 def assert_unmeasured(reading: EnergyReading) -> None:

@@ -78,7 +78,8 @@ def skipped_and_failed() -> dict[str, Any]:
 
 def merged() -> dict[str, Any]:
     """The real cells as measured on two machines, as ``pytest-longeff merge`` writes them (``machines`` and each
-    record's ``machine_index``); the second machine twice as fast, its cells renamed."""
+    record's ``machine_index``); the second machine twice as fast. Each cell appears once per machine, under the
+    same id: fine for the renderers, which this serves, but a report reader refuses an id twice."""
     doc = small()
     records = []
     for index, factor in ((0, 1.0), (1, 2.0)):

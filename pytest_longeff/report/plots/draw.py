@@ -321,7 +321,9 @@ def _save(fig: Any, name: str, target: Any, fmt: str) -> None:
     import matplotlib
 
     # Text stays text in SVG (small, searchable); a per-figure salt keeps ids unique when SVGs share one page.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name, "text.hinting": "no_hinting"}):
+    # text.parse_math off: names from a report are text, never a mathtext formula ("$^{$" would not parse).
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name, "text.hinting": "no_hinting",
+                                "text.parse_math": False}):
         if fmt == "png":  # fast zlib level: PNG encoding was a tenth of the rendering time
             fig.savefig(target, format=fmt, dpi=DPI, pil_kwargs={"compress_level": 1})
         else:

@@ -1,17 +1,18 @@
-"""Fixtures for every energy test: the host's PID namespace whatever machine runs them, and no watch thread left
-behind."""
+"""Fixtures for every energy test: the host's PID namespace whatever machine runs them, and no sampling or watch
+thread left behind, even by a test that fails inside a meter window."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.energy import fake_proc
+from support.energy import (  # noqa: F401 - the leak checks are autouse fixtures, applied to every energy test
+    fake_proc,
+    no_leaked_sampler_threads,
+    started_energy_threads,
+)
 
 from pytest_longeff.energy import nvml_checks
-from pytest_longeff.energy.watch import WATCH_THREAD_PREFIX
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +22,3 @@ def host_pid_namespace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setattr(nvml_checks, "PROC_ROOT", root)
     return root
 
-
-def watch_threads() -> list[threading.Thread]:
-    """Watch threads (RAPL reads, NVML checks) alive now."""
-    return [t for t in threading.enumerate() if t.name.startswith(WATCH_THREAD_PREFIX)]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_watch_threads() -> Iterator[None]:
-    """Fail a test whose meter left a watch thread running."""
-    yield
-    for thread in watch_threads():
-        thread.join(timeout=2.0)
-    assert not watch_threads(), "a watch thread outlived its test"

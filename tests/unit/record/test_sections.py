@@ -91,11 +91,6 @@ def test_a_partial_record_keeps_what_was_measured_and_is_json() -> None:
     assert "train" in d and "inference" not in d and "accuracy" not in d
 
 
-@pytest.mark.parametrize(("peak", "expected"), [(100, True), (101, False), (None, None)])
-def test_within_memory_budget_comes_from_the_exact_probe(peak: int | None, expected: bool | None) -> None:
-    assert BatchChoice(2, "searched", 1, peak).within(100) is expected
-
-
 # -- the whole dict form, key by key (values worked out by hand from full_record) ----------------------------------
 
 
@@ -185,7 +180,6 @@ def test_a_fixed_batch_states_no_searched_batch_size() -> None:
     d = BatchChoice(6, "fixed", 0, None).to_dict()
     assert d == {"batch_size": 6, "batch_search": {"source": "fixed", "probes": 0, "peak_memory_bytes": None},
                  "gradient_accumulation": 1, "effective_batch": 6}  # fmt: skip
-    assert BatchChoice(2, "searched", 1, 100).within(99) is False
 
 
 def test_teacher_forced_accuracy_names_the_study_method() -> None:
