@@ -157,6 +157,9 @@ MAX_DEPTH = 64
 #: (a p-value of 1e-45 for a large regression), so they are not refused, and as 0 no quotient of two figures the
 #: readers form can overflow (1 / 1e-320 is inf), while 0 is a value every reader already handles.
 MAX_INT_DIGITS = 30
+#: What a string failing the schema's name patterns holds (said instead of the regular expression).
+PATTERN_MEANING = ("holds a control character or a line break, or (in a name used in file names) a path separator "
+                   "or is '.' or '..'")
 #: The largest matrix a report's settings may name (``merge`` lists the cells of the whole matrix).
 MAX_MATRIX_CELLS = 100_000
 MAX_MAGNITUDE = 1e30
@@ -336,7 +339,7 @@ def _string_errors(value: str, schema: Mapping[str, Any], where: str) -> Iterato
     if len(value) > schema.get("maxLength", math.inf):
         yield f"{where}: a string of {len(value)} characters, longer than {schema['maxLength']}"
     if "pattern" in schema and re.search(schema["pattern"], value) is None:
-        yield f"{where}: {value!r:.60} does not match {schema['pattern']!r}"
+        yield f"{where}: {value!r:.60} {PATTERN_MEANING}"
 
 
 def _object_errors(value: dict[str, Any], schema: Mapping[str, Any], root: Mapping[str, Any],
@@ -376,7 +379,9 @@ def schema_errors(doc: Any, schema: Mapping[str, Any] | None = None) -> list[str
         return list(_subset_errors(doc, schema, schema, ()))
     validator = _validator_class(jsonschema)
     errors = sorted(validator(schema).iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
-    return [f"{_where(tuple(e.absolute_path))}: {e.message:.200}" for e in errors]
+    return [f"{_where(tuple(e.absolute_path))}: " +
+            (f"{e.instance!r:.60} {PATTERN_MEANING}" if e.validator == "pattern" else f"{e.message:.200}")
+            for e in errors]
 
 
 def cross_reference_errors(doc: Mapping[str, Any]) -> list[str]:
