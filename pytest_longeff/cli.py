@@ -270,16 +270,14 @@ def _guarded(command: str, files: Sequence[str], run: Callable[[], int]) -> int:
     (CI would read a regression); ``PYTEST_LONGEFF_DEBUG=1`` re-raises it, so tests see every such bug."""
     try:
         return run()
-    except OSError as exc:  # an output the command cannot write (a read-only folder, a full disk): not a bug
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
-            raise
-        where = exc.filename if exc.filename is not None else "an output file"
-        print(for_terminal(f"{PROG} {command}: cannot write {where} ({exc.strerror or exc}); choose a writable "
-                           "path (-o/--out, --markdown) or free space"), file=sys.stderr)
-        return EXIT_USAGE
     except Exception as exc:
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
+        if isinstance(exc, OSError):  # an output the command cannot write (a read-only folder, a full disk): no bug
+            where = exc.filename if exc.filename is not None else "an output file"
+            print(for_terminal(f"{PROG} {command}: cannot write {where} ({exc.strerror or exc}); choose a writable "
+                               "path (-o/--out, --markdown) or free space"), file=sys.stderr)
+            return EXIT_USAGE
         print(for_terminal(f"{PROG} {command}: {type(exc).__name__}: {exc}; this is a bug in pytest-longeff; please "
                            f"report it, with the file ({', '.join(files) or 'no file'}); {DEBUG_ENV}=1 shows the "
                            "traceback"), file=sys.stderr)

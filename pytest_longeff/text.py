@@ -129,8 +129,8 @@ def html_text(value: Any) -> str:
 def html_attr(value: Any) -> str:
     """``str(value)`` as an HTML attribute value, always written inside double quotes (:func:`attribute` writes
     both). Guarantees: ``&``, ``<``, ``>``, ``"`` and ``'`` become ``&amp;``, ``&lt;``, ``&gt;``, ``&quot;`` and
-    ``&#x27;``, so the value can end neither its quotes nor its tag."""
-    return html.escape(str(value), quote=True)
+    ``&#x27;``, so the value can end neither its quotes nor its tag (the escaping of :func:`html_text`)."""
+    return html_text(value)
 
 
 def attribute(name: str, value: Any) -> str:
