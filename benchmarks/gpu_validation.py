@@ -1,6 +1,6 @@
 """One-shot GPU validation: run it whenever a GPU is at hand, and commit its Markdown under docs/.
 
-    python benchmarks/gpu_validation.py                 # on a GPU machine: at most about 8 minutes
+    python benchmarks/gpu_validation.py                 # on a GPU machine: at most about 10 minutes
     python benchmarks/gpu_validation.py --rehearse      # on a CPU: the same steps at tiny size, no energy part
 
 Parts:
@@ -13,7 +13,10 @@ Parts:
   (d) xdist: `-n 2 --dist loadgroup` over two GPUs, when there are two;
   (e) GPU paths: only the running model's weights on the device after the model cache switches models; an
       out-of-memory error raised inside training retried at a smaller batch with the failed step's gradients
-      freed; more xdist workers than GPUs refused.
+      freed; more xdist workers than GPUs refused;
+  (f) the families added after the study: `dims` llama (SDPA), LongT5 and PEGASUS-X base at 8192 tokens in bf16, 3
+      steps: within the budget, the KV cache within 5 % of its formula, prefill, decode and their sum against the
+      generation printed.
 
 Writes docs/gpu-validation-<date>.md (or --out) with the date, GPU, driver and versions. Exit status: 0 when every
 part that ran passed, 1 otherwise.
@@ -217,6 +220,61 @@ def part_gpu_paths(rehearse: bool, workdir: Path, gpus: int) -> Part:
     return title, all(oks), "\n".join(lines)
 
 
+def _recent_command(rehearse: bool, report: Path) -> list[str]:
+    """One cell of each family added after the study, at real size on the GPU (8192 tokens; the decoder-only family
+    at SDPA, its default), or tiny on the CPU in a rehearsal."""
+    if rehearse:
+        matrix = ["--longeff-profile", "tiny", "--longeff-tiny-weights", "random", "--longeff-lengths", "1024",
+                  "--longeff-memory-budget", "512MiB", "--longeff-device", "cpu", "--longeff-energy", "none",
+                  "--longeff-idle-s", "0"]
+    else:
+        matrix = ["--longeff-profile", "dims", "--longeff-lengths", "8192", "--longeff-memory-budget", "48GiB",
+                  "--longeff-precision", "bf16"]
+    return [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_cells.py"), "-q", "-p", "no:cacheprovider",
+            *matrix, "--longeff-families", "llama,longt5,pegasus_x", "--longeff-sizes", "base",
+            "--longeff-tasks", "niah_single", "--longeff-train-budget", "steps=3", "--longeff-eval-samples", "2",
+            "--longeff-repeats", "2", "--longeff-batch-reset", "--longeff-json", str(report)]
+
+
+def _phase_row(r: dict[str, Any], budget: int) -> tuple[list[str], bool]:
+    ph = r.get("phases") or {}
+    kv = (ph.get("kv_cache") or {}).get("ratio")
+    check = (ph.get("check") or {}).get("ratio")
+    train = r.get("train") or {}
+    peak = train.get("peak_memory_bytes")
+    ok = (r.get("status") == "passed" and isinstance(peak, int) and peak <= budget and isinstance(kv, float)
+          and abs(kv - 1) <= 0.05)
+    fmt = lambda v, spec: "n/a" if not isinstance(v, (int, float)) else format(v, spec)  # noqa: E731
+    return [str(r.get("id")), str(r.get("status")), str(r.get("batch_size")),
+            fmt(peak / 2**30 if isinstance(peak, int) else None, ".2f"),
+            fmt((ph.get("prefill") or {}).get("tokens_per_s"), ",.0f"),
+            fmt((ph.get("decode") or {}).get("tokens_per_s"), ",.1f"),
+            fmt(((ph.get("decode") or {}).get("ttft_s") or {}).get("p50"), ".4f"), fmt(kv, ".3f"),
+            fmt(check, ".3f"), "PASS" if ok else f"FAIL ({r.get('reason') or 'see figures'})"], ok
+
+
+def part_recent(rehearse: bool, workdir: Path) -> Part:
+    title = ("(f) the families added after the study at real size: one cell each at 8192 tokens, within the budget, "
+             "KV cache within 5 % of its formula; prefill + decode against the generation")
+    report = workdir / "recent.json"
+    t0 = time.perf_counter()
+    run = subprocess.run(_recent_command(rehearse, report), capture_output=True, text=True, cwd=ROOT, check=False)
+    if not report.is_file():
+        return title, False, f"no report; pytest said:\n\n```\n{run.stdout[-3000:]}{run.stderr[-2000:]}\n```"
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    budget = int(doc["settings"]["memory_budget_bytes"])
+    rows, oks = [], []
+    for record in doc["records"]:
+        row, ok = _phase_row(record, budget)
+        rows.append(row)
+        oks.append(ok)
+    table = ["| cell | status | batch | train peak GiB | prefill tok/s | decode tok/s | TTFT p50 s | KV / formula | "
+             "(prefill + decode) / generation | result |", "|---|---|---|---|---|---|---|---|---|---|"]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    body = "\n".join(table) + f"\n\nwall time {time.perf_counter() - t0:.0f} s; pytest exit {run.returncode}"
+    return title, None if rehearse else (len(oks) == 3 and all(oks)), body
+
+
 def environment() -> list[str]:
     import platform
 
@@ -250,6 +308,7 @@ def run_all(rehearse: bool, workdir: Path) -> tuple[list[Part], list[str]]:
     parts.append(part_overhead(rehearse, int(led.get("batch_size") or 1)))
     parts.append(part_xdist(rehearse, workdir, torch.cuda.device_count()))
     parts.append(part_gpu_paths(rehearse, workdir, torch.cuda.device_count()))
+    parts.append(part_recent(rehearse, workdir))
     return parts, environment()
 
 

@@ -36,12 +36,16 @@ LENGTHS = (1024, 2048, 3072, 4096)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="led-base,bigbird-base,led-large,bigbird-large",
-                    help="comma-separated family-size pairs (default: all four)")
+                    help="comma-separated family-size pairs (default: the study's four; also longt5-base, "
+                         "longt5-large, pegasus_x-base, pegasus_x-large, llama-base, llama-large)")
     ap.add_argument("--out", type=Path, default=CHECKPOINTS, help="where the checkpoints go (default: the package)")
     ap.add_argument("--steps-scale", type=float, default=1.0,
                     help="multiply every stage's steps (at least 1 each): 0.01 for a smoke run")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--eval-docs", type=int, default=8, help="documents per task in the length table")
+    ap.add_argument("--continue-from", type=Path, default=None,
+                    help="a folder holding checkpoints this script made (<family>-<size>/): start each model from its "
+                         "checkpoint there and run only its continuation stages (pretrain.CONTINUATIONS)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,21 +53,37 @@ def main(argv: list[str] | None = None) -> int:
     for pair in args.models.split(","):
         name, _, size = pair.partition("-")
         if name not in families or pair not in pretrain.SCHEDULES:
-            ap.error(f"--models: {pair!r} is not one of led-base, led-large, bigbird-base, bigbird-large")
+            ap.error(f"--models: {pair!r} is not one of {', '.join(pretrain.SCHEDULES)}")
         stages = tuple(dataclasses.replace(s, steps=max(1, round(s.steps * args.steps_scale)))
                        for s in pretrain.SCHEDULES[pair])
-        config = pretrain.PretrainConfig(name, size, stages)
+        config = pretrain.PretrainConfig(name, size, stages, tasks=pretrain.tasks_for(families[name]))
         t0 = time.perf_counter()
 
         def progress(step: int, total: int, loss: float, pair: str = pair, t0: float = t0) -> None:
             if step % 100 == 0 or step == total:
                 print(f"{pair}: step {step}/{total}  loss {loss:.3f}  {time.perf_counter() - t0:.0f} s", flush=True)
 
-        model, log = pretrain.pretrain(families[name], config, progress)
-        folder = pretrain.save(model, config, log, args.out / pair)
+        if args.continue_from is not None:
+            earlier = args.continue_from / pair
+            model = load_tiny(families[name], size, len(lexicon_tokenizer()), earlier)
+            made = json.loads((earlier / "pretraining.json").read_text())
+            log = pretrain.PretrainLog(seconds=made["seconds"], params=made["params"])
+            log.losses = [made["final_loss"]]
+            print(f"{pair}: continuing from {earlier}", flush=True)
+        else:
+            model, log = pretrain.pretrain(families[name], config, progress)
+        continuation = None
+        if pair in pretrain.CONTINUATIONS:
+            more = pretrain.PretrainConfig(name, size, tuple(
+                dataclasses.replace(s, steps=max(1, round(s.steps * args.steps_scale)))
+                for s in pretrain.CONTINUATIONS[pair]), lr=pretrain.CONTINUATION_LR, warmup=20, tasks=config.tasks)
+            model.train()
+            model, more_log = pretrain.pretrain(families[name], more, progress, model=model)
+            continuation = (more, more_log)
+        folder = pretrain.save(model, config, log, args.out / pair, continuation)
         print(f"{pair}: {log.params:,} parameters, {log.seconds:.0f} s of training, saved to {folder}", flush=True)
         shipped = load_tiny(families[name], size, len(lexicon_tokenizer()), folder)  # what ships, as it loads
-        table = pretrain.length_scores(families[name], shipped, LENGTHS, n=args.eval_docs)
+        table = pretrain.length_scores(families[name], shipped, LENGTHS, tasks=config.tasks, n=args.eval_docs)
         print(f"{pair}: score by input length (SCROLLS metric, {args.eval_docs} fresh documents per task)")
         print("  task            " + "".join(f"{n:>8}" for n in LENGTHS))
         for task, row in table.items():

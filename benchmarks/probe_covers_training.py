@@ -1,8 +1,10 @@
 """Does the batch-size probe cover real training? At `dims` size on the CPU, against the process's own counters.
 
     .venv/bin/python benchmarks/probe_covers_training.py [--budget-gib 4.5] [--length 1024] [--steps 3]
+    .venv/bin/python benchmarks/probe_covers_training.py --family llama --length 2048 --budget-gib 16
 
-1. The suite's search, as a cell runs it: `dims` LED base (LED-base dimensions, random weights), the generated
+1. The suite's search, as a cell runs it: `dims` LED base (LED-base dimensions, random weights; or the decoder-only
+   `llama` base, Qwen2.5-0.5B dimensions, fine-tuned on prompt + target with the loss on the target), the generated
    gov_report training split at ``--length`` tokens with labels padded to 128 positions (the study's padding, the
    `dims` and `paper` profiles'), real training-step probes under the budget.
 2. A fresh process at the chosen batch: a bare PyTorch loop (AdamW, no code of the suite's in the step) on inputs of
@@ -30,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 GIB = 2**30
 
-BARE_LOOP = textwrap.dedent("""
-    import ctypes, json, sys, torch
-    from transformers import LEDConfig, LEDForConditionalGeneration
+# What both loops start with: the process's own memory counters, the arguments, the resident set before the model.
+PROLOGUE = textwrap.dedent("""
+    import ctypes, json, sys, torch, transformers
 
     def status(key):
         for line in open("/proc/self/status"):
@@ -43,6 +45,10 @@ BARE_LOOP = textwrap.dedent("""
     torch.manual_seed(0)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = status("VmRSS")
+""")
+
+BARE_LOOP = PROLOGUE + textwrap.dedent("""
+    from transformers import LEDConfig, LEDForConditionalGeneration
     model = LEDForConditionalGeneration(LEDConfig(**config)).train()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     open("/proc/self/clear_refs", "w").write("5")  # the model's build is not training: its transient peak is left out
@@ -63,12 +69,39 @@ BARE_LOOP = textwrap.dedent("""
     print(json.dumps({"peak": status("VmHWM") - before, "step_s": times}))
 """)
 
+# The decoder-only loop: the prompt then a full 128-token target, the loss on the target from logits computed at the
+# target's positions only (as any memory-conscious causal-LM fine-tuning does), SDPA attention.
+BARE_CAUSAL_LOOP = PROLOGUE + textwrap.dedent("""
+    cls_name = config.pop("model_class")
+    cfg = getattr(transformers, config.pop("config_class"))(**config)
+    cfg._attn_implementation = "sdpa"
+    model = getattr(transformers, cls_name)(cfg).train()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    open("/proc/self/clear_refs", "w").write("5")
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001)
+    ids = torch.randint(4, config["vocab_size"], (batch, length + 128))
+    target = ids[:, length:]
+    times = []
+    for _ in range(steps):
+        t0 = __import__("time").perf_counter()
+        hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state[:, length - 1:-1]
+        logits = model.lm_head(hidden).float()
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(__import__("time").perf_counter() - t0)
+    print(json.dumps({"peak": status("VmHWM") - before, "step_s": times}))
+""")
+
 
 Found = tuple[int, int | None, list[dict[str, object]], dict[str, object]]
 
 
-def search(budget: int, length: int, max_batch: int) -> Found:
-    """The suite's search for dims LED base at ``length`` tokens: (batch, its probe's peak, probe log, config)."""
+def search(budget: int, length: int, max_batch: int, family: str = "led") -> Found:
+    """The suite's search for dims ``family`` base at ``length`` tokens: (batch, its probe's peak, probe log,
+    config)."""
     from pytest_longeff.cell.batch import probe_batch
     from pytest_longeff.cell.prepare import _rows, _tokenize
     from pytest_longeff.cell.search import search_batch_size
@@ -76,6 +109,7 @@ def search(budget: int, length: int, max_batch: int) -> Found:
     from pytest_longeff.data.tokenizer import lexicon_tokenizer
     from pytest_longeff.matrix import DEFAULT_LENGTHS
     from pytest_longeff.models.families import LEDFamily, build_model
+    from pytest_longeff.models.recent import LLAMA
     from pytest_longeff.tasks.specs import BUILTIN_TASKS
 
     tok = lexicon_tokenizer()
@@ -83,9 +117,18 @@ def search(budget: int, length: int, max_batch: int) -> Found:
         split = load_task(write_generated(Path(tmp), ["gov_report"]), "gov_report")["train"]
         train = _tokenize(tok, _rows(split, "train", 0, "examples"), length,
                           next(t for t in BUILTIN_TASKS if t.name == "gov_report").max_target_tokens, "study")
-    built = build_model(LEDFamily(), "base", "dims", len(tok), max(length, *DEFAULT_LENGTHS), None, seed=0)
+    chosen = LLAMA if family == "llama" else LEDFamily()
+    built = build_model(chosen, "base", "dims", len(tok), max(length, *DEFAULT_LENGTHS), None, seed=0)
     found = search_batch_size(lambda b: probe_batch(built, train, b, "cpu"), budget, max_batch=max_batch)
     config = built.model.config.to_dict()
+    if family == "llama":
+        d = LLAMA.dims["base"]
+        keep = {k: config[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                       "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
+                                       "tie_word_embeddings", "pad_token_id", "bos_token_id", "eos_token_id")}
+        keep.update(config_class=d.config_class, model_class=d.model_class)
+        print(f"decoder positions of every step: {train.decoder_positions}")
+        return found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes], keep
     keep = {k: config[k] for k in ("vocab_size", "d_model", "encoder_layers", "decoder_layers",
                                    "encoder_attention_heads", "decoder_attention_heads", "encoder_ffn_dim",
                                    "decoder_ffn_dim", "attention_window", "max_encoder_position_embeddings",
@@ -102,17 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=1024, help="input tokens (default 1024)")
     parser.add_argument("--steps", type=int, default=3, help="steps of the bare loop (default 3)")
     parser.add_argument("--max-batch", type=int, default=16, help="largest batch the search may choose")
+    parser.add_argument("--family", choices=("led", "llama"), default="led",
+                        help="led (default) or the decoder-only llama family, base size at dims")
     args = parser.parse_args(argv)
     budget = int(args.budget_gib * GIB)
     t0 = time.perf_counter()
-    batch, probe, log, config = search(budget, args.length, args.max_batch)
+    batch, probe, log, config = search(budget, args.length, args.max_batch, args.family)
     print(f"search: batch {batch}, probe peak {probe / GIB if probe else float('nan'):.3f} GiB, "
           f"{len(log)} probes in {time.perf_counter() - t0:.0f} s: {log}")
     if batch == 0:
         print("nothing fits the budget: nothing to check")
         return 1
     t1 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(batch), str(args.length), str(args.steps),
+    loop = BARE_CAUSAL_LOOP if args.family == "llama" else BARE_LOOP
+    out = subprocess.run([sys.executable, "-c", loop, str(batch), str(args.length), str(args.steps),
                           json.dumps(config)], capture_output=True, text=True, check=True)
     bare = json.loads(out.stdout.strip().splitlines()[-1])
     peak = int(bare["peak"])

@@ -119,11 +119,32 @@ def pytest_configure(config: pytest.Config) -> None:
         check_id_tokens([*settings.families, *settings.sizes, *settings.tasks, *map(str, settings.lengths)])
     except ValueError as exc:
         raise pytest.UsageError(f"pytest-longeff: {exc}") from None
+    check_attention(settings, ext.families)
     config.stash[SETTINGS_KEY] = settings
     run_gate = _gate(config, settings) if settings.baseline else None
     selection, plan = _plan(config, settings)
     role = config.stash[ROLE_KEY] = make_role(config, settings, selection, plan, run_gate)
     config.pluginmanager.register(role, ROLE_NAME)
+
+
+def check_attention(settings: Settings, families: Mapping[str, Family]) -> None:
+    """Refuse ``--longeff-attn-implementation`` for a selected family that does not support it, and
+    ``flash_attention_2`` where flash-attn cannot run, as usage errors that say what to choose instead."""
+    from pytest_longeff.models.common import flash_attention_problem, resolve_attn
+
+    if settings.attn_implementation == "auto":
+        return
+    for name in settings.families:
+        try:
+            resolve_attn(families[name], settings.attn_implementation)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--longeff-attn-implementation: {exc}") from None
+    if settings.attn_implementation == "flash_attention_2":
+        if problem := flash_attention_problem():
+            raise pytest.UsageError(f"--longeff-attn-implementation flash_attention_2: {problem}; use sdpa or eager")
+        if settings.precision not in ("bf16", "fp16"):
+            raise pytest.UsageError(f"--longeff-attn-implementation flash_attention_2 runs in half precision only: add "
+                                    f"--longeff-precision bf16 (or fp16); --longeff-precision is {settings.precision}")
 
 
 def _gate(config: pytest.Config, settings: Settings) -> GateRun | None:

@@ -15,6 +15,10 @@ def heavy_modules() -> None:
     import rouge_score.rouge_scorer  # noqa: F401
     import transformers.models.bigbird_pegasus.modeling_bigbird_pegasus
     import transformers.models.led.modeling_led  # noqa: F401
+    import transformers.models.llama.modeling_llama  # noqa: F401
+    import transformers.models.longt5.modeling_longt5  # noqa: F401
+    import transformers.models.mistral.modeling_mistral  # noqa: F401
+    import transformers.models.pegasus_x.modeling_pegasus_x  # noqa: F401
 
     import pytest_longeff.cell.resources  # noqa: F401
 

@@ -33,9 +33,12 @@ def _spec() -> tuple[str, int]:
 
 
 def _layers(model: Any) -> list[torch.nn.Module]:
-    """Every encoder and decoder layer of a seq2seq model."""
-    inner = model.get_encoder().layers, model.get_decoder().layers
-    return [layer for stack in inner for layer in stack]
+    """Every encoder and decoder layer of a seq2seq model (T5-style stacks call them ``block``), or every layer of a
+    decoder-only family's causal LM."""
+    if hasattr(model, "causal_lm"):
+        return list(model.causal_lm.model.layers)
+    inner = model.get_encoder(), model.get_decoder()
+    return [layer for stack in inner for layer in getattr(stack, "layers", None) or stack.block]
 
 
 def _hook(kind: str, n: int) -> Any:
@@ -54,15 +57,25 @@ def _hook(kind: str, n: int) -> Any:
     return hook
 
 
-def _slower(family: Any, kind: str, n: int) -> Any:
-    class Slower(type(family)):  # type: ignore[misc]
-        def build(self, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None) -> Any:
-            model = super().build(size, weights, vocab_size, max_len, model_dir)
-            for layer in _layers(model):
-                layer.register_forward_hook(_hook(kind, n))
-            return model
+class _Slower:
+    """A family that builds its models as ``family`` does, with the extra work hooked onto every layer; everything
+    else is the family's own."""
 
-    return Slower()
+    def __init__(self, family: Any, kind: str, n: int) -> None:
+        self._family, self._kind, self._n = family, kind, n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._family, name)
+
+    def build(self, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None) -> Any:
+        model = self._family.build(size, weights, vocab_size, max_len, model_dir)
+        for layer in _layers(model):
+            layer.register_forward_hook(_hook(self._kind, self._n))
+        return model
+
+
+def _slower(family: Any, kind: str, n: int) -> Any:
+    return _Slower(family, kind, n)
 
 
 def pytest_longeff_families() -> list[Any]:

@@ -14,6 +14,7 @@ from pytest_longeff.cell.train import batch_tensors
 from pytest_longeff.measure.window import synchronize
 
 if TYPE_CHECKING:
+    from pytest_longeff.cell.phases import Timeline
     from pytest_longeff.cell.prepare import TokenizedSplit
     from pytest_longeff.models.families import BuiltModel
 
@@ -52,10 +53,14 @@ def pin_generation(model: Any) -> dict[str, Any]:
 
 @torch.no_grad()
 def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_tokens: int, repeats: int,
-             device: str, precision: Precision = FP32, fixed: bool = False) -> InferResult:
+             device: str, precision: Precision = FP32, fixed: bool = False,
+             timelines: list[Timeline] | None = None) -> InferResult:
     """Greedy generation over ``split``, ``repeats`` times; each batch's wall time is one latency sample. ``fixed``:
     exactly ``max_new_tokens`` new tokens per row (the end token suppressed until then), so the time does not
-    depend on when the model chooses to stop."""
+    depend on when the model chooses to stop. ``timelines``: a list that receives each batch's token times
+    (:mod:`pytest_longeff.cell.phases`)."""
+    from pytest_longeff.cell.phases import Timeline, clock
+
     model = built.model
     model.eval()
     pin_generation(model)
@@ -64,13 +69,21 @@ def generate(built: BuiltModel, split: TokenizedSplit, batch_size: int, max_new_
         for start in range(0, len(split.ids), batch_size):
             index = list(range(start, min(start + batch_size, len(split.ids))))
             ids, mask, _ = batch_tensors(split, index, device)
+            extra: dict[str, Any] = {}
+            if timelines is not None:
+                token_clock, extra["logits_processor"] = clock(device)
+            if timelines is not None:
+                token_clock.start()
             t0 = time.perf_counter()
             with precision.autocast():
                 out = model.generate(**built.family.model_inputs(ids, mask), max_new_tokens=max_new_tokens,
                                      min_new_tokens=max_new_tokens if fixed else None, num_beams=1,
-                                     do_sample=False)
+                                     do_sample=False, **extra)
             synchronize(device)
-            result.batch_latencies_s.append(time.perf_counter() - t0)
+            t_end = time.perf_counter()
+            result.batch_latencies_s.append(t_end - t0)
+            if timelines is not None:
+                timelines.append(Timeline(t0, token_clock.stamps(t0), t_end, len(index)))
             result.batch_sizes.append(len(index))
             result.outputs.append((index, out))
     return result

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_longeff.data import hub as hubdata
+from pytest_longeff.data import ruler
 from pytest_longeff.data import scrolls as data_mod
 from pytest_longeff.data.tokenizer import cached_tokenizer, lexicon_tokenizer
 from pytest_longeff.errors import DataError, LongeffWarning
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from pytest_longeff.models.families import Family
     from pytest_longeff.profiles import Profile
     from pytest_longeff.tasks.specs import TaskSpec
+
+
+LONG_DOCS_ABOVE = 4096  # cells longer than this read the long generated facts documents
 
 
 @dataclass
@@ -70,29 +74,72 @@ class Inputs:
         self._tokenized: dict[tuple[int, str, str, int, int], TokenizedSplit] = {}
         self._tokenizers: dict[str, Any] = {}
         self._digests: dict[int, str] = {}
+        self._ratios: dict[int, float] = {}
 
-    def task_root(self, task: str) -> Path:
+    @staticmethod
+    def doc_words(seq_len: int | None) -> int:
+        """Words in each generated facts document a cell of ``seq_len`` tokens reads: 4,000 up to 4096 tokens (every
+        fact within the study's longest input), 30,000 above (every fact within 32,768 tokens). A cell's data never
+        depends on the other cells; the words are named in the data's folder, so caches keyed on the file follow
+        them."""
+        return data_mod.DOC_WORDS if seq_len is None or seq_len <= LONG_DOCS_ABOVE else data_mod.LONG_DOC_WORDS
+
+    def task_root(self, task: str, seq_len: int | None = None) -> Path:
         """The folder holding ``<task>/{train,validation}.jsonl`` for generated-data profiles: ``--longeff-data-dir``
-        when given, else the generated data (written once under the cache)."""
+        when given, else the generated data for a cell of ``seq_len`` tokens (written once under the cache)."""
         if self.settings.data_dir:
             return Path(self.settings.data_dir)
-        root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}"
-        return data_mod.write_generated(root, self.tokenizer_tasks(), self.profile.seed)
+        words = self.doc_words(seq_len)
+        suffix = "" if words == data_mod.DOC_WORDS else f"-words{words}"
+        root = self.cache_dir / f"generated-v{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}{suffix}"
+        return data_mod.write_generated(root, self.tokenizer_tasks(), self.profile.seed, doc_words=words)
 
-    def splits(self, task: str) -> dict[str, data_mod.Split]:
+    def per_length(self, task: str) -> bool:
+        """Whether ``task``'s data is generated for each input length (the RULER-style tasks, unless the user gives
+        their data)."""
+        return task in ruler.RULER_TASKS and not self.settings.dataset and not self.settings.data_dir
+
+    def ruler_items(self, cell: Cell) -> int:
+        """How many words and marks a RULER-style input of ``cell`` holds so that it is about ``cell.seq_len`` tokens
+        under the cell's tokenizer: exactly ``seq_len`` with the generator's own tokenizer (one token each), else
+        scaled by the tokenizer's tokens per generated word (measured on a sample), with a small margin; a longer
+        input loses its beginning, never its question (the tasks truncate on the left)."""
+        if self.generated():
+            return cell.seq_len
+        tok = self.tokenizer(cell)
+        if id(tok) not in self._ratios:
+            import random
+
+            sample = ruler.ruler_example("niah_single", random.Random(0), 2048)[0]
+            tokens = len(tok(sample, add_special_tokens=False)["input_ids"])
+            self._ratios[id(tok)] = max(1.0, tokens / len(sample.split()))
+        return max(64, int((cell.seq_len - 16) / self._ratios[id(tok)]))
+
+    def splits(self, task: str, seq_len: int | None = None, cell: Cell | None = None) -> dict[str, data_mod.Split]:
         """The task's train and validation splits, from the first of: ``--longeff-dataset`` (through ``datasets``,
-        for every task), SCROLLS for the paper profile (``hubdata.load_scrolls``: data dir, earlier download, hub
-        parquet, hub zips), ``--longeff-data-dir`` or generated data."""
-        if task not in self._splits:
+        for every task), the RULER-style generator (per input length ``seq_len``), SCROLLS for the paper profile
+        (``hubdata.load_scrolls``: data dir, earlier download, hub parquet, hub zips), ``--longeff-data-dir`` or
+        generated data."""
+        per_length = self.per_length(task)
+        if per_length and seq_len is None:
+            raise ValueError(f"task {task!r} is generated for each input length: pass seq_len")
+        items = self.ruler_items(cell) if per_length and cell is not None else seq_len
+        key = f"{task}-{items}" if per_length else f"{task}@{self.doc_words(seq_len)}"
+        if key not in self._splits:
             s = self.settings
             if s.dataset:
                 loaded = hubdata.load_user_dataset(s.dataset, dict(s.columns or ()), task, self.cache_dir)
+            elif per_length:
+                assert items is not None
+                root = (self.cache_dir /
+                        f"ruler-v{ruler.RULER_VERSION}-lexicon{data_mod.GENERATOR_VERSION}-seed{self.profile.seed}")
+                loaded = ruler.load_ruler(root, task, items, self.profile.seed)
             elif self.profile.data == "scrolls":
                 loaded = hubdata.load_scrolls(task, Path(s.data_dir) if s.data_dir else None, self.cache_dir)
             else:
-                loaded = data_mod.load_task(self.task_root(task), task)
-            self._splits[task] = loaded
-        return self._splits[task]
+                loaded = data_mod.load_task(self.task_root(task, seq_len), task)
+            self._splits[key] = loaded
+        return self._splits[key]
 
     def generated(self) -> bool:
         """Whether the session's data is the generator's (not the user's)."""
@@ -105,8 +152,8 @@ class Inputs:
         if self.settings.dataset is not None:
             return self.settings.tasks[:1]
         if self.profile.data == "generated" and self.settings.data_dir is None:
-            return tuple(dict.fromkeys((*DEFAULT_TASKS, *self.settings.tasks)))
-        return self.settings.tasks
+            return tuple(t for t in dict.fromkeys((*DEFAULT_TASKS, *self.settings.tasks)) if not self.per_length(t))
+        return tuple(t for t in self.settings.tasks if not self.per_length(t))
 
     def tokenizer(self, cell: Cell) -> Any:
         """The cell's tokenizer: the checkpoint's own for pretrained weights, the generator's fixed vocabulary on
@@ -119,7 +166,14 @@ class Inputs:
                 from transformers import AutoTokenizer
 
                 source = model_source(self.families[cell.family], cell.size, self.settings)
-                self._tokenizers[key] = AutoTokenizer.from_pretrained(source)
+                tok = AutoTokenizer.from_pretrained(source)
+                # Inputs are padded on the right and read as such (a decoder-only family's wrapper moves the padding
+                # first itself); a decoder-only checkpoint's tokenizer often has no padding token: its end token
+                # serves (every padded position is masked).
+                tok.padding_side = "right"
+                if tok.pad_token is None:
+                    tok.pad_token = tok.eos_token
+                self._tokenizers[key] = tok
             elif self.generated():
                 self._tokenizers[key] = lexicon_tokenizer()  # the generator's fixed vocabulary
             else:
@@ -139,9 +193,19 @@ class Inputs:
             key_parts.append(file_key(Path(split.path)))
         return cached_tokenizer(self.cache_dir / "tokenizers", "|".join(key_parts), texts)
 
-    def data_key(self, task: str) -> str:
+    def target_end(self, cell: Cell, tok: Any) -> int | None:
+        """For a decoder-only family's pretrained tokenizer: the end token every target is given (such tokenizers add
+        a start token and no end token, so a model fine-tuned on their targets would never learn to stop); None
+        where the tokenizer's own targets already end with one (the generator's tokenizer, encoder-decoders)."""
+        from pytest_longeff.models.recent import is_decoder_only
+
+        if self.profile.weights != "pretrained" or not is_decoder_only(self.families[cell.family]):
+            return None
+        return int(tok.eos_token_id)
+
+    def data_key(self, task: str, seq_len: int | None = None, cell: Cell | None = None) -> str:
         """The version of the task's training split (path, size, modification time), for cache keys."""
-        return file_key(Path(self.splits(task)["train"].path))
+        return file_key(Path(self.splits(task, seq_len, cell)["train"].path))
 
     def tokenizer_digest(self, cell: Cell) -> str:
         """A digest of the cell's tokenizer (its vocabulary sizes the embeddings, so it keys cached batch sizes)."""
@@ -164,18 +228,22 @@ class Inputs:
         target length, for the study's teacher-forced scoring."""
         tok = self.tokenizer(cell)
         padding = "study" if rows == "study" else self.profile.label_padding
+        target_end = self.target_end(cell, tok)
         key = (id(tok), task.name, split_name, cell.seq_len, limit, rows, padding)
         if key not in self._tokenized:
-            split = self.splits(task.name)[split_name]
+            split = self.splits(task.name, cell.seq_len, cell)[split_name]
             disk = self.cache_dir / "tokenized" / (hashlib.sha256(json.dumps(
                 [self._digest(tok), file_key(Path(split.path)), split_name, cell.seq_len, limit,
-                 task.max_target_tokens, rows, padding]).encode()).hexdigest()[:24] + ".pt")
+                 task.max_target_tokens, rows, padding,
+                 *([task.truncation] if task.truncation != "right" else []),
+                 *([f"end {target_end}"] if target_end is not None else [])]).encode()).hexdigest()[:24] + ".pt")
             chosen = _rows(split, split_name, limit, rows)
             loaded = _load_tokenized(disk, Shape([r.id for r in chosen], cell.seq_len, task.max_target_tokens,
                                                  padding))
             if loaded is None:
                 self.misses += 1
-                loaded = _tokenize(tok, chosen, cell.seq_len, task.max_target_tokens, padding)
+                loaded = _tokenize(tok, chosen, cell.seq_len, task.max_target_tokens, padding, task.truncation,
+                                   target_end)
                 _save_tokenized(disk, loaded)
                 self._tokenized[key] = loaded
                 return loaded
@@ -194,10 +262,25 @@ def _rows(split: data_mod.Split, split_name: str, limit: int, rows: str) -> list
     return chosen[:limit] if limit else chosen
 
 
-def _tokenize(tok: Any, rows: list[data_mod.Row], seq_len: int, max_target: int, padding: str) -> TokenizedSplit:
-    enc = tok([r.input for r in rows], max_length=seq_len, truncation=True, padding="max_length",
-              return_tensors="pt")
+def _tokenize(tok: Any, rows: list[data_mod.Row], seq_len: int, max_target: int, padding: str,
+              truncation: str = "right", target_end: int | None = None) -> TokenizedSplit:
+    # "left": a long input loses its beginning, so a question at its end stays (the RULER-style tasks).
+    side, tok.truncation_side = tok.truncation_side, truncation
+    try:
+        enc = tok([r.input for r in rows], max_length=seq_len, truncation=True, padding="max_length",
+                  return_tensors="pt")
+    finally:
+        tok.truncation_side = side
     # "study": every target padded to the task's target length, as the study's preprocessing did.
+    if target_end is not None:  # the target's own tokens, then the end token
+        pieces = [tok(r.output, add_special_tokens=False, truncation=True, max_length=max_target - 1)["input_ids"]
+                  + [target_end] for r in rows]
+        width = max_target if padding == "study" else max(len(p) for p in pieces)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, piece in enumerate(pieces):
+            labels[i, :len(piece)] = torch.tensor(piece, dtype=torch.long)
+        return TokenizedSplit([r.id for r in rows], enc["input_ids"], enc["attention_mask"], labels,
+                              int(enc["attention_mask"].sum()))
     tgt = tok([r.output for r in rows], max_length=max_target, truncation=True,
               padding="max_length" if padding == "study" else "longest", return_tensors="pt")
     labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)

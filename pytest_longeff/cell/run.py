@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -46,6 +46,7 @@ from pytest_longeff.tasks.metrics import Metric, average_scores, example_scores
 from pytest_longeff.tasks.study import study_scores
 
 if TYPE_CHECKING:
+    from pytest_longeff.cell.phases import Timeline
     from pytest_longeff.cell.prepare import TokenizedSplit
     from pytest_longeff.cell.resources import LongeffSession
     from pytest_longeff.matrix import Cell
@@ -70,6 +71,10 @@ class Prepared:
     """Every validation row of the scored examples with labels padded to the task's target length, for the study's
     teacher-forced evaluation (None when neither ``--longeff-teacher-forced`` nor the ``study`` early-stopping
     metric asks for it)."""
+    timelines: list[Timeline] = field(default_factory=list)
+    """The inference window's token times, batch by batch (for the decode half)."""
+    generation_latencies_s: list[float] = field(default_factory=list)
+    """The inference window's generate() batch times, for the check that prefill and decode add up to them."""
 
     def study_evaluation(self, batch_size: int, metrics: Mapping[str, Metric]) -> tuple[float, float]:
         """The study's evaluation in one pass (its early-stopping evaluation): the validation loss and the
@@ -116,11 +121,19 @@ def run_cell(session: LongeffSession, cell: Cell, record: CellRecord, cache: Bat
             from pytest_longeff.measure.reference import CellReference
 
             record.reference = CellReference.from_readings(before, session.reference())
+        try:
+            record.phases = phases_phase(session, p, record.batch.batch_size)
+        except Exception as exc:  # noqa: BLE001 - the cell's other measurements stand; the record says why not this
+            if is_oom(exc):
+                release_memory(session.device)
+            record.phases = {"note": f"prefill and decode not measured apart: {type(exc).__name__}: "
+                                     f"{str(exc).strip()[:200]}"}
         record.accuracy = score_phase(session, p, predictions, record.batch.batch_size)
         record.predictions = predictions
         record.work = work_phase(session, p, record.batch.batch_size)
 
 
+SCROLLS_METRICS = ("rouge", "f1", "exact_match")
 COLD_START = "one untimed training step at this batch before the train window"
 
 
@@ -211,6 +224,20 @@ def check_ready(session: LongeffSession, cell: Cell) -> None:
         check_tiny_checkpoint(cell.family, cell.size, cell.seq_len)
 
 
+def check_positions(built: BuiltModel, seq_len: int, max_new_tokens: int) -> None:
+    """Skip, with the reason, a cell longer than its model's positions allow (a decoder-only model's positions hold
+    the prompt and what it generates)."""
+    from pytest_longeff.models.common import position_limit
+    from pytest_longeff.models.recent import is_decoder_only
+
+    limit, field_name = position_limit(built.model)
+    needed = seq_len + (max_new_tokens if is_decoder_only(built.family) else 0)
+    if limit is not None and needed > limit:
+        what = f"{seq_len} input tokens" + (f" + {max_new_tokens} generated" if needed != seq_len else "")
+        raise CellSkip(f"{built.label}: {what} is beyond the model's {limit} positions (config.{field_name}); "
+                       f"choose --longeff-lengths of at most {limit - (needed - seq_len)}")
+
+
 def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[Prepared, ModelFacts]:
     """Inputs and model (cached across cells; outside every measured window)."""
     s = session.settings
@@ -221,6 +248,7 @@ def prepare(session: LongeffSession, cell: Cell, precision: Precision) -> tuple[
     if s.teacher_forced or s.early_stop_metric == "study":
         study_rows = session.inputs.tokenized(cell, task, "validation", s.eval_samples, rows="study")
     built, fresh = session.model(cell)
+    check_positions(built, cell.seq_len, session.profile.max_new_tokens)
     facts = ModelFacts(built.params, built.label, built.config_dict(), fresh, built.build_s if fresh else None,
                        s.memory_budget_bytes, s.train_budget.to_dict(),
                        optimizer_settings(s.lr, s.train_budget, precision.name), len(validation.ids),
@@ -311,9 +339,12 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
         # the window's CPU peak would depend on what training left behind; trimmed, the peak is the window's own.
         # (On CUDA, emptying the allocator's cache here would only put cudaMalloc calls inside the window.)
         release_memory(session.device, full=False)
+    timelines: list[Timeline] = []
     with window("inference", session.device, session.meter) as w:
-        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision, fixed=True)
+        inf = generate(p.built, p.validation, batch_size, max_new, s.repeats, session.device, p.precision, fixed=True,
+                       timelines=timelines)
     session.stats.measured_s += w.time_s
+    p.timelines, p.generation_latencies_s = timelines, list(inf.batch_latencies_s)
     decode_outputs(inf, p.validation, p.tokenizer)
     per_sample = [t / n for t, n in zip(inf.batch_latencies_s, inf.batch_sizes, strict=True)]
     section = InferenceWindow(
@@ -328,6 +359,23 @@ def infer_phase(session: LongeffSession, p: Prepared, batch_size: int) -> tuple[
         scored_generated_tokens=scored.generated_tokens,
         generation_config={**generation, "max_new_tokens": max_new}, peak_reserved_bytes=w.peak_reserved_bytes)
     return section, p.built.family.attention(p.built.model, p.cell.seq_len), scored.predictions
+
+
+def phases_phase(session: LongeffSession, p: Prepared, batch_size: int) -> dict[str, Any]:
+    """Prefill in a window of its own, decode from the inference window's token times, the KV cache measured on
+    one untimed prefill (:mod:`pytest_longeff.cell.phases`)."""
+    from pytest_longeff.cell.phases import measure_kv_cache, phases_section, run_prefill
+
+    s = session.settings
+    if not session.device.startswith("cuda"):
+        release_memory(session.device, full=False)  # as before the inference window
+    with window("prefill", session.device, session.meter) as w:
+        prefill = run_prefill(p.built, p.validation, batch_size, s.repeats, session.device, p.precision)
+    session.stats.measured_s += w.time_s
+    energy = Energy.from_reading(w.energy, session.idle).to_dict()
+    peak = _with_weights(w.peak_memory_bytes, session.device, weight_bytes(p.built.model))
+    kv = measure_kv_cache(p.built, p.validation, session.device, p.precision)
+    return phases_section(prefill, w.time_s, energy, peak, p.timelines, p.generation_latencies_s, kv)
 
 
 def max_new_tokens(session: LongeffSession, p: Prepared) -> int:
@@ -352,7 +400,7 @@ def work_phase(session: LongeffSession, p: Prepared, batch_size: int) -> dict[st
 
 def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str], batch_size: int) -> Accuracy:
     """SCROLLS' metric on the generations (and the study's teacher-forced scoring when asked)."""
-    refs = session.inputs.splits(p.cell.task)["validation"].references()
+    refs = session.inputs.splits(p.cell.task, p.cell.seq_len, p.cell)["validation"].references()
     refs = {i: refs[i] for i in p.validation.ids}
     teacher_forced = None
     if session.settings.teacher_forced and p.study_rows is not None:
@@ -360,5 +408,6 @@ def score_phase(session: LongeffSession, p: Prepared, predictions: dict[str, str
         teacher_forced = study_scores(p.task.metric, tf.predictions, tf.labels, session.metrics)
     per_example = example_scores(p.task.metric, predictions, refs, session.metrics)
     examples = {i: {k: 100.0 * v for k, v in values.items()} for i, values in per_example.items()}
+    suite = "SCROLLS " if p.task.metric in SCROLLS_METRICS else "RULER " if p.task.metric.startswith("ruler") else ""
     return Accuracy(average_scores(p.task.metric, per_example, session.metrics),
-                    f"greedy generation, SCROLLS {p.task.metric}, x100", teacher_forced, examples)
+                    f"greedy generation, {suite}{p.task.metric}, x100", teacher_forced, examples)

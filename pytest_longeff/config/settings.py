@@ -17,6 +17,7 @@ import pytest
 from pytest_longeff.cell.budget import TrainBudget, parse_train_budget
 from pytest_longeff.choices import DEFAULT_FAIL_ON, ENERGY_CHOICES
 from pytest_longeff.config.rules import check_options
+from pytest_longeff.models.common import ATTN_IMPLEMENTATIONS
 from pytest_longeff.matrix import (
     DEFAULT_FAMILIES,
     DEFAULT_LENGTHS,
@@ -157,22 +158,24 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("profile", _choice(tuple(PROFILES)), "where weights and data come from: tiny (default; offline, "
-           "minutes on a CPU), dims (published architectures, random weights), paper (pretrained checkpoints and "
-           "SCROLLS)", "{" + ",".join(PROFILES) + "}"),
+           "minutes on a CPU), dims (published architectures, random weights), paper (the study's pretrained "
+           "checkpoints and SCROLLS), recent (today's pretrained checkpoints of any family, bf16, for a GPU)",
+           "{" + ",".join(PROFILES) + "}"),
     Option("families", _any_names, f"comma list of model families (default {','.join(DEFAULT_FAMILIES)})", "LIST"),
     Option("sizes", _names(KNOWN_SIZES, "sizes"), f"comma list of sizes (default {','.join(DEFAULT_SIZES)})",
            "LIST"),
     Option("lengths", parse_lengths, "comma list of input lengths in tokens (default "
            f"{','.join(map(str, DEFAULT_LENGTHS))})", "LIST"),
-    Option("tasks", _any_names, f"comma list of SCROLLS tasks (default {','.join(DEFAULT_TASKS)}; also "
-           "narrative_qa, quality, contract_nli)", "LIST"),
+    Option("tasks", _any_names, f"comma list of tasks (default {','.join(DEFAULT_TASKS)}; also the SCROLLS tasks "
+           "narrative_qa, quality, contract_nli, and the RULER-style long-context tasks niah_single, niah_multikey, "
+           "niah_multivalue, vt, fwe, qa_distractors, generated for each input length)", "LIST"),
     Option("data-dir", str, "SCROLLS-format data: DIR/<task>/train.jsonl and DIR/<task>/validation.jsonl (or, for "
            "the paper profile, DIR/<task>.zip or DIR/<task>/{train,validation}/*.parquet)", "DIR"),
     Option("tiny-weights", _choice(TINY_WEIGHTS), "tiny profile: auto (the default on generated data: the "
-           "checkpoints shipped in the package, pretrained offline, where it has one, i.e. led and bigbird base and "
-           "large; random init for other families), pretrained (only those; other cells are skipped) or random "
-           "(fixed-seed random init, for pure efficiency runs; the default with --longeff-data-dir or "
-           "--longeff-dataset)", "{" + ",".join(TINY_WEIGHTS) + "}"),
+           "checkpoints shipped in the package, pretrained offline, where it has one, i.e. led, bigbird and longt5 "
+           "base and large, pegasus_x base; random init for the others), pretrained (only those; other "
+           "cells are skipped) or random (fixed-seed random init, for pure efficiency runs; the default with "
+           "--longeff-data-dir or --longeff-dataset)", "{" + ",".join(TINY_WEIGHTS) + "}"),
     Option("model-dir", str, "paper profile: local mirror of checkpoints as DIR/<org>/<name> (save_pretrained "
            "folders) instead of the hub", "DIR"),
     Option("device", parse_device, "where models run: auto (cuda if available), cpu, cuda, cuda:N", "DEVICE"),
@@ -208,6 +211,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("precision", _choice(PRECISIONS), "numeric precision of training and inference: fp32, tf32 (fp32 "
            "weights, TF32 matrix multiplies: the study's, and the paper profile's default), bf16 or fp16 (autocast "
            "mixed precision) (default: the profile's)", "{" + ",".join(PRECISIONS) + "}"),
+    Option("attn-implementation", _choice(ATTN_IMPLEMENTATIONS), "attention implementation: auto (default: each "
+           "family's preferred: sdpa for decoder-only families, eager for LED, Big Bird, LongT5 and PEGASUS-X, which "
+           "support nothing else), eager, sdpa, or flash_attention_2 (CUDA with flash-attn); refused for a family "
+           "that does not support it", "{" + ",".join(ATTN_IMPLEMENTATIONS) + "}"),
     Option("early-stop-metric", _choice(EARLY_STOP_METRICS), "what early stopping watches with epochs=N,patience=K: "
            "loss (validation loss) or study (the study's teacher-forced ROUGE mean, F1 for QA) (default: the "
            "profile's)", "{" + ",".join(EARLY_STOP_METRICS) + "}"),
@@ -278,6 +285,8 @@ class Settings:
     share_gpus: bool
     precision: str
     early_stop_metric: str
+    attn_implementation: str
+    """auto (each family's preferred), eager, sdpa or flash_attention_2."""
     tiny_weights: str | None
     """auto, pretrained or random for the tiny profile; None for the others."""
     dataset: str | None
@@ -399,6 +408,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "remeasure": 1 if v["remeasure"] is None else v["remeasure"],
         "precision": v["precision"] or profile.default_precision,
         "early_stop_metric": v["early-stop-metric"] or profile.default_early_stop_metric,
+        "attn_implementation": v["attn-implementation"] or "auto",
         "tiny_weights": None if profile.weights != "tiny" else v["tiny-weights"] or (
             "random" if v["data-dir"] or v["dataset"] else "auto"),
         "json_path": v["json"] or DEFAULT_JSON,

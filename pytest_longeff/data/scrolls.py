@@ -180,6 +180,7 @@ _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 LEXICON_SEED = 20220415
 DOC_WORDS = 4000  # every fact lies within the longest default input (4096 tokens, one token per word)
+LONG_DOC_WORDS = 30000  # for matrices with inputs beyond 4096 tokens: every fact within 32,768 tokens
 N_TRAIN, N_VALIDATION = 48, 8
 N_SLOTS = 12
 POOL_SIZE = 40
@@ -299,12 +300,12 @@ def generate_examples(task: str, seed: str, n: int, doc_words: int) -> list[tupl
     return [_example(task, rng, lex, doc_words)[0] for _ in range(n)]
 
 
-def write_generated(root: Path, tasks: Sequence[str], seed: int = 0) -> Path:
+def write_generated(root: Path, tasks: Sequence[str], seed: int = 0, doc_words: int = DOC_WORDS) -> Path:
     """Write generated splits to ``root/<task>/<split>.jsonl`` (atomically; existing ones are reused)."""
     for task in tasks:
         folder = root / task
         if all((folder / f"{s}.jsonl").is_file() for s in SPLITS):
             continue
-        for split, rows in generate_task(task, seed).items():
+        for split, rows in generate_task(task, seed, doc_words=doc_words).items():
             write_rows(folder / f"{split}.jsonl", rows)
     return root

@@ -1,18 +1,19 @@
 """Model families: how each one is built for each profile, fed, and kept honest about its attention.
 
-Built-in families are registered through the ``pytest_longeff_families`` hook like any user family (for example
-LongT5 or PEGASUS-X): a family is an object satisfying :class:`Family`.
+Built-in families are registered through the ``pytest_longeff_families`` hook like any user family: a family is an
+object satisfying :class:`Family`. LED and Big Bird live here; LongT5, PEGASUS-X and the decoder-only family in
+:mod:`pytest_longeff.models.recent`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_longeff.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from pytest_longeff.errors import NoCheckpoint
+from pytest_longeff.models.common import Dims, load_pretrained, resolve_attn, seed_everything
+from pytest_longeff.models.recent import builtin_recent
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +24,11 @@ __all__ = ["BUILTIN_FAMILIES", "BuiltModel", "Family", "NoCheckpoint", "build_mo
 
 
 class Family(Protocol):
-    """A model family under study."""
+    """A model family under study.
+
+    Optional attributes: ``attn_implementations`` (the attention implementations it supports, its preferred first;
+    without it, ``--longeff-attn-implementation auto`` leaves its models as built and any other value is passed to
+    transformers) and ``decoder_only`` (True for a causal LM wrapped as in :mod:`pytest_longeff.models.causal`)."""
 
     name: str
 
@@ -45,16 +50,6 @@ class Family(Protocol):
 
     def checkpoint(self, size: str) -> str:
         """The hub checkpoint of the ``paper`` profile."""
-
-
-@dataclass(frozen=True)
-class Dims:
-    """The dimensions of one architecture."""
-
-    d_model: int
-    layers: int
-    heads: int
-    ffn: int
 
 
 # Tiny, family-faithful sizes: `large` is twice `base` in width and depth.
@@ -83,35 +78,11 @@ def _shape(d: Dims, vocab_size: int) -> dict[str, Any]:
     }
 
 
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
-
-
-def _load_pretrained(cls: Any, checkpoint: str, model_dir: str | None) -> Any:
-    """Load ``checkpoint`` from a local mirror (``model_dir/<org>/<name>``, a ``save_pretrained`` folder) when
-    one is given, else from the hub."""
-    source: str = checkpoint
-    if model_dir is not None:
-        local = Path(model_dir) / checkpoint
-        if not (local / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no checkpoint at {local} (expected a save_pretrained folder with config.json for {checkpoint}); "
-                "lay out --longeff-model-dir as <dir>/<org>/<name>"
-            )
-        source = str(local)
-    import torch
-
-    # transformers 5 loads a checkpoint in its stored dtype by default ("auto"); the study trained in fp32, and
-    # --longeff-precision decides what runs in lower precision, so weights always load as fp32.
-    return cls.from_pretrained(source, attn_implementation="eager", dtype=torch.float32)
-
-
 class LEDFamily:
     """Longformer Encoder-Decoder: sliding-window attention, global attention on the first token."""
 
     name = "led"
+    attn_implementations = ("eager",)  # transformers' LED has no other
 
     def checkpoint(self, size: str) -> str:
         return f"allenai/led-{size}-16384"
@@ -128,7 +99,7 @@ class LEDFamily:
         from transformers import LEDForConditionalGeneration
 
         if weights == "pretrained":
-            return _load_pretrained(LEDForConditionalGeneration, self.checkpoint(size), model_dir)
+            return load_pretrained(LEDForConditionalGeneration, self.checkpoint(size), model_dir)
         return LEDForConditionalGeneration(self.config(size, weights, vocab_size, max_len))
 
     def config(self, size: str, weights: str, vocab_size: int, max_len: int) -> Any:
@@ -176,6 +147,7 @@ class BigBirdFamily:
     """BigBirdPegasus: block-sparse attention above its full-attention threshold."""
 
     name = "bigbird"
+    attn_implementations = ("eager",)  # transformers' BigBirdPegasus has no other
 
     def checkpoint(self, size: str) -> str:
         if size != "large":
@@ -202,7 +174,7 @@ class BigBirdFamily:
         from transformers import BigBirdPegasusForConditionalGeneration
 
         if weights == "pretrained":
-            return _load_pretrained(BigBirdPegasusForConditionalGeneration, self.checkpoint(size), model_dir)
+            return load_pretrained(BigBirdPegasusForConditionalGeneration, self.checkpoint(size), model_dir)
         return BigBirdPegasusForConditionalGeneration(self.config(size, weights, vocab_size, max_len))
 
     def config(self, size: str, weights: str, vocab_size: int, max_len: int) -> Any:
@@ -248,7 +220,7 @@ class BigBirdFamily:
         return f"original_full (input {seq_len} <= block-sparse threshold {self.threshold(model)})"
 
 
-BUILTIN_FAMILIES: tuple[Family, ...] = (LEDFamily(), BigBirdFamily())
+BUILTIN_FAMILIES: tuple[Family, ...] = (LEDFamily(), BigBirdFamily(), *builtin_recent())
 
 
 class BuiltModel:
@@ -270,22 +242,30 @@ class BuiltModel:
         """Put back the initial weights (every cell starts from the same model)."""
         self.model.load_state_dict(self.initial_state)
 
+    @property
+    def attn_implementation(self) -> str:
+        """The attention implementation the model runs (``eager``, ``sdpa``, ``flash_attention_2``)."""
+        return str(getattr(self.model.config, "_attn_implementation", None) or "eager")
+
     def config_dict(self) -> dict[str, Any]:
-        """The model's config as a JSON-ready dict."""
+        """The model's config as a JSON-ready dict, with the class that runs it and its attention implementation."""
         out: dict[str, Any] = self.model.config.to_diff_dict()
-        out["architectures"] = [type(self.model).__name__]
+        out["architectures"] = [getattr(self.model, "architecture", type(self.model).__name__)]
+        out["attn_implementation"] = self.attn_implementation
         return out
 
 
 def build_model(
     family: Family, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None, seed: int,
-    tiny_pretrained: bool = False,
+    tiny_pretrained: bool = False, attn: str = "auto",
 ) -> BuiltModel:
     """Build (or load) a model with a fixed seed and record how long it took; never inside a measured window.
-    ``tiny_pretrained``: load the tiny profile's shipped checkpoint instead of a random init."""
+    ``tiny_pretrained``: load the tiny profile's shipped checkpoint instead of a random init. ``attn``: the
+    attention implementation (``--longeff-attn-implementation``; ``auto`` is the family's preferred one); one the
+    family does not support is a ValueError that says which it does."""
     import time
 
-    _seed_everything(seed)
+    seed_everything(seed)
     t0 = time.perf_counter()
     if tiny_pretrained:
         from pytest_longeff.models.checkpoints import load_tiny
@@ -295,4 +275,10 @@ def build_model(
     else:
         model = family.build(size, weights, vocab_size, max_len, model_dir)
         label = family.label(size, weights)
+    implementation = resolve_attn(family, attn)
+    if implementation is not None and getattr(model.config, "_attn_implementation", "eager") != implementation:
+        model.set_attn_implementation(implementation)
+        if getattr(model.config, "_attn_implementation", None) != implementation:
+            raise ValueError(f"{family.name} {size}: transformers kept attention implementation "
+                             f"{model.config._attn_implementation!r} when asked for {implementation!r}")
     return BuiltModel(family, size, model, time.perf_counter() - t0, label, tiny_pretrained)

@@ -53,7 +53,7 @@ class Figure:
         """Whether the figure scales with machine speed: throughput (``samples/s``) and times (``s``). Energy does
         not (a slower shared machine draws power for longer, but at another level: energy per unit of work does not
         scale like time), and neither does memory."""
-        return self.unit in ("samples/s", "s")
+        return self.unit in ("samples/s", "tokens/s", "s")
 
     @property
     def noisy(self) -> bool:
@@ -116,6 +116,28 @@ FIGURES: tuple[Figure, ...] = (
            energy_part="inference", label="infer J/sample", short="inf J/s"),
     Figure("inference_peak_memory_bytes", ("inference", "peak_memory_bytes"), "B", False, _MEMORY,
            label="infer peak MiB", short="inf MiB"),
+    # Prefill and decode apart (pytest_longeff.cell.phases); reported, not yet gated.
+    Figure("prefill_tokens_per_s", ("phases", "prefill", "tokens_per_s"), "tokens/s", True,
+           f"input tokens / the prefill batches' times (up to the first new token's logits), {_TIME}", gated=False,
+           label="prefill tok/s", short="pre t/s"),
+    Figure("prefill_j_per_token", ("phases", "prefill", "j_per_token"), "J/token", False,
+           f"{_ENERGY} (the prefill window) / input tokens", energy_part="phases.prefill", gated=False,
+           label="prefill J/token", short="pre J/t"),
+    Figure("ttft_p50_s", ("phases", "decode", "ttft_s", "p50"), "s", False,
+           "time to first token per generate() batch, stamped as its logits are ready; median", gated=False,
+           label="TTFT p50 s", short="ttft s"),
+    Figure("decode_tokens_per_s", ("phases", "decode", "tokens_per_s"), "tokens/s", True,
+           "new tokens after the first / the time from the first token to each batch's end, inside the inference "
+           "window", gated=False, label="decode tok/s", short="dec t/s"),
+    Figure("inter_token_latency_p50_s", ("phases", "decode", "inter_token_latency_s", "p50"), "s", False,
+           "time between consecutive new tokens' logits, inside the inference window; median", gated=False,
+           label="ITL p50 s", short="itl p50"),
+    Figure("inter_token_latency_p90_s", ("phases", "decode", "inter_token_latency_s", "p90"), "s", False,
+           "time between consecutive new tokens' logits, inside the inference window; 90th percentile",
+           gated=False, label="ITL p90 s", short="itl p90"),
+    Figure("kv_cache_bytes_per_token", ("phases", "kv_cache", "bytes_per_token"), "B/token", False,
+           "bytes of the KV cache's tensors after one untimed prefill / its input tokens (cross-attention cache "
+           "for encoder-decoders)", gated=False, label="KV B/token", short="KV B/t"),
 )
 FIGURES_BY_NAME: Mapping[str, Figure] = {f.name: f for f in FIGURES}
 #: The work counters (:mod:`pytest_longeff.measure.work`) as one gated rule, ``work:0%``: compared exactly, per

@@ -330,6 +330,9 @@ class CellRecord:
     work: dict[str, Any] | None = None
     """Work counters of a training step and of a generated token (:mod:`pytest_longeff.measure.work`), counted
     outside the windows: ``{"train": ..., "inference": ...}``."""
+    phases: dict[str, Any] | None = None
+    """Prefill and decode measured apart, the KV cache per token, and the check that the halves add up to the
+    generation (:mod:`pytest_longeff.cell.phases`)."""
     remeasured: dict[str, Any] | None = None
     """With more than one measurement of the cell (:mod:`pytest_longeff.gate.remeasure`): how many, which one this
     record holds, and the others."""
@@ -371,6 +374,8 @@ class CellRecord:
             out["reference"] = self.reference.to_dict()
         if self.work is not None:
             out["work"] = self.work
+        if self.phases is not None:
+            out["phases"] = self.phases
         if self.remeasured:
             out["remeasured"] = self.remeasured
         return out

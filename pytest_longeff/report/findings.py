@@ -76,7 +76,7 @@ from pytest_longeff.text import for_terminal
 SUMMARIZATION_TASKS = ("gov_report", "summ_screen_fd", "qmsum")
 SUMMARIZATION_KINDS = SUMMARIZATION_TASKS  # the older name, kept for importers
 QA_TASKS = ("qasper", "narrative_qa")
-MEANINGFUL_PROFILES = frozenset({"paper"})
+MEANINGFUL_PROFILES = frozenset({"paper", "recent"})
 """Profiles whose weights are pretrained, so accuracy ranks models (records may override, see the module doc)."""
 MIN_SCORE_POINTS = 1.0
 """Smallest score difference (SCROLLS points x100) counted as real even when the permutation test calls it

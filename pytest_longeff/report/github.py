@@ -186,7 +186,7 @@ def benchmark_entry(record: Mapping[str, Any], fig: Figure) -> dict[str, Any] | 
         return None
     extra = f"method {fig.method}"
     if fig.energy_part is not None:
-        section = record.get(fig.energy_part) or {}
+        section = lookup(record, *fig.energy_part.split(".")) or {}
         if (not section.get("energy_valid") or section.get("energy_coarse")
                 or section.get("energy_method") == "estimate"):
             return None

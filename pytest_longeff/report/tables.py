@@ -49,7 +49,7 @@ def figure_text(fig: Figure, record: Mapping[str, Any]) -> str:
     if fig.unit == "B":
         return f"{value / 2**20:.0f}"
     if fig.energy_part is not None:
-        return f"{value:.3g} ({lookup(record, fig.energy_part, 'energy_method') or '?'})"
+        return f"{value:.3g} ({lookup(record, *fig.energy_part.split('.'), 'energy_method') or '?'})"
     if fig.name == "batch_size":
         source = lookup(record, "batch_search", "source")
         return f"{value:.0f} ({source})" if source else f"{value:.0f}"
@@ -78,7 +78,7 @@ def figure_column(name: str, drop_order: int = 0) -> Column:
 MATRIX_FIGURES: tuple[tuple[str, int], ...] = (
     ("score", 0), ("batch_size", 4), ("train_samples_per_s", 0), ("train_energy_j", 0),
     ("inference_samples_per_s", 3), ("inference_latency_p50_s", 2), ("inference_j_per_sample", 0),
-    ("train_peak_memory_bytes", 0),
+    ("train_peak_memory_bytes", 0), ("prefill_tokens_per_s", 1), ("decode_tokens_per_s", 1),
 )
 """The figures the matrix shows, with the order in which a narrow terminal gives them up (0: never)."""
 MATRIX_COLUMNS: tuple[Column, ...] = (

@@ -184,10 +184,31 @@ def _geometric_mean_of_rouge(averages: Mapping[str, float]) -> float:
     return product ** (1.0 / len(ROUGE_TYPES))
 
 
+def _found(value: str, prediction: str) -> bool:
+    """Whether ``value`` occurs in ``prediction`` as whole words (no word character on either side: "kavo." and
+    "kavo, dibu" hold "kavo"; "kavos" does not), ignoring case."""
+    return re.search(r"(?<!\w)" + re.escape(value.lower()) + r"(?!\w)", prediction.lower()) is not None
+
+
+def string_match_all(prediction: str, reference: str) -> float:
+    """RULER's ``string_match_all``: the share of the reference's values (separated by spaces) found in the
+    prediction, each as whole words, ignoring case."""
+    values = reference.split()
+    return sum(_found(v, prediction) for v in values) / len(values) if values else 0.0
+
+
+def string_match_part(prediction: str, reference: str) -> float:
+    """RULER's ``string_match_part`` for one reference: 1 when the reference occurs in the prediction as whole
+    words, ignoring case (the best over an example's references is taken as for every metric)."""
+    return 1.0 if reference.strip() and _found(" ".join(reference.split()), " ".join(prediction.split())) else 0.0
+
+
 BUILTIN_METRICS: Mapping[str, Metric] = types.MappingProxyType({
     "rouge": Metric(components=ROUGE_TYPES, per_pair=rouge_scores, headline=_geometric_mean_of_rouge),
     "f1": Metric.from_pair("f1", token_f1),
     "exact_match": Metric.from_pair("exact_match", exact_match),
+    "ruler_all": Metric.from_pair("ruler_all", string_match_all),
+    "ruler_part": Metric.from_pair("ruler_part", string_match_part),
 })
 """The SCROLLS metrics by name (read-only). The plugin returns this table from its own ``pytest_longeff_metrics``;
 :func:`score_predictions` uses it when given no table."""

@@ -71,3 +71,24 @@ def test_report_says_what_ran_and_exit_status_follows_failures(script: ModuleTyp
     assert "CPU rehearsal" not in text
     assert script.main(["--rehearse", "--out", str(out)], runner=lambda r, w: ([("(b)", True, "")], [])) == 0
     assert "CPU rehearsal: not a GPU result" in out.read_text()
+
+
+@pytest.mark.parametrize("rehearse", [False, True])
+def test_the_recent_families_command_uses_only_real_options(script: ModuleType, rehearse: bool,
+                                                           tmp_path: Path) -> None:
+    command = script._recent_command(rehearse, tmp_path / "r.json")
+    assert {a for a in command if a.startswith("--longeff-")} <= {o.flag for o in OPTIONS}
+    assert command[command.index("--longeff-families") + 1] == "llama,longt5,pegasus_x"
+    if not rehearse:
+        assert command[command.index("--longeff-lengths") + 1] == "8192"
+
+
+def test_a_recent_cell_passes_only_within_budget_with_the_kv_cache_on_its_formula(script: ModuleType) -> None:
+    record = {"id": "llama-base-8192-niah_single", "status": "passed", "batch_size": 1,
+              "train": {"peak_memory_bytes": 10 * 2**30},
+              "phases": {"kv_cache": {"ratio": 1.0}, "check": {"ratio": 0.98}, "prefill": {"tokens_per_s": 9e4},
+                         "decode": {"tokens_per_s": 50.0, "ttft_s": {"p50": 0.1}}}}
+    assert script._phase_row(record, 48 * 2**30)[1] is True
+    record["phases"]["kv_cache"]["ratio"] = 1.2  # type: ignore[index]
+    row, ok = script._phase_row(record, 48 * 2**30)
+    assert ok is False and row[-1].startswith("FAIL")

@@ -91,7 +91,7 @@ def test_k_selects_exactly_the_named_cells(bench: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--longeff-profile=huge"], "--longeff-profile: got 'huge'; accepted: tiny, dims, paper"),
+        (["--longeff-profile=huge"], "--longeff-profile: got 'huge'; accepted: tiny, dims, paper, recent"),
         (["--longeff-lengths=1024,abc"], "--longeff-lengths: expected a comma list of positive integers"),
         (["--longeff-families=gpt"], "--longeff-families: unknown 'gpt'; accepted: led, bigbird"),
         (["--longeff-tasks=squad"], "--longeff-tasks: unknown 'squad'; accepted: gov_report"),

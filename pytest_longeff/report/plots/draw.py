@@ -185,6 +185,27 @@ def length_curves(records: Sequence[Mapping[str, Any]], task: str, profile: str)
     return fig
 
 
+def phase_curves(records: Sequence[Mapping[str, Any]], task: str, profile: str) -> Any:
+    """Prefill and decode apart against input length, one line per model: prefill and decode throughput, time to
+    first token and the inter-token latency."""
+    panels = [metric("prefill_tokens_per_s", "prefill throughput", records),
+              metric("decode_tokens_per_s", "decode throughput", records),
+              metric("ttft_p50_s", "time to first token", records),
+              metric("inter_token_latency_p50_s", "inter-token latency", records)]
+    fig, axes = _new_figure(12.0, 9.0, ncols=2, nrows=2, left=1.2, bottom=0.9, gap=1.5)
+    for ax, m in zip(axes, panels, strict=True):
+        _curves(ax, records, m)
+        ax.set_xlabel(LENGTH_AXIS, fontsize=7)
+        ax.set_ylabel(m.axis(""), fontsize=6)
+    _legend(axes[0], records)
+    _title(fig, f"{task}: prefill and decode against input length", profile)
+    return fig
+
+
+def _has_phases(cells: Sequence[Mapping[str, Any]]) -> bool:
+    return any(isinstance(r.get("phases"), Mapping) for r in cells)
+
+
 def _curves(ax: Any, records: Sequence[Mapping[str, Any]], m: Metric) -> None:
     groups: dict[tuple[str, str, str | None], list[Mapping[str, Any]]] = {}
     several = merged(records)
@@ -274,6 +295,7 @@ def _plan(doc: Mapping[str, Any]) -> list[tuple[str, Callable[[], Any]]]:
     for window in ("inference", "train"):
         plan += [(f"tradeoff-{window}-{t}", functools.partial(tradeoff, of[t], t, window, profile)) for t in tasks]
     plan += [(f"length-{t}", functools.partial(length_curves, of[t], t, profile)) for t in tasks]
+    plan += [(f"phases-{t}", functools.partial(phase_curves, of[t], t, profile)) for t in tasks if _has_phases(of[t])]
     if cells:
         budget = lookup(doc, "settings", "memory_budget_bytes")
         plan.append(("batch-size", lambda: batch_sizes(cells, budget, profile)))
@@ -298,6 +320,9 @@ def captions(doc: Mapping[str, Any]) -> dict[str, str]:
             out[name] = f"{task}: score against {window} cost. {accuracy_words(of, profile)}."
         elif kind == "length":
             out[name] = f"{rest}: throughput and cost per sample against input length (no scores)."
+        elif kind == "phases":
+            out[name] = (f"{rest}: prefill and decode apart against input length: throughput of each, time to first "
+                         f"token and inter-token latency (no scores).")
         elif name == "batch-size":
             out[name] = "The chosen training batch under the memory budget, per task and input length (no scores)."
         else:

@@ -45,7 +45,7 @@ def metric(name: str, label: str, records: Sequence[Mapping[str, Any]] = ()) -> 
     fig = FIGURES_BY_NAME[name]
     method = fig.method
     if fig.energy_part is not None:
-        meters = sorted({str(lookup(r, fig.energy_part, "energy_method")) for r in records
+        meters = sorted({str(lookup(r, *fig.energy_part.split("."), "energy_method")) for r in records
                          if fig.value(r) is not None})
         method = f"{'/'.join(meters) or 'no'} meter: {method}"
     return Metric(label, fig.unit, method, fig.value, _ci(fig), name)

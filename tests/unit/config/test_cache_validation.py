@@ -138,7 +138,7 @@ CELL = Cell("led", "base", 1024, "qasper")
 
 def _inputs(cache_dir: Path) -> Inputs:
     """A fresh session's inputs (nothing in memory) over the generated data and the tiny profile."""
-    settings = SimpleNamespace(data_dir=None, dataset=None, tasks=("qasper",), columns=None)
+    settings = SimpleNamespace(data_dir=None, dataset=None, tasks=("qasper",), columns=None, lengths=(1024,))
     return Inputs(settings, PROFILES["tiny"], cache_dir, {})  # type: ignore[arg-type]
 
 

@@ -87,8 +87,8 @@ def test_a_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None
 def test_cells_the_checkpoints_cannot_serve_are_skipped_with_the_way_out() -> None:
     with pytest.raises(CellSkip, match=r"up to 4096 tokens, not 8192.*--longeff-tiny-weights random"):
         check_tiny_checkpoint("bigbird", "base", 8192)
-    with pytest.raises(CellSkip, match=r"no shipped tiny checkpoint for longt5 base.*random"):
-        check_tiny_checkpoint("longt5", "base", 1024)
+    with pytest.raises(CellSkip, match=r"no shipped tiny checkpoint for mistral base.*random"):
+        check_tiny_checkpoint("mistral", "base", 1024)
 
 
 def test_pretraining_script_runs_end_to_end(tmp_path: Path) -> None:
@@ -143,3 +143,51 @@ def test_a_checkpoint_missing_weights_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LongeffError, match=r"weights do not match the architecture \(missing \['.*fc1.weight'\]"):
         load_tiny(LEDFamily(), "base", len(lexicon_tokenizer()), tmp_path)
 
+
+
+def test_a_continued_checkpoint_records_both_parts(tmp_path: Path) -> None:
+    """The decoder-only checkpoint trains on after its schedule (pretrain.CONTINUATIONS); both parts are recorded,
+    and a run that continues from a saved checkpoint does the second part only."""
+    from pytest_longeff.models.recent import LLAMA
+
+    base = [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "llama-base",
+            "--steps-scale", "0.0005", "--eval-docs", "1", "--threads", "1"]
+    out = subprocess.run([*base, "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    made = json.loads((tmp_path / "a" / "llama-base" / "pretraining.json").read_text())
+    assert made["config"]["max_len"] == 4096 and len(made["config"]["stages"]) == 5
+    assert made["continuation"]["config"]["lr"] == 1e-3 and len(made["continuation"]["config"]["stages"]) == 2
+    assert set(json.loads((tmp_path / "a" / "llama-base" / "length_scores.json").read_text())) >= {"niah_single"}
+    again = subprocess.run([*base, "--out", str(tmp_path / "b"), "--continue-from", str(tmp_path / "a")],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "continuing from" in again.stdout
+    load_tiny(LLAMA, "base", len(lexicon_tokenizer()), tmp_path / "b" / "llama-base")
+
+
+def test_every_shipped_checkpoint_is_what_its_schedule_made() -> None:
+    """Each declared checkpoint loads offline into its family's tiny architecture, with the parameter count, the
+    schedule (and continuation) and the trained length its pretraining.json records."""
+    import dataclasses
+
+    from pytest_longeff.models import pretrain
+    from pytest_longeff.models.checkpoints import SHIPPED, trained_length
+    from pytest_longeff.models.families import BUILTIN_FAMILIES
+
+    families = {f.name: f for f in BUILTIN_FAMILIES}
+    for name, size in SHIPPED:
+        folder = shipped(name, size)
+        assert folder is not None
+        model = load_tiny(families[name], size, len(lexicon_tokenizer()))
+        made = json.loads((folder / "pretraining.json").read_text())
+        assert made["params"] == sum(p.numel() for p in model.parameters()), name
+        stages = [dataclasses.asdict(s) for s in pretrain.SCHEDULES[f"{name}-{size}"]]
+        assert [{**s, "tasks": list(s["tasks"])} for s in stages] == made["config"]["stages"], name
+        assert tuple(made["config"]["tasks"]) == pretrain.tasks_for(families[name])
+        more = pretrain.CONTINUATIONS.get(f"{name}-{size}")
+        assert (more is None) == ("continuation" not in made), name
+        if more is not None:
+            assert [s["steps"] for s in made["continuation"]["config"]["stages"]] == [s.steps for s in more]
+        assert trained_length(folder) == MAX_LEN
+        assert (folder / "length_scores.json").is_file()

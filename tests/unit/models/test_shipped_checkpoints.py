@@ -106,10 +106,10 @@ def test_auto_does_not_turn_a_missing_checkpoint_into_a_random_init(copy: Path) 
         check_tiny_checkpoint("led", "base", 1024)
     # A family the package ships no checkpoint for by design keeps its random init under auto, and is skipped with
     # the way out under pretrained.
-    other = Cell("longt5", "base", 1024, "qasper")
+    other = Cell("mistral", "base", 1024, "qasper")
     assert _weights_for(other, "auto") is False
     with pytest.raises(CellSkip, match=RANDOM):
-        check_tiny_checkpoint("longt5", "base", 1024)
+        check_tiny_checkpoint("mistral", "base", 1024)
 
 
 def test_random_still_runs_without_the_checkpoint(copy: Path) -> None:

@@ -47,15 +47,24 @@ REPORTED_ONLY: dict[str, bool] = {
     "inference_window_samples_per_s": True,
     "inference_time_s": False,
     "inference_energy_uncertainty_j": False,
+    # Prefill and decode apart: rates of work better higher, times, energy per token and cache size lower.
+    "prefill_tokens_per_s": True,
+    "prefill_j_per_token": False,
+    "ttft_p50_s": False,
+    "decode_tokens_per_s": True,
+    "inter_token_latency_p50_s": False,
+    "inter_token_latency_p90_s": False,
+    "kv_cache_bytes_per_token": False,
 }
 
 #: Figures that scale with the machine's speed (a throughput or a time), as the gate's drift correction needs them.
 TIME_BASED = {"train_samples_per_s", "train_window_samples_per_s", "train_time_s", "inference_samples_per_s",
-              "inference_window_samples_per_s", "inference_latency_p50_s", "inference_time_s"}
+              "inference_window_samples_per_s", "inference_latency_p50_s", "inference_time_s", "prefill_tokens_per_s",
+              "ttft_p50_s", "decode_tokens_per_s", "inter_token_latency_p50_s", "inter_token_latency_p90_s"}
 #: Figures whose readings come from the energy meter, by the record section whose energy method qualifies them.
 ENERGY_PART = {"train_energy_j": "train", "train_energy_uncertainty_j": "train", "train_samples_per_kj": "train",
                "inference_energy_j": "inference", "inference_energy_uncertainty_j": "inference",
-               "inference_j_per_sample": "inference"}
+               "inference_j_per_sample": "inference", "prefill_j_per_token": "phases.prefill"}
 #: Gated figures with a confidence interval (medians over batches), and where the interval is.
 CI_PATHS = {"train_samples_per_s": ("train", "samples_per_s_stats", "ci95"),
             "inference_samples_per_s": ("inference", "samples_per_s_stats", "ci95"),
@@ -79,8 +88,8 @@ def test_the_gated_figures_are_exactly_these_and_the_rest_are_reported_only() ->
 
 def test_the_units_say_the_direction() -> None:
     # Throughputs and samples per kJ are rates of work; seconds, joules, J/sample and bytes are costs.
-    better_higher = {"samples/s", "samples/kJ", "points", "samples"}
-    better_lower = {"s", "J", "J/sample", "B", "FLOP"}
+    better_higher = {"samples/s", "samples/kJ", "points", "samples", "tokens/s"}
+    better_lower = {"s", "J", "J/sample", "B", "FLOP", "J/token", "B/token"}
     for f in FIGURES:
         assert f.unit in better_higher | better_lower, f.name
         assert f.higher_is_better is (f.unit in better_higher), f.name

@@ -22,6 +22,7 @@ from pytest_longeff.record.sections import (
     TrainWindow,
     lookup,
 )
+from pytest_longeff.cell.phases import PrefillResult, Timeline, phases_section
 from pytest_longeff.stats import summarize
 
 
@@ -48,7 +49,29 @@ def full_record(train_j: float | None = 500.0, infer_j: float | None = 90.0) -> 
         memory_method="m", energy=Energy.from_reading(_reading(infer_j, 3.0), idle))
     record.attention = "sliding_window"
     record.accuracy = Accuracy({"f1": 12.5, "score": 12.5}, "greedy generation, SCROLLS f1, x100")
+    # Prefill and decode as the cell's phase makes them: 3 prefill batches of 2 rows x 1024 tokens, and 3 generated
+    # batches whose 25 new tokens came 10 ms apart after a first token at 0.1 s.
+    prefill = PrefillResult([0.09, 0.1, 0.11], [2, 2, 2], 3 * 2 * 1024)
+    timelines = [Timeline(0.0, [0.1 + 0.01 * k for k in range(25)], 0.35, 2) for _ in range(3)]
+    energy = Energy.from_reading(_reading(30.0, 0.3), idle).to_dict()
+    kv = {"bytes_per_token": 512.0, "formula_bytes_per_token": 512, "ratio": 1.0, "formula": "2 x 1 x 2 x 16 x 4",
+          "kind": "self-attention cache (per prompt token)", "tokens": 1024, "dtype": "float32"}
+    record.phases = phases_section(prefill, 0.3, energy, 2**20, timelines, [0.35, 0.35, 0.35], kv)
     return record
+
+
+def test_the_phases_section_adds_up_what_was_measured() -> None:
+    ph = full_record().to_dict()["phases"]
+    assert ph["prefill"]["tokens_per_s"] == pytest.approx(6144 / 0.3)
+    assert ph["prefill"]["j_per_token"] == pytest.approx(30.0 / 6144)
+    assert ph["decode"]["ttft_s"]["p50"] == pytest.approx(0.1)
+    assert ph["decode"]["inter_token_latency_s"] == {"p50": pytest.approx(0.01), "p90": pytest.approx(0.01),
+                                                     "samples": 72}
+    assert ph["decode"]["tokens"] == 3 * 2 * 24 and ph["decode"]["time_s"] == pytest.approx(3 * 0.25)
+    assert ph["decode"]["tokens_per_s"] == pytest.approx(144 / 0.75)
+    # (0.3 s of prefill + 0.75 s of decode) against 1.05 s of generation: the halves make the whole.
+    assert ph["check"]["ratio"] == pytest.approx(1.0)
+    assert ph["check"]["ttft_minus_prefill_s"] == pytest.approx(0.0)  # a first token exactly one prefill in
 
 
 def test_every_figure_path_exists_in_a_full_record() -> None:
@@ -110,6 +133,7 @@ def _energy_fields(joules: float, net_j: float) -> dict[str, object]:
 
 def test_full_record_dict_form_key_by_key() -> None:
     d = full_record().to_dict()
+    assert set(d.pop("phases")) == {"prefill", "decode", "kv_cache", "check"}  # its own test checks the values
     assert d == {
         "id": "led-base-1024-qasper", "family": "led", "size": "base", "seq_len": 1024, "task": "qasper",
         "profile": "tiny", "device": "cpu", "status": None, "reason": None,

@@ -141,7 +141,7 @@ def test_import_does_not_load_rouge_score() -> None:
 
 
 def test_metric_table() -> None:
-    assert list(METRICS) == ["rouge", "f1", "exact_match"]
+    assert list(METRICS) == ["rouge", "f1", "exact_match", "ruler_all", "ruler_part"]
     for name, spec in METRICS.items():
         assert spec == MetricSpec(name)
         assert spec.higher_is_better
@@ -339,7 +339,8 @@ def test_a_repeated_reference_changes_nothing(
 def test_unknown_metric_message_is_exact() -> None:
     with pytest.raises(ValueError) as raised:
         score_predictions("bleu", {"q": "a"}, {"q": ["a"]})
-    assert str(raised.value) == "unknown metric 'bleu'; accepted metrics: 'rouge', 'f1', 'exact_match'"
+    assert str(raised.value) == ("unknown metric 'bleu'; accepted metrics: 'rouge', 'f1', 'exact_match', 'ruler_all', "
+                                 "'ruler_part'")
 
 
 @pytest.mark.parametrize("reference", ["XXXX", "xxxx", "None"])
@@ -361,7 +362,7 @@ def test_a_table_metric_is_scored_like_the_built_ins_and_only_with_its_table() -
     with pytest.raises(ValueError, match="expected a function"):
         metric_table({"not_callable": 1.0})  # type: ignore[dict-item]
     table = metric_table({"same_length": same_length, **BUILTIN_METRICS})
-    assert list(table) == ["rouge", "f1", "exact_match", "same_length"]  # built-ins first
+    assert list(table) == ["rouge", "f1", "exact_match", "ruler_all", "ruler_part", "same_length"]  # built-ins first
     assert table["f1"] is BUILTIN_METRICS["f1"]
     with pytest.raises(TypeError):
         table["other"] = table["f1"]  # type: ignore[index]
@@ -375,7 +376,7 @@ def test_a_table_metric_is_scored_like_the_built_ins_and_only_with_its_table() -
     for other in (BUILTIN_METRICS, metric_table(BUILTIN_METRICS)):
         with pytest.raises(ValueError, match="unknown metric 'same_length'"):
             score_predictions("same_length", {"q": "a"}, {"q": ["a"]}, other)
-    assert list(METRICS) == list(BUILTIN_METRICS) == ["rouge", "f1", "exact_match"]
+    assert list(METRICS) == list(BUILTIN_METRICS) == ["rouge", "f1", "exact_match", "ruler_all", "ruler_part"]
 
 
 def test_a_metric_with_components_keeps_them() -> None:
