@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/probe_covers_training.py [--budget-gib 4.5] [--length 1024] [--steps 3]
     .venv/bin/python benchmarks/probe_covers_training.py --family llama --length 2048 --budget-gib 16
+    .venv/bin/python benchmarks/probe_covers_training.py --family llama --length 8192 --budget-gib 16 \
+        --max-batch 1 --steps 2 --gradient-checkpointing
 
 1. The suite's search, as a cell runs it: `dims` LED base (LED-base dimensions, random weights; or the decoder-only
    `llama` base, Qwen2.5-0.5B dimensions, fine-tuned on prompt + target with the loss on the target), the generated
@@ -11,6 +13,11 @@
    ``--length`` tokens and *full* 128-token targets (the longest a task allows), ``--steps`` steps. Its peak is the
    process's high-water mark (VmHWM, reset once the model is built) less its resident set before the model was
    built: weights, gradients, optimizer state and activations, as the budget counts them.
+
+With ``--gradient-checkpointing`` both train with transformers' activation checkpointing (every layer,
+non-reentrant), as ``--longeff-gradient-checkpointing`` makes a cell do: the decoder-only base model at 8192 tokens
+needs about 30 GiB a step without it (about 22 of them activations of 24 layers; estimated), about a third of that
+with it.
 
 Prints the probe's figure, the bare loop's peak and whether that peak stays within the budget. Linux only (it
 reads /proc/self/status). At 1024 tokens a step of LED base takes tens of seconds here: expect 5-15 minutes.
@@ -42,6 +49,17 @@ PROLOGUE = textwrap.dedent("""
                 return int(line.split()[1]) * 1024
 
     batch, length, steps, config = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+    checkpointing = config.pop("gradient_checkpointing", False)
+
+    def enable(model):
+        if not checkpointing:
+            return
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        assert any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
     torch.manual_seed(0)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = status("VmRSS")
@@ -50,6 +68,7 @@ PROLOGUE = textwrap.dedent("""
 BARE_LOOP = PROLOGUE + textwrap.dedent("""
     from transformers import LEDConfig, LEDForConditionalGeneration
     model = LEDForConditionalGeneration(LEDConfig(**config)).train()
+    enable(model)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     open("/proc/self/clear_refs", "w").write("5")  # the model's build is not training: its transient peak is left out
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001)
@@ -76,6 +95,7 @@ BARE_CAUSAL_LOOP = PROLOGUE + textwrap.dedent("""
     cfg = getattr(transformers, config.pop("config_class"))(**config)
     cfg._attn_implementation = "sdpa"
     model = getattr(transformers, cls_name)(cfg).train()
+    enable(model)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     open("/proc/self/clear_refs", "w").write("5")
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001)
@@ -99,7 +119,7 @@ BARE_CAUSAL_LOOP = PROLOGUE + textwrap.dedent("""
 Found = tuple[int, int | None, list[dict[str, object]], dict[str, object]]
 
 
-def search(budget: int, length: int, max_batch: int, family: str = "led") -> Found:
+def search(budget: int, length: int, max_batch: int, family: str = "led", checkpointing: bool = False) -> Found:
     """The suite's search for dims ``family`` base at ``length`` tokens: (batch, its probe's peak, probe log,
     config)."""
     from pytest_longeff.cell.batch import probe_batch
@@ -118,7 +138,8 @@ def search(budget: int, length: int, max_batch: int, family: str = "led") -> Fou
         train = _tokenize(tok, _rows(split, "train", 0, "examples"), length,
                           next(t for t in BUILTIN_TASKS if t.name == "gov_report").max_target_tokens, "study")
     chosen = LLAMA if family == "llama" else LEDFamily()
-    built = build_model(chosen, "base", "dims", len(tok), max(length, *DEFAULT_LENGTHS), None, seed=0)
+    built = build_model(chosen, "base", "dims", len(tok), max(length, *DEFAULT_LENGTHS), None, seed=0,
+                        gradient_checkpointing=checkpointing)
     found = search_batch_size(lambda b: probe_batch(built, train, b, "cpu"), budget, max_batch=max_batch)
     config = built.model.config.to_dict()
     if family == "llama":
@@ -126,7 +147,7 @@ def search(budget: int, length: int, max_batch: int, family: str = "led") -> Fou
         keep = {k: config[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                        "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
                                        "tie_word_embeddings", "pad_token_id", "bos_token_id", "eos_token_id")}
-        keep.update(config_class=d.config_class, model_class=d.model_class)
+        keep.update(config_class=d.config_class, model_class=d.model_class, gradient_checkpointing=checkpointing)
         print(f"decoder positions of every step: {train.decoder_positions}")
         return found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes], keep
     keep = {k: config[k] for k in ("vocab_size", "d_model", "encoder_layers", "decoder_layers",
@@ -135,6 +156,7 @@ def search(budget: int, length: int, max_batch: int, family: str = "led") -> Fou
                                    "max_decoder_position_embeddings", "pad_token_id", "bos_token_id", "eos_token_id",
                                    "decoder_start_token_id")}
     keep["attn_implementation"] = "eager"
+    keep["gradient_checkpointing"] = checkpointing
     print(f"decoder positions of every step: {train.decoder_positions}")
     return found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes], keep
 
@@ -147,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=16, help="largest batch the search may choose")
     parser.add_argument("--family", choices=("led", "llama"), default="led",
                         help="led (default) or the decoder-only llama family, base size at dims")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="both the suite's search and the bare loop train with activation checkpointing")
     args = parser.parse_args(argv)
     budget = int(args.budget_gib * GIB)
     t0 = time.perf_counter()
-    batch, probe, log, config = search(budget, args.length, args.max_batch, args.family)
+    batch, probe, log, config = search(budget, args.length, args.max_batch, args.family, args.gradient_checkpointing)
     print(f"search: batch {batch}, probe peak {probe / GIB if probe else float('nan'):.3f} GiB, "
           f"{len(log)} probes in {time.perf_counter() - t0:.0f} s: {log}")
     if batch == 0:

@@ -229,6 +229,7 @@ def phases_section(prefill: PrefillResult, prefill_time_s: float, prefill_energy
         per_token_j = energy_j / prefill.input_tokens
     whole = sum(generation_latencies_s)
     halves = prefill_total + sum(decode_s)
+    pairs = paired_ratios(prefill, timelines, generation_latencies_s)
     return {
         "prefill": {"what": PREFILL_WHAT, "time_s": prefill_time_s, "batches": len(prefill.batch_latencies_s),
                     "latency_s": {"p50": _p(prefill.batch_latencies_s, 50), "p90": _p(prefill.batch_latencies_s, 90),
@@ -248,6 +249,25 @@ def phases_section(prefill: PrefillResult, prefill_time_s: float, prefill_energy
                   # first forward): the median time to first token less the median prefill batch.
                   "ttft_minus_prefill_s": (_p(ttft, 50) - _p(prefill.batch_latencies_s, 50)  # type: ignore[operator]
                                            if ttft and prefill.batch_latencies_s else None),
+                  "pairs": {"n": len(pairs), "median": _p(pairs, 50), "min": min(pairs, default=None),
+                            "max": max(pairs, default=None),
+                            "note": ("the same ratio batch by batch (a batch's prefill and its decode over its "
+                                     "generate() time); with three batches or more the median resists one call "
+                                     "slowed by another process" if pairs else
+                                     "no pairs: the prefill and generated batches do not line up, or no batch "
+                                     "stamped a token")},
                   "note": "the prefill window's batch times plus the decode times, over the inference window's "
-                          "generate() batch times (same batches, same passes)"},
+                          "generate() batch times (same batches, same passes); the repository's "
+                          "benchmarks/phase_checks.py --interleaved measures the halves and the whole in "
+                          "interleaved pairs"},
     }
+
+
+def paired_ratios(prefill: PrefillResult, timelines: list[Timeline], generation_s: list[float]) -> list[float]:
+    """Batch by batch, (prefill + decode) / generate(): the prefill window and the inference window run the same
+    batches in the same order and passes, so the i-th prefill is the i-th generation's. Empty when they do not
+    line up (another count, or other rows in a batch); a batch with no token stamped or no time is left out."""
+    if len(prefill.batch_latencies_s) != len(generation_s) or prefill.batch_rows != [t.rows for t in timelines]:
+        return []
+    return [(p + t.decode_s) / g for p, t, g in zip(prefill.batch_latencies_s, timelines, generation_s, strict=True)
+            if t.decode_s is not None and g > 0]

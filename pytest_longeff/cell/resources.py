@@ -291,7 +291,8 @@ class LongeffSession:
             max_len = max(*self.settings.lengths, *DEFAULT_LENGTHS)
             built = build_model(self.families[cell.family], cell.size, self.profile.weights, vocab, max_len,
                                 self.settings.model_dir, self.profile.seed,
-                                tiny_pretrained=self.tiny_pretrained(cell), attn=self.settings.attn_implementation)
+                                tiny_pretrained=self.tiny_pretrained(cell), attn=self.settings.attn_implementation,
+                                gradient_checkpointing=self.settings.gradient_checkpointing)
             self._models[key] = built
             self._to_device(key)
             self.stats.model_builds += 1

@@ -106,6 +106,16 @@ FLOPS_METHOD = "torch.utils.flop_counter.FlopCounterMode, forward+backward, outs
 
 def step_flops(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
                counted: dict[int, int]) -> tuple[int, str]:
+    flops, method = _step_flops(built, split, batch_size, device, counted)
+    from pytest_longeff.models.families import is_checkpointing
+
+    if is_checkpointing(built.model):
+        method += "; includes the forward recomputed by gradient checkpointing (about a quarter to a third more)"
+    return flops, method
+
+
+def _step_flops(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
+                counted: dict[int, int]) -> tuple[int, str]:
     """FLOPs of one training micro-batch at ``batch_size`` and how they were obtained: counted during an untimed
     batch-size probe, or on one untimed batch-1 step and scaled (FLOPs grow linearly with the batch at fixed input
     and target lengths)."""

@@ -215,6 +215,9 @@ OPTIONS: tuple[Option, ...] = (
            "family's preferred: sdpa for decoder-only families, eager for LED, Big Bird, LongT5 and PEGASUS-X, which "
            "support nothing else), eager, sdpa, or flash_attention_2 (CUDA with flash-attn); refused for a family "
            "that does not support it", "{" + ",".join(ATTN_IMPLEMENTATIONS) + "}"),
+    Option("gradient-checkpointing", None, "recompute activations in the backward pass instead of keeping them "
+           "(transformers' gradient checkpointing, in training only): less memory, so larger batches or longer "
+           "inputs fit the budget, for about a third more compute a step; recorded in model_config"),
     Option("early-stop-metric", _choice(EARLY_STOP_METRICS), "what early stopping watches with epochs=N,patience=K: "
            "loss (validation loss) or study (the study's teacher-forced ROUGE mean, F1 for QA) (default: the "
            "profile's)", "{" + ",".join(EARLY_STOP_METRICS) + "}"),
@@ -287,6 +290,8 @@ class Settings:
     early_stop_metric: str
     attn_implementation: str
     """auto (each family's preferred), eager, sdpa or flash_attention_2."""
+    gradient_checkpointing: bool
+    """Train with transformers' activation checkpointing (--longeff-gradient-checkpointing)."""
     tiny_weights: str | None
     """auto, pretrained or random for the tiny profile; None for the others."""
     dataset: str | None
@@ -409,6 +414,7 @@ def resolve(config: pytest.Config, known_families: tuple[str, ...], known_tasks:
         "precision": v["precision"] or profile.default_precision,
         "early_stop_metric": v["early-stop-metric"] or profile.default_early_stop_metric,
         "attn_implementation": v["attn-implementation"] or "auto",
+        "gradient_checkpointing": bool(v["gradient-checkpointing"]),
         "tiny_weights": None if profile.weights != "tiny" else v["tiny-weights"] or (
             "random" if v["data-dir"] or v["dataset"] else "auto"),
         "json_path": v["json"] or DEFAULT_JSON,

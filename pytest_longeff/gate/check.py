@@ -151,7 +151,36 @@ def _intervals_apart(fig: Figure, tolerance: float, base_ci: tuple[float, float]
     return cur_ci[0] > base_ci[1] * (1 + tolerance)
 
 
+#: Recipe choices recorded in ``model_config`` that a gate compares across (a change may be one of them), with the
+#: value a record that lacks one ran with. A check whose two sides differ in one says so.
+RECIPE: dict[str, tuple[str, Any]] = {"gradient_checkpointing": ("gradient checkpointing", False),
+                                      "attn_implementation": ("attention implementation", "eager")}
+
+
+def recipe_differs(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """Which recorded recipe choices the two records ran with differently, in words (None: the same)."""
+    def value(record: Mapping[str, Any], key: str) -> Any:
+        config = record.get("model_config")
+        return config.get(key, RECIPE[key][1]) if isinstance(config, Mapping) else RECIPE[key][1]
+
+    differ = [f"{words} {value(baseline, key)!r} vs {value(current, key)!r}" for key, (words, _) in RECIPE.items()
+              if value(baseline, key) != value(current, key)]
+    return "; ".join(differ) or None
+
+
+def with_recipe_note(c: Check, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
+    """``c`` with a note naming the recipe choices its two sides differ in, if any."""
+    differ = recipe_differs(baseline, current)
+    return c if differ is None else dataclasses.replace(c, note=f"{c.note}; the two sides ran another recipe "
+                                                                f"({differ})")
+
+
 def check(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
+    """:func:`compare_figure`, with a note when the two sides ran another recipe (:func:`recipe_differs`)."""
+    return with_recipe_note(compare_figure(rule, baseline, current), baseline, current)
+
+
+def compare_figure(rule: Rule, baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Check:
     """Compare one figure; unmeasured or estimated figures are reported, never gated.
 
     With intervals on both sides, a regression needs the intervals themselves to be apart by more than the
@@ -388,6 +417,7 @@ def gate_record(rules: Sequence[Rule], baseline_doc: Mapping[str, Any], current:
     base, current = as_judged(base), as_judged(current)
     checks = [check(rule, base, current) for rule in rules if rule.applies(current)]
     memory = batch_regression(base, current)
+    memory = None if memory is None else with_recipe_note(memory, base, current)
     judged = acknowledge(([memory] if memory is not None else []) + checks, str(current.get("id")), acks)
     out["checks"] = [c.to_dict() for c in judged]
     return out

@@ -61,6 +61,11 @@ class CausalLMAsSeq2Seq(torch.nn.Module):
     def set_attn_implementation(self, implementation: str) -> None:
         self.causal_lm.set_attn_implementation(implementation)
 
+    @property
+    def checkpointing_target(self) -> Any:
+        """The model transformers' activation checkpointing is turned on in (the wrapped causal LM)."""
+        return self.causal_lm
+
     def save_pretrained(self, folder: Any, **kwargs: Any) -> None:
         self.causal_lm.save_pretrained(folder, **kwargs)
 

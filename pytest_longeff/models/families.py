@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_longeff.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from pytest_longeff.data.tokenizer import EOS_ID, PAD_ID
 from pytest_longeff.errors import NoCheckpoint
-from pytest_longeff.models.common import Dims, load_pretrained, resolve_attn, seed_everything
+from pytest_longeff.models.common import Dims, load_pretrained, resolve_attn, seed_everything, special_ids
 from pytest_longeff.models.recent import builtin_recent
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _shape(d: Dims, vocab_size: int) -> dict[str, Any]:
     return {
         "vocab_size": vocab_size, "d_model": d.d_model, "encoder_layers": d.layers, "decoder_layers": d.layers,
         "encoder_attention_heads": d.heads, "decoder_attention_heads": d.heads, "encoder_ffn_dim": d.ffn,
-        "decoder_ffn_dim": d.ffn, "pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID,
+        "decoder_ffn_dim": d.ffn, **special_ids(),
     }
 
 
@@ -252,17 +252,47 @@ class BuiltModel:
         out: dict[str, Any] = self.model.config.to_diff_dict()
         out["architectures"] = [getattr(self.model, "architecture", type(self.model).__name__)]
         out["attn_implementation"] = self.attn_implementation
+        if is_checkpointing(self.model):
+            out["gradient_checkpointing"] = True  # only when on: batch keys made before the option stand
         return out
+
+
+def is_checkpointing(model: Any) -> bool:
+    """Whether transformers' activation (gradient) checkpointing is on in ``model``: some module of it has it set."""
+    target = getattr(model, "checkpointing_target", model)
+    modules = target.modules() if hasattr(target, "modules") else ()
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in modules)
+
+
+def enable_gradient_checkpointing(model: Any, what: str) -> None:
+    """Turn on transformers' activation checkpointing, every layer, non-reentrant (it acts in training only:
+    generation and evaluation run as before), or say why it cannot be."""
+    from pytest_longeff.errors import CellUnavailable
+
+    target = getattr(model, "checkpointing_target", model)
+    if not getattr(target, "supports_gradient_checkpointing", False):
+        raise CellUnavailable(f"{what}: {type(target).__name__} does not support gradient checkpointing; run "
+                              "without --longeff-gradient-checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(target, "activation_checkpointing_enable"):  # transformers 5.x's name
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if not is_checkpointing(model):
+        raise CellUnavailable(f"{what}: transformers did not turn gradient checkpointing on")
 
 
 def build_model(
     family: Family, size: str, weights: str, vocab_size: int, max_len: int, model_dir: str | None, seed: int,
-    tiny_pretrained: bool = False, attn: str = "auto",
+    tiny_pretrained: bool = False, attn: str = "auto", gradient_checkpointing: bool = False,
 ) -> BuiltModel:
     """Build (or load) a model with a fixed seed and record how long it took; never inside a measured window.
     ``tiny_pretrained``: load the tiny profile's shipped checkpoint instead of a random init. ``attn``: the
     attention implementation (``--longeff-attn-implementation``; ``auto`` is the family's preferred one); one the
-    family does not support is a ValueError that says which it does."""
+    family does not support is a ValueError that says which it does. ``gradient_checkpointing``: keep only each
+    layer's input in training and recompute the rest in the backward pass (``--longeff-gradient-checkpointing``);
+    a model class that cannot makes the cell unavailable (:class:`~pytest_longeff.errors.CellUnavailable`). A
+    checkpoint whose config turns it on by itself is turned off when the option is not given."""
     import time
 
     seed_everything(seed)
@@ -281,4 +311,10 @@ def build_model(
         if getattr(model.config, "_attn_implementation", None) != implementation:
             raise ValueError(f"{family.name} {size}: transformers kept attention implementation "
                              f"{model.config._attn_implementation!r} when asked for {implementation!r}")
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model, f"{family.name} {size}")
+    elif is_checkpointing(model):  # a checkpoint's config.json asked for it: the option decides
+        target = getattr(model, "checkpointing_target", model)
+        disable = getattr(target, "activation_checkpointing_disable", None) or target.gradient_checkpointing_disable
+        disable()
     return BuiltModel(family, size, model, time.perf_counter() - t0, label, tiny_pretrained)

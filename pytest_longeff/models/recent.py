@@ -54,9 +54,7 @@ class _EncoderDecoder:
         cls = getattr(transformers, self.model_class)
         if weights == "pretrained":
             return load_pretrained(cls, self.checkpoint(size), model_dir)
-        config = self.config(size, weights, vocab_size, max_len)
-        config._attn_implementation = "eager"
-        return cls(config)
+        return cls(self.config(size, weights, vocab_size, max_len))  # eager, as config() sets it
 
     def model_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"input_ids": input_ids, "attention_mask": attention_mask}

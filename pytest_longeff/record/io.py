@@ -461,10 +461,17 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
+#: Settings added after reports were first written, and the value a report that lacks one was measured with.
+ABSENT_MEANS: dict[str, Any] = {"gradient_checkpointing": False, "attn_implementation": "auto"}
+
+
 def measured_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that decide the figures (output paths and the shard left out), as JSON has them (tuples are
-    lists), so a run's settings compare equal to a saved report's."""
+    lists), so a run's settings compare equal to a saved report's; a setting newer than the report reads as the
+    value it was measured with (:data:`ABSENT_MEANS`)."""
     kept = {k: v for k, v in settings.items() if k not in OUTPUT_SETTINGS}
+    for key, value in ABSENT_MEANS.items():
+        kept.setdefault(key, value)
     normal: dict[str, Any] = json.loads(json.dumps(jsonable(kept)))
     return normal
 

@@ -46,6 +46,9 @@ def test_one_cell_each_runs_with_findings_pareto_phases_and_the_gate(bench: pyte
         assert ph["decode"]["ttft_s"]["p50"] > 0 and ph["decode"]["inter_token_latency_s"]["samples"] > 0
         assert ph["kv_cache"]["ratio"] == pytest.approx(1.0, abs=0.05)
         assert ph["check"]["generation_s"] > 0
+        # Batch by batch: every generated batch has its prefill (same batches, same passes, same order).
+        assert ph["check"]["pairs"]["n"] == ph["prefill"]["batches"] == r["inference"]["passes"]  # 1 batch a pass
+        assert ph["check"]["pairs"]["min"] <= ph["check"]["pairs"]["median"] <= ph["check"]["pairs"]["max"]
     # The findings and the Pareto fronts are computed over the new families as over the study's.
     fronts = {f["cost"]: f for f in doc["session"]["pareto"]["fronts"]}
     assert {f["task"] for f in fronts.values()} == {"qasper"}
@@ -59,6 +62,7 @@ def test_one_cell_each_runs_with_findings_pareto_phases_and_the_gate(bench: pyte
                              str(bench.path / "base.json")], capture_output=True, text=True, timeout=120, check=False)
     assert script.returncode == 0, script.stdout + script.stderr
     assert "3 cells with prefill and decode measured; 0 with a KV cache off its formula" in script.stdout
+    assert "| (pre+dec)/gen | batch median |" in script.stdout
     page = (bench.path / "base.html").read_text()
     assert "prefill tok/s" in page and "decode tok/s" in page
 
@@ -69,6 +73,39 @@ def test_one_cell_each_runs_with_findings_pareto_phases_and_the_gate(bench: pyte
     for r in _doc(bench.path / "reports" / "longeff.json")["records"]:
         metrics = {c["metric"] for c in r["gate"]["checks"]}
         assert {"train_samples_per_s", "inference_samples_per_s"} <= metrics
+
+
+def test_gradient_checkpointing_runs_and_is_recorded(bench: pytest.Pytester) -> None:
+    result = bench.runpytest(*[a for a in NEW if not a.startswith("--longeff-families")], "--longeff-families=llama",
+                             "--longeff-tasks=qasper", "--longeff-gradient-checkpointing", "--longeff-json=gc.json")
+    result.assert_outcomes(passed=1)
+    doc = _doc(bench.path / "gc.json")
+    assert doc["settings"]["gradient_checkpointing"] is True
+    (record,) = doc["records"]
+    assert record["model_config"]["gradient_checkpointing"] is True and record["train"]["steps"] == 2
+
+
+def test_the_interleaved_check_measures_each_family_in_pairs() -> None:
+    script = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "phase_checks.py"), "--interleaved",
+                             "--lengths=128", "--pairs=2", "--new-tokens=4", "--threads=1"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    # 1: a median off by more than 5 % (timing, not judged here); never a traceback.
+    assert script.returncode in (0, 1) and "Traceback" not in script.stderr, script.stdout + script.stderr
+    rows = [line.split(" | ") for line in script.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row[0].strip("| ") for row in rows[1:]] == ["llama", "longt5", "pegasus_x"]
+    for row in rows[1:]:
+        prefill, ttft, generation, median = (float(row[k]) for k in (2, 3, 4, 5))
+        low, high = (float(x) for x in row[6].split("-"))
+        # The first token comes inside the generation, after a prefill's worth of work; the median is a pair's.
+        assert 0 < ttft < generation and prefill > 0 and low <= median <= high
+    assert "2 interleaved pairs a cell, 1 row(s) of 4 new tokens" in script.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "phase_checks.py"), "--interleaved",
+                          "--lengths=many"], capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "--lengths: 'many'" in bad.stderr
+    # The measuring options belong to --interleaved; a report is not read with it.
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "phase_checks.py"), "--pairs=3"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "--pairs: only with --interleaved" in bad.stderr
 
 
 def test_attention_option_is_refused_where_a_family_cannot_run_it(bench: pytest.Pytester) -> None:

@@ -113,7 +113,8 @@ def _session(monkeypatch: pytest.MonkeyPatch, device: str) -> tuple[LongeffSessi
     released: list[str] = []
     monkeypatch.setattr(resources, "release_memory", lambda dev, full=True: released.append(dev))
     session = object.__new__(LongeffSession)
-    settings = SimpleNamespace(lengths=(1024,), model_dir=None, tiny_weights="random", attn_implementation="auto")
+    settings = SimpleNamespace(lengths=(1024,), model_dir=None, tiny_weights="random", attn_implementation="auto",
+                               gradient_checkpointing=False)
     session.settings = settings  # type: ignore[assignment]
     session.profile = SimpleNamespace(weights="tiny", seed=0)  # type: ignore[assignment]
     session.families = {"led": _Family()}  # type: ignore[dict-item]

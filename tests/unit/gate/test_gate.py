@@ -312,3 +312,16 @@ def test_the_run_level_gate_is_drift_corrected_too() -> None:
     # A 20 % slowdown of the cells alone (reference unchanged) fails the run.
     assert judge_run([TPUT_RULE], base, [{**_timed(0.8 * (10.0 + i), 100.0), "id": c}
                                          for i, c in enumerate(cells)]).fails()
+
+
+def test_a_check_says_when_the_two_sides_ran_another_recipe() -> None:
+    rule = Rule(GATED["train_samples_per_s"], 0.1)
+    base, cur = _rec(10.0), _rec(8.0)
+    assert "recipe" not in check(rule, base, cur).note  # no model_config on either side: the defaults, the same
+    cur["model_config"] = {"gradient_checkpointing": True, "attn_implementation": "eager"}
+    c = check(rule, base, cur)
+    assert c.fails()  # said, not excused: checkpointing making training slower is a regression a gate reports
+    assert c.note.endswith("; the two sides ran another recipe (gradient checkpointing False vs True)")
+    base["model_config"] = {"attn_implementation": "sdpa"}
+    assert check(rule, base, cur).note.endswith("(gradient checkpointing False vs True; attention implementation "
+                                                "'sdpa' vs 'eager')")

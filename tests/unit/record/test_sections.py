@@ -72,6 +72,47 @@ def test_the_phases_section_adds_up_what_was_measured() -> None:
     # (0.3 s of prefill + 0.75 s of decode) against 1.05 s of generation: the halves make the whole.
     assert ph["check"]["ratio"] == pytest.approx(1.0)
     assert ph["check"]["ttft_minus_prefill_s"] == pytest.approx(0.0)  # a first token exactly one prefill in
+    # Batch by batch: (0.09 + 0.25) / 0.35, (0.10 + 0.25) / 0.35, (0.11 + 0.25) / 0.35.
+    pairs = ph["check"]["pairs"]
+    assert pairs["n"] == 3 and pairs["median"] == pytest.approx(1.0)
+    assert pairs["min"] == pytest.approx(0.34 / 0.35) and pairs["max"] == pytest.approx(0.36 / 0.35)
+
+
+def test_batches_that_do_not_line_up_give_no_pairs() -> None:
+    from pytest_longeff.cell.phases import paired_ratios
+
+    line = Timeline(0.0, [0.1, 0.2], 0.3, 1)
+    # A prefill batch more than generations: no pairing.
+    assert paired_ratios(PrefillResult([0.1, 0.1], [1, 1], 2), [line], [0.3]) == []
+    # As many batches, other rows (four examples at batch 2 against batch 3): no pairing.
+    two, three = Timeline(0.0, [0.1, 0.2], 0.3, 2), Timeline(0.0, [0.1, 0.2], 0.3, 3)
+    assert paired_ratios(PrefillResult([0.1, 0.1], [2, 2], 8), [three, Timeline(0.0, [0.1], 0.3, 1)],
+                         [0.3, 0.3]) == []
+    assert paired_ratios(PrefillResult([0.1, 0.1], [2, 2], 8), [two, two], [0.3, 0.3]) == [pytest.approx(1.0)] * 2
+    # No token stamped: no decode time, the batch is left out.
+    assert paired_ratios(PrefillResult([0.1], [1], 1), [Timeline(0.0, [], 0.3, 1)], [0.3]) == []
+    assert paired_ratios(PrefillResult([0.1], [1], 1), [line], [0.3]) == [pytest.approx(1.0)]
+
+
+def test_the_prefill_and_generated_batches_line_up_in_the_cells_own_loops() -> None:
+    """run_prefill and generate over a 5-example split at batch 2, 2 passes: the same rows batch by batch."""
+    import torch
+
+    from pytest_longeff.cell.infer import generate
+    from pytest_longeff.cell.phases import paired_ratios, run_prefill
+    from pytest_longeff.cell.prepare import TokenizedSplit
+    from pytest_longeff.data.tokenizer import lexicon_tokenizer
+    from pytest_longeff.models.families import build_model
+    from pytest_longeff.models.recent import LLAMA
+
+    built = build_model(LLAMA, "base", "tiny", len(lexicon_tokenizer()), 64, None, seed=0)
+    split = TokenizedSplit([f"e{i}" for i in range(5)], torch.randint(10, 100, (5, 32)),
+                           torch.ones(5, 32, dtype=torch.long), torch.randint(10, 100, (5, 4)), 5 * 32)
+    timelines: list[Timeline] = []
+    gen = generate(built, split, 2, 3, 2, "cpu", fixed=True, timelines=timelines)
+    prefill = run_prefill(built, split, 2, 2, "cpu")
+    assert prefill.batch_rows == [t.rows for t in timelines] == gen.batch_sizes == [2, 2, 1, 2, 2, 1]
+    assert len(paired_ratios(prefill, timelines, gen.batch_latencies_s)) == 6
 
 
 def test_every_figure_path_exists_in_a_full_record() -> None:
