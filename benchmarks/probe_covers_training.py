@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -169,9 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=16, help="largest batch the search may choose")
     parser.add_argument("--family", choices=("led", "llama"), default="led",
                         help="led (default) or the decoder-only llama family, base size at dims")
+    parser.add_argument("--bare-mmap-threshold", type=int, default=None, metavar="BYTES",
+                        help="run the bare loop with glibc's MALLOC_MMAP_THRESHOLD_=BYTES (the probe's is 4194304): "
+                             "tells the allocator's share of a gap from the tensors'")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="both the suite's search and the bare loop train with activation checkpointing")
     args = parser.parse_args(argv)
+    if args.bare_mmap_threshold is not None and args.bare_mmap_threshold < 0:
+        parser.error(f"--bare-mmap-threshold: {args.bare_mmap_threshold} is negative")
     budget = int(args.budget_gib * GIB)
     t0 = time.perf_counter()
     batch, probe, log, config = search(budget, args.length, args.max_batch, args.family, args.gradient_checkpointing)
@@ -182,11 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     t1 = time.perf_counter()
     loop = BARE_CAUSAL_LOOP if args.family == "llama" else BARE_LOOP
+    env = dict(os.environ)
+    if args.bare_mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.bare_mmap_threshold)
     out = subprocess.run([sys.executable, "-c", loop, str(batch), str(args.length), str(args.steps),
-                          json.dumps(config)], capture_output=True, text=True, check=True)
+                          json.dumps(config)], capture_output=True, text=True, check=True, env=env)
     bare = json.loads(out.stdout.strip().splitlines()[-1])
     peak = int(bare["peak"])
-    print(f"bare loop at batch {batch}, {args.steps} steps with full 128-token targets, in a fresh process: peak "
+    how = "" if args.bare_mmap_threshold is None else f", MALLOC_MMAP_THRESHOLD_={args.bare_mmap_threshold}"
+    print(f"bare loop at batch {batch}, {args.steps} steps with full 128-token targets, in a fresh process{how}: peak "
           f"{peak / GIB:.3f} GiB (VmHWM less the resident set before the model), steps "
           f"{', '.join(f'{s:.0f}' for s in bare['step_s'])} s, {time.perf_counter() - t1:.0f} s in all")
     ok = peak <= budget

@@ -26,9 +26,10 @@ SHIPPED: dict[tuple[str, str], str] = {
     ("led", "base"): "led", ("led", "large"): "led",
     ("bigbird", "base"): "bigbird_pegasus", ("bigbird", "large"): "bigbird_pegasus",
     ("longt5", "base"): "longt5", ("longt5", "large"): "longt5",
-    # PEGASUS-X large and the decoder-only family did not reach their targets in pretraining (docs/validation/
-    # recent-families.md): none ships, and under --longeff-tiny-weights auto they run random-init, as the record says.
-    ("pegasus_x", "base"): "pegasus_x",
+    ("pegasus_x", "base"): "pegasus_x", ("llama", "base"): "llama",
+    # PEGASUS-X large did not reach its targets in pretraining and the decoder-only large was not trained
+    # (docs/validation/recent-families.md): neither ships, and under --longeff-tiny-weights auto they run
+    # random-init, as the record says.
 }
 FILES = ("config.json", "model.safetensors")
 RANDOM_OPTION = "--longeff-tiny-weights random"

@@ -12,7 +12,8 @@ import pytest
 from pytest_longeff.data import scrolls as data_mod
 from pytest_longeff.data.tokenizer import lexicon_tokenizer
 from pytest_longeff.errors import CellSkip, LongeffError
-from pytest_longeff.models.checkpoints import CHECKPOINTS, MAX_LEN, check_tiny_checkpoint, load_tiny, shipped
+from pytest_longeff.models.checkpoints import (CHECKPOINTS, MAX_LEN, SHIPPED, check_tiny_checkpoint, load_tiny,
+                                              shipped)
 from pytest_longeff.models.families import BigBirdFamily, Family, LEDFamily
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -191,3 +192,22 @@ def test_every_shipped_checkpoint_is_what_its_schedule_made() -> None:
             assert [s["steps"] for s in made["continuation"]["config"]["stages"]] == [s.steps for s in more]
         assert trained_length(folder) == MAX_LEN
         assert (folder / "length_scores.json").is_file()
+
+
+RECENT_SHIPPED = sorted((f, s) for f, s in SHIPPED if f in ("longt5", "pegasus_x", "llama"))
+
+
+@pytest.mark.parametrize(("name", "size"), RECENT_SHIPPED, ids=lambda v: str(v))
+def test_a_shipped_recent_checkpoint_reads_more_with_more_context(name: str, size: str) -> None:
+    """Scored afresh on the shipped weights as they load (not read from length_scores.json): the facts task rises
+    from 1024 to 4096 tokens, and a decoder-only checkpoint retrieves the needle at 4096."""
+    from pytest_longeff.models import pretrain
+    from pytest_longeff.models.families import BUILTIN_FAMILIES
+
+    family = {f.name: f for f in BUILTIN_FAMILIES}[name]
+    model = load_tiny(family, size, len(lexicon_tokenizer()))
+    facts = pretrain.length_scores(family, model, (1024, 4096), tasks=("gov_report",), n=4)["gov_report"]
+    assert facts[4096] > facts[1024] + 20, facts
+    if name == "llama":
+        needle = pretrain.length_scores(family, model, (4096,), tasks=("niah_single",), n=8)["niah_single"]
+        assert needle[4096] >= 90, needle

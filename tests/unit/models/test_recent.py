@@ -168,8 +168,9 @@ def test_grouped_query_attention_caches_only_the_key_value_heads() -> None:
     c = built.model.config
     assert c.num_key_value_heads < c.num_attention_heads
     kv = measure_kv_cache(built, _split(64), "cpu")
-    head_dim = c.hidden_size // c.num_attention_heads
-    assert kv["bytes_per_token"] == 2 * c.num_hidden_layers * c.num_key_value_heads * head_dim * 4
+    # The tiny decoder-only sizes set their head size (32), not hidden / heads (16): the cache follows the config's.
+    assert c.head_dim == 32 != c.hidden_size // c.num_attention_heads
+    assert kv["bytes_per_token"] == 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
 
 
 def test_prefill_ends_where_generation_takes_its_first_token() -> None:
