@@ -56,9 +56,10 @@ def batch_cache_key(session: LongeffSession, cell: Cell, built: BuiltModel) -> s
     from pytest_longeff.cell.resources import limit_key
 
     s = session.settings
-    config = built.config_dict()
-    if config.get("attn_implementation") == "eager":
-        del config["attn_implementation"]  # what every key held before it was recorded: their cached batches stand
+    from pytest_longeff.models.common import recipe_at_defaults_dropped
+
+    # What every key held before the recipe choices were recorded: their cached batches stand.
+    config = recipe_at_defaults_dropped(built.config_dict())
     raw = json.dumps([machine_key(session.facts()), __version__, PROBE_VERSION, s.profile, cell.id,
                       s.memory_budget_bytes, s.max_batch, s.precision, session.profile.weights, config,
                       session.inputs.tokenizer_digest(cell), session.inputs.data_key(cell.task, cell.seq_len, cell),

@@ -151,19 +151,21 @@ def _intervals_apart(fig: Figure, tolerance: float, base_ci: tuple[float, float]
     return cur_ci[0] > base_ci[1] * (1 + tolerance)
 
 
-#: Recipe choices recorded in ``model_config`` that a gate compares across (a change may be one of them), with the
-#: value a record that lacks one ran with. A check whose two sides differ in one says so.
-RECIPE: dict[str, tuple[str, Any]] = {"gradient_checkpointing": ("gradient checkpointing", False),
-                                      "attn_implementation": ("attention implementation", "eager")}
+#: Recipe choices recorded in ``model_config`` (:data:`~pytest_longeff.models.common.RECIPE_DEFAULTS`) that a gate
+#: compares across (a change may be one of them), in words. A check whose two sides differ in one says so.
+RECIPE_WORDS: dict[str, str] = {"gradient_checkpointing": "gradient checkpointing",
+                                "attn_implementation": "attention implementation"}
 
 
 def recipe_differs(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
     """Which recorded recipe choices the two records ran with differently, in words (None: the same)."""
+    from pytest_longeff.models.common import RECIPE_DEFAULTS
+
     def value(record: Mapping[str, Any], key: str) -> Any:
         config = record.get("model_config")
-        return config.get(key, RECIPE[key][1]) if isinstance(config, Mapping) else RECIPE[key][1]
+        return (config if isinstance(config, Mapping) else {}).get(key, RECIPE_DEFAULTS[key])
 
-    differ = [f"{words} {value(baseline, key)!r} vs {value(current, key)!r}" for key, (words, _) in RECIPE.items()
+    differ = [f"{words} {value(baseline, key)!r} vs {value(current, key)!r}" for key, words in RECIPE_WORDS.items()
               if value(baseline, key) != value(current, key)]
     return "; ".join(differ) or None
 

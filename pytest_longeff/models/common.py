@@ -11,6 +11,15 @@ from pytest_longeff.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 #: ``--longeff-attn-implementation`` values; ``auto`` is each family's first (its preferred) implementation.
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "eager", "sdpa", "flash_attention_2")
+#: Recipe choices a record's ``model_config`` holds beyond the transformers config, with the value a model ran with
+#: when its record (or a batch-cache key made before the choice was recorded) does not say.
+RECIPE_DEFAULTS: dict[str, Any] = {"attn_implementation": "eager", "gradient_checkpointing": False}
+
+
+def recipe_at_defaults_dropped(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the recipe choices that hold their default, so a key made from it equals the key made
+    before the choice was recorded."""
+    return {k: v for k, v in config.items() if not (k in RECIPE_DEFAULTS and v == RECIPE_DEFAULTS[k])}
 
 
 @dataclass(frozen=True)

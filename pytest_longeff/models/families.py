@@ -252,8 +252,7 @@ class BuiltModel:
         out: dict[str, Any] = self.model.config.to_diff_dict()
         out["architectures"] = [getattr(self.model, "architecture", type(self.model).__name__)]
         out["attn_implementation"] = self.attn_implementation
-        if is_checkpointing(self.model):
-            out["gradient_checkpointing"] = True  # only when on: batch keys made before the option stand
+        out["gradient_checkpointing"] = is_checkpointing(self.model)
         return out
 
 

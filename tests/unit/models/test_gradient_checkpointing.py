@@ -12,7 +12,8 @@ from pytest_longeff.data.tokenizer import lexicon_tokenizer
 from pytest_longeff.cell.infer import generate
 from pytest_longeff.cell.train import step_flops
 from pytest_longeff.errors import CellUnavailable
-from pytest_longeff.models.families import BUILTIN_FAMILIES, build_model, enable_gradient_checkpointing, is_checkpointing
+from pytest_longeff.models.families import (BUILTIN_FAMILIES, LEDFamily, build_model, enable_gradient_checkpointing,
+                                           is_checkpointing)
 from pytest_longeff.models.recent import LLAMA
 
 VOCAB = len(lexicon_tokenizer())
@@ -52,7 +53,7 @@ def test_a_checkpointed_step_gives_the_same_loss_and_gradients(family: object) -
 
 def test_off_by_default_and_absent_from_the_config() -> None:
     built = build_model(LLAMA, "base", "tiny", VOCAB, 256, None, seed=0)
-    assert not is_checkpointing(built.model) and "gradient_checkpointing" not in built.config_dict()
+    assert not is_checkpointing(built.model) and built.config_dict()["gradient_checkpointing"] is False
 
 
 def test_the_probe_reads_less_memory_where_activations_dominate() -> None:
@@ -97,3 +98,17 @@ def test_the_flops_method_says_the_recomputed_forward_is_counted() -> None:
     assert "recomputed by gradient checkpointing" in counted[True][1]
     assert "recomputed" not in counted[False][1]
     assert 1.15 < counted[True][0] / counted[False][0] < 1.5  # one more forward of the layers, not of the head
+
+
+def test_batch_keys_made_before_the_recipe_was_recorded_stand() -> None:
+    """The batch cache is keyed on the model's config less the recipe choices at their defaults: a default build
+    keys as every build did before attention and checkpointing were recorded; a checkpointed one keys apart."""
+    from pytest_longeff.models.common import recipe_at_defaults_dropped
+
+    led = build_model(LEDFamily(), "base", "tiny", VOCAB, 256, None, seed=0)
+    before = {**led.model.config.to_diff_dict(), "architectures": ["LEDForConditionalGeneration"]}
+    assert recipe_at_defaults_dropped(led.config_dict()) == before
+    on = build_model(LEDFamily(), "base", "tiny", VOCAB, 256, None, seed=0, gradient_checkpointing=True)
+    assert recipe_at_defaults_dropped(on.config_dict())["gradient_checkpointing"] is True
+    sdpa = build_model(LLAMA, "base", "tiny", VOCAB, 256, None, seed=0)
+    assert recipe_at_defaults_dropped(sdpa.config_dict())["attn_implementation"] == "sdpa"
