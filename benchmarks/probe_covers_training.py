@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", choices=("led", "llama"), default="led",
                         help="led (default) or the decoder-only llama family, base size at dims")
     parser.add_argument("--bare-mmap-threshold", type=int, default=None, metavar="BYTES",
-                        help="run the bare loop with glibc's MALLOC_MMAP_THRESHOLD_=BYTES (the probe's is 4194304): "
-                             "tells the allocator's share of a gap from the tensors'")
+                        help="run the bare loop with glibc's MALLOC_MMAP_THRESHOLD_=BYTES (a session's windows and "
+                             "probes run at 33554432): tells the allocator's share of a gap from the tensors'")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="both the suite's search and the bare loop train with activation checkpointing")
     args = parser.parse_args(argv)

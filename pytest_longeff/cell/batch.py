@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_longeff.cell.precision import FP32, Precision
 from pytest_longeff.cell.search import search_batch_size
-from pytest_longeff.cell.train import make_optimizer, train_step, weight_bytes
+from pytest_longeff.cell.train import clip_gradients, make_optimizer, train_step, weight_bytes
 from pytest_longeff.errors import CellUnavailable, LongeffWarning
 from pytest_longeff.measure.machine import machine_key
-from pytest_longeff.measure.window import exact_cpu_memory, release_memory, window
+from pytest_longeff.measure.window import release_memory, settle_cpu_allocator, window
 from pytest_longeff.record.sections import BatchChoice
 
 if TYPE_CHECKING:
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 # Bumped whenever what a probe measures changes, so batch sizes found the old way are searched again. It is in
 # the key and in the entry (which says what wrote it).
-PROBE_VERSION = 6  # 6: entries carry their version and are checked on load; 5: labels keep the padded width
+# 7: CPU probes take four steps under the windows' allocator settings; 6: entries carry their version and are
+# checked on load; 5: labels keep the padded width.
+PROBE_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -90,35 +92,57 @@ def _materialise_state(model: Any, opt: Any) -> None:
     model.zero_grad(set_to_none=True)
 
 
+#: Training steps a CPU probe takes, each on the next rows of the split. On the CPU the figure is the process's
+#: resident high-water mark, and glibc's heap keeps part of what each step frees. Measured on the 16 tiny cells of
+#: the default matrix (``benchmarks/probe_steady_state.py``): the first step's peak was 52-90 % of what 12 steps
+#: reach, the fourth step's 92-100 % (median 98 %); 12 steps of training then peaked a median 3 % (at most 12 %)
+#: above a four-step probe. More steps would buy little for a probe that runs at every candidate batch. On CUDA a
+#: step's peak allocated bytes repeat from one step to the next (the optimizer's state already exists), so one step
+#: is measured there.
+CPU_PROBE_STEPS = 4
+
+
+def probe_steps(device: str) -> int:
+    """How many training steps a batch-size probe takes on ``device`` (see :data:`CPU_PROBE_STEPS`)."""
+    return 1 if device.startswith("cuda") else CPU_PROBE_STEPS
+
+
 def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
                 flops: dict[int, int] | None = None, precision: Precision = FP32) -> int:
-    """Peak memory in bytes of a steady-state training step (forward, backward, optimiser step) at ``batch_size``:
-    weights, optimizer state, gradients and activations at once, as training holds them from its second step on.
+    """Peak memory in bytes of steady-state training (forward, backward, clipping, optimiser step) at
+    ``batch_size``: weights, optimizer state, gradients and activations at once, as training holds them from its
+    second step on.
 
-    On the CPU the figure is the process high-water mark above what it held before the step, plus the weights and
-    the optimizer state (already resident, so not in that difference); on CUDA the peak allocated bytes, which
-    include both. When ``flops`` is given and empty, the step's FLOPs are counted too (probes are not timed, so the
-    counter's overhead costs nothing measured).
+    On the CPU the figure is the process high-water mark above what it held before the steps, over
+    :data:`CPU_PROBE_STEPS` steps on successive rows, under the allocator settings the session's windows run with
+    (so the heap keeps what it keeps in training), plus the weights and the optimizer state (already resident, so
+    not in that difference); on CUDA the peak allocated bytes of one step, which include both. When ``flops`` is
+    given and empty, the first step's FLOPs are counted too (probes are not timed, so the counter's overhead costs
+    nothing measured).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    settle_cpu_allocator(device)  # a probe outside a session measures as one inside it does
     model = built.model
     model.train()
     model.zero_grad(set_to_none=True)
     opt = make_optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
-    with exact_cpu_memory(device):  # its exit gives the zero gradients' memory back, so the step cannot reuse it
-        _materialise_state(model, opt)
+    _materialise_state(model, opt)
+    release_memory(device, full=False)  # the zero gradients' memory goes back, so the steps cannot reuse it
     resident = weight_bytes(model) + optimizer_state_bytes(opt)
-    index = [i % len(split.ids) for i in range(batch_size)]
+    rows = len(split.ids)
     # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
     counter = FlopCounterMode(display=False) if flops is not None and not flops else None
-    with exact_cpu_memory(device), window("probe", device, None) as w:
-        with counter if counter is not None else contextlib.nullcontext():
-            train_step(built, split, index, device, 1, precision)
-        opt.step()
+    with window("probe", device, None) as w:
+        for step in range(probe_steps(device)):
+            index = [(step * batch_size + i) % rows for i in range(batch_size)]
+            with counter if counter is not None and step == 0 else contextlib.nullcontext():
+                train_step(built, split, index, device, 1, precision)
+            clip_gradients(model)
+            opt.step()
+            model.zero_grad(set_to_none=True)
     if counter is not None and flops is not None:
         flops[batch_size] = int(counter.get_total_flops())
-    model.zero_grad(set_to_none=True)
     del opt
     if w.peak_memory_bytes is None:
         raise CellUnavailable("peak memory cannot be read on this system, so the batch-size search cannot run; "

@@ -278,7 +278,7 @@ def choose(session: LongeffSession, p: Prepared, cache: BatchCache | None,
         accumulation = max(1, math.ceil(s.effective_batch / batch))
     p.built.reset()  # the probes trained the model; every cell starts from the same weights
     p.built.family.prepare(p.built.model, p.cell.seq_len)
-    # The exact probe's peak belongs to the searched batch: for a smaller baseline batch it is an upper bound.
+    # The probe's peak belongs to the searched batch: for a smaller baseline batch it is an upper bound.
     return BatchChoice(batch, source, choice.probes, choice.peak_memory_bytes, details, accumulation)
 
 

@@ -1,8 +1,9 @@
-"""The largest training batch that fits a memory budget, found in as few training steps ("probes") as possible.
+"""The largest training batch that fits a memory budget, found in as few probes as possible.
 
 Both searches here are pure functions over an injected ``try_batch(batch_size) -> peak_memory_bytes`` callable
-that runs one real training step. Only out-of-memory errors are caught (they mean "does not fit"); anything else
-escapes unchanged. ``release()`` is called after every probe so the next one starts from freed memory.
+that runs real training at that batch (a probe: one step on CUDA, a few on the CPU, ``cell.batch.probe_batch``).
+Only out-of-memory errors are caught (they mean "does not fit"); anything else escapes unchanged.
+``release()`` is called after every probe so the next one starts from freed memory.
 
 ``search_batch_size`` uses the measured peaks. Training memory is very nearly ``a + k * batch`` (weights,
 gradients and optimizer state, plus activations that grow with the batch), so measured points predict where the
@@ -278,7 +279,7 @@ def search_batch_size(
 ) -> SearchResult:
     """The largest batch size in ``[1, max_batch]`` whose training step fits in ``budget_bytes`` (0 if none).
 
-    ``try_batch(b)`` runs one training step at batch size ``b`` and returns its peak memory in bytes, or raises
+    ``try_batch(b)`` runs a probe (real training) at batch size ``b`` and returns its peak memory in bytes, or raises
     an out-of-memory error (see ``is_oom``); a size fits iff it did not raise and its peak is at most
     ``budget_bytes``. Any other exception propagates unchanged. ``release()`` runs after every probe. Fitting is
     assumed monotone (if ``b`` fits, so does every smaller size). ``start`` is the first size tried (clamped to

@@ -66,22 +66,23 @@ def release_memory(device: str, full: bool = True) -> None:
             pass
 
 
-# glibc's malloc raises its mmap threshold after large frees, then serves later tensors from a heap it keeps: a
-# process high-water mark then misses memory reused from that heap. A fixed, low threshold makes large tensors
-# come and go with mmap, so the high-water mark follows what is live. It costs page faults, so it is switched on
-# only for batch-size probes and set back to glibc's dynamic ceiling (32 MiB) afterwards.
+# glibc's malloc raises its mmap threshold after large frees, then serves later tensors from a heap it keeps, and
+# the heap keeps part of what is freed. One fixed threshold for the whole session switches that dynamic behaviour
+# off, so every window and every batch-size probe of every run measures under the same allocator settings. 32 MiB
+# is glibc's own ceiling, and what every report so far was measured under: a lower one makes resident memory follow
+# live tensors more closely, at a cost in page faults that depends on the shapes (4 MiB against 32 MiB, median
+# paired step-time ratio per tiny cell: 0.94-1.26, and up to 1.6 with 128-position labels;
+# ``benchmarks/allocator_cost.py``). The probes measure under the same setting, several steps long
+# (``cell.batch.CPU_PROBE_STEPS``), so they see the heap training keeps.
 _M_MMAP_THRESHOLD = -3
-# 4 MiB: tensors above it come and go with mmap. Measured on LED-large at 3072 tokens against 256 KiB, readings
-# were the same or up to 6 % higher (conservative for a budget) at two thirds of the probe time.
-EXACT_MMAP_THRESHOLD = 4 * 1024 * 1024
 RELAXED_MMAP_THRESHOLD = 32 * 1024 * 1024
 GLIBC_DEFAULT_MMAP_THRESHOLD = 128 * 1024
 
 
 def settle_cpu_allocator(device: str) -> None:
-    """Fix malloc's mmap threshold at the relaxed value for the whole session, so every window of every run is
-    measured under the same allocator settings (setting it once switches glibc's dynamic threshold off, whether
-    or not a batch-size probe ever runs)."""
+    """Fix malloc's mmap threshold at :data:`RELAXED_MMAP_THRESHOLD` for the whole session, so every window and
+    every probe of every run is measured under the same allocator settings (setting it once switches glibc's
+    dynamic threshold off)."""
     if device.startswith("cuda"):
         return
     try:
@@ -99,24 +100,6 @@ def restore_cpu_allocator(device: str) -> None:
         ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, GLIBC_DEFAULT_MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
-
-
-@contextmanager
-def exact_cpu_memory(device: str) -> Iterator[None]:
-    """Within the block, CPU peak-memory readings track live memory (see above); no-op on CUDA."""
-    libc = None
-    if not device.startswith("cuda"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(_M_MMAP_THRESHOLD, EXACT_MMAP_THRESHOLD)
-        except (OSError, AttributeError):
-            libc = None
-    try:
-        yield
-    finally:
-        if libc is not None:
-            libc.mallopt(_M_MMAP_THRESHOLD, RELAXED_MMAP_THRESHOLD)
-            libc.malloc_trim(0)
 
 
 class MemoryProbe:

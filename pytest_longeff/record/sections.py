@@ -150,7 +150,7 @@ class BatchChoice:
     source: str
     probes: int
     peak_memory_bytes: int | None
-    """The exact probe's peak memory at the chosen batch, in bytes (None when fixed)."""
+    """The probe's peak memory at the chosen batch, in bytes (None when fixed)."""
     details: dict[str, Any] = field(default_factory=dict)
     """The search's probe log and start, or the cached search's probe count."""
     accumulation: int = 1

@@ -13,7 +13,7 @@ import torch
 
 from pytest_longeff.cell.batch import optimizer_state_bytes, probe_batch
 from pytest_longeff.cell.prepare import TokenizedSplit
-from pytest_longeff.cell.train import make_optimizer
+from pytest_longeff.cell.train import count_train_flops, make_optimizer
 from pytest_longeff.models.families import LEDFamily, build_model
 
 # A large vocabulary makes the parameters (and so AdamW's two moments per parameter) a big share of memory, and
@@ -31,7 +31,7 @@ BARE_LOOP = textwrap.dedent(f"""
                 return int(line.split()[1]) * 1024
 
     libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 4 * 1024 * 1024)  # large tensors come and go with mmap: the high-water mark follows them
+    libc.mallopt(-3, 32 * 1024 * 1024)  # the fixed threshold a session's windows train under
     torch.manual_seed(0)
     built = build_model(LEDFamily(), "large", "tiny", {VOCAB}, 1024, None, seed=0)
     model = built.model.train()
@@ -42,26 +42,29 @@ BARE_LOOP = textwrap.dedent(f"""
     libc.malloc_trim(0)
     open("/proc/self/clear_refs", "w").write("5")
     before = status("VmRSS")
-    for _ in range(3):
+    for _ in range(STEPS):
         out = model(**built.family.model_inputs(ids, torch.ones_like(ids)), labels=labels)
         out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
     print(json.dumps({{"peak": status("VmHWM") - before + weights, "weights": weights}}))
 """)
 
 
-def _bare_three_steps(batch: int) -> dict[str, int]:
-    out = subprocess.run([sys.executable, "-c", BARE_LOOP.replace("BATCH", str(batch))], capture_output=True,
+def _bare_loop(batch: int, steps: int) -> dict[str, int]:
+    code = BARE_LOOP.replace("BATCH", str(batch)).replace("STEPS", str(steps))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True, timeout=300)
     result: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_probe_covers_the_steady_state_of_three_real_training_steps() -> None:
-    """Guards the first-step probe: AdamW's moments do not exist during the first step's forward and backward but
-    do from the second step on, so a probe of a fresh optimizer's first step reads low by about their size."""
+def test_probe_covers_the_steady_state_of_eight_real_training_steps() -> None:
+    """Guards what a probe must hold: AdamW's moments (absent during a fresh optimizer's first forward and
+    backward, present from the second step on) and the heap glibc keeps across steps under the session's fixed
+    mmap threshold, checked against a bare AdamW loop of eight steps in a fresh process."""
     built = build_model(LEDFamily(), "large", "tiny", VOCAB, 1024, None, seed=0)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(4, 60, (2, LENGTH), generator=g)
@@ -73,15 +76,50 @@ def test_probe_covers_the_steady_state_of_three_real_training_steps() -> None:
         p.grad = torch.zeros_like(p)
     opt.step()
     state = optimizer_state_bytes(opt)
-    bare = _bare_three_steps(2)
+    bare = _bare_loop(2, 8)
     # AdamW: two fp32 moments per fp32 parameter, plus a scalar step count per parameter tensor.
     assert 2 * bare["weights"] <= state < 2 * bare["weights"] + 4096
-    # The probe stands for steady-state training. The bare loop's figure is a little high (its heap grows a few %
-    # over the steps), so the probe must come within 10 % of it. When this test was written: bare loop 384 MB,
-    # probe 372 MB, and a first-step probe without the moments 295 MB (23 % low).
+    # The probe stands for steady-state training: it may not read more than 10 % below the bare loop's peak (a
+    # budget it would not hold), and reads high only by what the heap's history adds. When this test was written,
+    # in three pairs of fresh processes: bare loop 373-427 MiB after 8 steps, probe 425-455 MiB (1.13-1.21 times
+    # the bare loop's); in this process 426 against 427. A first-step probe without the moments read about 23 % low.
     assert probe >= 0.9 * bare["peak"], (probe, bare)
-    assert probe <= 1.1 * bare["peak"], (probe, bare)
-    assert state > 0.15 * bare["peak"]
+    assert probe <= 1.35 * bare["peak"], (probe, bare)
+    assert state > 0.1 * bare["peak"]  # the moments are a share a probe must not miss (14-16 % here)
+
+
+def test_a_cpu_probe_trains_several_steps_on_successive_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU the heap's share of a training peak builds up over the first steps, so a probe takes
+    ``CPU_PROBE_STEPS`` real steps, each on the next rows (wrapping round the split); on CUDA one step."""
+    from pytest_longeff.cell import batch as batch_module
+
+    seen: list[list[int]] = []
+    real_step = batch_module.train_step
+
+    def recording_step(built, split, index, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(list(index))
+        return real_step(built, split, index, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "train_step", recording_step)
+    built = build_model(LEDFamily(), "base", "tiny", 100, 1024, None, seed=0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, 60, (3, 64), generator=g)
+    split = TokenizedSplit(["a", "b", "c"], ids, torch.ones_like(ids), torch.randint(4, 60, (3, 8), generator=g),
+                           3 * 64)
+    one_step = count_train_flops(built, split, 2, "cpu")  # rows 0 and 1, one forward and backward
+    before = [p.detach().clone() for p in built.model.parameters()]
+    flops: dict[int, int] = {}
+    probe_batch(built, split, 2, "cpu", flops=flops)
+    assert batch_module.CPU_PROBE_STEPS == 4
+    assert batch_module.probe_steps("cpu") == 4
+    assert batch_module.probe_steps("cuda:0") == 1  # (the CUDA path itself runs only on a GPU)
+    assert seen == [[0, 1], [2, 0], [1, 2], [0, 1]]  # batches of 2 over 3 rows, wrapping round
+    assert flops == {2: one_step}  # the first step's, not the four steps' sum
+    # A probe measures memory, not learning: its learning rate of 1e-9 leaves the weights as they were, to
+    # within float rounding, and the gradients are gone.
+    for old, new in zip(before, built.model.parameters(), strict=True):
+        assert torch.allclose(old, new, atol=1e-6)
+        assert new.grad is None
 
 
 def test_the_search_starts_from_what_the_same_model_found() -> None:
