@@ -19,8 +19,13 @@ non-reentrant), as ``--longeff-gradient-checkpointing`` makes a cell do: the dec
 needs about 30 GiB a step without it (about 22 of them activations of 24 layers; estimated), about a third of that
 with it.
 
-Prints the probe's figure, the bare loop's peak and whether that peak stays within the budget. Linux only (it
-reads /proc/self/status). At 1024 tokens a step of LED base takes tens of seconds here: expect 5-15 minutes.
+``--bare-mmap-threshold BYTES`` runs the bare loop under that glibc setting (a session's windows and probes run at
+33554432); ``--batch N`` skips the search and runs only the bare loop at batch N (each dims probe at 8192 tokens
+takes tens of minutes here).
+
+Prints the probe's figure, the bare loop's peak (after each step and in all) and whether that peak stays within
+the budget. Linux only (it reads /proc/self/status). At 1024 tokens a step of LED base takes tens of seconds here:
+expect 5-15 minutes.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ BARE_LOOP = PROLOGUE + textwrap.dedent("""
     labels = torch.randint(4, config["vocab_size"], (batch, 128))
     glob = torch.zeros_like(ids)
     glob[:, 0] = 1
-    times = []
+    times, peaks = [], []
     for _ in range(steps):
         t0 = __import__("time").perf_counter()
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), global_attention_mask=glob, labels=labels)
@@ -86,7 +91,8 @@ BARE_LOOP = PROLOGUE + textwrap.dedent("""
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(__import__("time").perf_counter() - t0)
-    print(json.dumps({"peak": status("VmHWM") - before, "step_s": times}))
+        peaks.append(status("VmHWM") - before)
+    print(json.dumps({"peak": status("VmHWM") - before, "step_s": times, "step_peaks": peaks}))
 """)
 
 # The decoder-only loop: the prompt then a full 128-token target, the loss on the target from logits computed at the
@@ -102,7 +108,7 @@ BARE_CAUSAL_LOOP = PROLOGUE + textwrap.dedent("""
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.001)
     ids = torch.randint(4, config["vocab_size"], (batch, length + 128))
     target = ids[:, length:]
-    times = []
+    times, peaks = [], []
     for _ in range(steps):
         t0 = __import__("time").perf_counter()
         hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state[:, length - 1:-1]
@@ -113,16 +119,18 @@ BARE_CAUSAL_LOOP = PROLOGUE + textwrap.dedent("""
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(__import__("time").perf_counter() - t0)
-    print(json.dumps({"peak": status("VmHWM") - before, "step_s": times}))
+        peaks.append(status("VmHWM") - before)
+    print(json.dumps({"peak": status("VmHWM") - before, "step_s": times, "step_peaks": peaks}))
 """)
 
 
 Found = tuple[int, int | None, list[dict[str, object]], dict[str, object]]
 
 
-def search(budget: int, length: int, max_batch: int, family: str = "led", checkpointing: bool = False) -> Found:
+def search(budget: int, length: int, max_batch: int, family: str = "led", checkpointing: bool = False,
+           fixed: int | None = None) -> Found:
     """The suite's search for dims ``family`` base at ``length`` tokens: (batch, its probe's peak, probe log,
-    config)."""
+    config). With ``fixed``, no search: that batch, no probe."""
     from pytest_longeff.cell.batch import probe_batch
     from pytest_longeff.cell.prepare import _rows, _tokenize
     from pytest_longeff.cell.search import search_batch_size
@@ -141,7 +149,11 @@ def search(budget: int, length: int, max_batch: int, family: str = "led", checkp
     chosen = LLAMA if family == "llama" else LEDFamily()
     built = build_model(chosen, "base", "dims", len(tok), max(length, *DEFAULT_LENGTHS), None, seed=0,
                         gradient_checkpointing=checkpointing)
-    found = search_batch_size(lambda b: probe_batch(built, train, b, "cpu"), budget, max_batch=max_batch)
+    if fixed is None:
+        found = search_batch_size(lambda b: probe_batch(built, train, b, "cpu"), budget, max_batch=max_batch)
+        batch, peak, log = found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes]
+    else:
+        batch, peak, log = fixed, None, []
     config = built.model.config.to_dict()
     if family == "llama":
         d = LLAMA.dims["base"]
@@ -150,7 +162,7 @@ def search(budget: int, length: int, max_batch: int, family: str = "led", checkp
                                        "tie_word_embeddings", "pad_token_id", "bos_token_id", "eos_token_id")}
         keep.update(config_class=d.config_class, model_class=d.model_class, gradient_checkpointing=checkpointing)
         print(f"decoder positions of every step: {train.decoder_positions}")
-        return found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes], keep
+        return batch, peak, log, keep
     keep = {k: config[k] for k in ("vocab_size", "d_model", "encoder_layers", "decoder_layers",
                                    "encoder_attention_heads", "decoder_attention_heads", "encoder_ffn_dim",
                                    "decoder_ffn_dim", "attention_window", "max_encoder_position_embeddings",
@@ -159,7 +171,7 @@ def search(budget: int, length: int, max_batch: int, family: str = "led", checkp
     keep["attn_implementation"] = "eager"
     keep["gradient_checkpointing"] = checkpointing
     print(f"decoder positions of every step: {train.decoder_positions}")
-    return found.batch_size, found.peak_memory_bytes, [p.to_dict() for p in found.probes], keep
+    return batch, peak, log, keep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,16 +185,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-mmap-threshold", type=int, default=None, metavar="BYTES",
                         help="run the bare loop with glibc's MALLOC_MMAP_THRESHOLD_=BYTES (a session's windows and "
                              "probes run at 33554432): tells the allocator's share of a gap from the tensors'")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="no search: run only the bare loop at this batch (for a figure under other settings "
+                             "when the search's answer is known; each probe takes minutes at dims size)")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="both the suite's search and the bare loop train with activation checkpointing")
     args = parser.parse_args(argv)
     if args.bare_mmap_threshold is not None and args.bare_mmap_threshold < 0:
         parser.error(f"--bare-mmap-threshold: {args.bare_mmap_threshold} is negative")
+    if args.batch is not None and args.batch < 1:
+        parser.error(f"--batch must be at least 1, not {args.batch}")
     budget = int(args.budget_gib * GIB)
     t0 = time.perf_counter()
-    batch, probe, log, config = search(budget, args.length, args.max_batch, args.family, args.gradient_checkpointing)
-    print(f"search: batch {batch}, probe peak {probe / GIB if probe else float('nan'):.3f} GiB, "
-          f"{len(log)} probes in {time.perf_counter() - t0:.0f} s: {log}")
+    batch, probe, log, config = search(budget, args.length, args.max_batch, args.family, args.gradient_checkpointing,
+                                       args.batch)
+    if args.batch is None:
+        print(f"search: batch {batch}, probe peak {probe / GIB if probe else float('nan'):.3f} GiB, "
+              f"{len(log)} probes in {time.perf_counter() - t0:.0f} s: {log}")
+    else:
+        print(f"no search: batch {batch} as asked (--batch), no probe")
     if batch == 0:
         print("nothing fits the budget: nothing to check")
         return 1
@@ -198,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     how = "" if args.bare_mmap_threshold is None else f", MALLOC_MMAP_THRESHOLD_={args.bare_mmap_threshold}"
     print(f"bare loop at batch {batch}, {args.steps} steps with full 128-token targets, in a fresh process{how}: peak "
           f"{peak / GIB:.3f} GiB (VmHWM less the resident set before the model), steps "
-          f"{', '.join(f'{s:.0f}' for s in bare['step_s'])} s, {time.perf_counter() - t1:.0f} s in all")
+          f"{', '.join(f'{s:.0f}' for s in bare['step_s'])} s, {time.perf_counter() - t1:.0f} s in all; peak after "
+          f"each step {', '.join(f'{p / GIB:.3f}' for p in bare['step_peaks'])} GiB")
     ok = peak <= budget
     print(f"budget {budget / GIB:.3f} GiB: the real steady-state peak is {'within' if ok else 'OVER'} it "
-          f"({peak / budget:.1%} of the budget; the probe read {probe / budget if probe else float('nan'):.1%})")
+          f"({peak / budget:.1%} of the budget; "
+          + (f"the probe read {probe / budget:.1%})" if probe else "no probe ran)"))
     return 0 if ok else 1
 
 
