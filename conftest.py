@@ -4,9 +4,26 @@ The pytest-longeff plugin itself is loaded through its ``pytest11`` entry point 
 test suite of the environment gets it without listing it here (listing it too would register it twice).
 """
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
+
+NOT_INSTALLED = ("pytest-longeff is not installed in the Python running this pytest ({python}): run "
+                 "./scripts/setup.sh once, then .venv/bin/pytest (or activate .venv first)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest from another environment (a system pytest, say) finds neither the plugin nor its options: say
+    which interpreter ran and what to run instead, rather than failing to import the benchmark file."""
+    if importlib.util.find_spec("pytest_longeff") is not None:
+        return
+    message = NOT_INSTALLED.format(python=sys.executable)
+    if config.getoption("help", False):
+        sys.stderr.write(f"note: {message}; its --longeff-* options are not listed below\n")
+        return
+    raise pytest.UsageError(message)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from pytest_longeff.cell.fixed import Stepper
     from pytest_longeff.cell.infer import pin_generation
-    from pytest_longeff.cell.train import MAX_GRAD_NORM, batch_tensors, make_optimizer, train_step, weight_bytes
+    from pytest_longeff.cell.train import batch_tensors, weight_bytes
     from pytest_longeff.measure.window import RELAXED_MMAP_THRESHOLD
 
     libc = ctypes.CDLL("libc.so.6")
@@ -97,21 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             for label in (labels if r % 2 == 0 else labels[::-1]):
                 libc.mallopt(-3, settings[label])
                 libc.malloc_trim(0)
-                model.train()
-                opt = make_optimizer(model, 1e-9)
+                stepper = Stepper(built, split, batch, "cpu", lr=1e-9)  # the cell's steps: clipping, AdamW
                 start = proc_status("VmRSS")
                 reset_high_water_mark()
-                times = []
-                for _ in range(args.steps):
-                    t0 = time.perf_counter()
-                    train_step(built, split, index, "cpu", 1)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    times.append(time.perf_counter() - t0)
+                times = [stepper.run(1) for _ in range(args.steps)]
                 peaks[label].append(proc_status("VmHWM") - start + weight_bytes(model))
                 steps[label].append(statistics.median(times))
-                del opt
+                del stepper
                 model.eval()
                 pin_generation(model)
                 with torch.no_grad():

@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_longeff.cell.fixed import Stepper
 from pytest_longeff.cell.precision import FP32, Precision
 from pytest_longeff.cell.search import search_batch_size
-from pytest_longeff.cell.train import clip_gradients, make_optimizer, train_step, weight_bytes
+from pytest_longeff.cell.train import make_optimizer, train_step, weight_bytes
 from pytest_longeff.errors import CellUnavailable, LongeffWarning
 from pytest_longeff.measure.machine import machine_key
 from pytest_longeff.measure.window import release_memory, settle_cpu_allocator, window
@@ -126,24 +127,20 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     model = built.model
     model.train()
     model.zero_grad(set_to_none=True)
-    opt = make_optimizer(model, 1e-9)  # the step's memory, not its effect, is what a probe measures
-    _materialise_state(model, opt)
+    # The study's steps on successive rows (clipping, AdamW); lr 1e-9: their memory, not their effect, is measured.
+    steps = Stepper(built, split, batch_size, device, precision, lr=1e-9)
+    _materialise_state(model, steps.opt)
     release_memory(device, full=False)  # the zero gradients' memory goes back, so the steps cannot reuse it
-    resident = weight_bytes(model) + optimizer_state_bytes(opt)
-    rows = len(split.ids)
+    resident = weight_bytes(model) + optimizer_state_bytes(steps.opt)
     # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
     counter = FlopCounterMode(display=False) if flops is not None and not flops else None
     with window("probe", device, None) as w:
-        for step in range(probe_steps(device)):
-            index = [(step * batch_size + i) % rows for i in range(batch_size)]
-            with counter if counter is not None and step == 0 else contextlib.nullcontext():
-                train_step(built, split, index, device, 1, precision)
-            clip_gradients(model)
-            opt.step()
-            model.zero_grad(set_to_none=True)
+        with counter if counter is not None else contextlib.nullcontext():
+            steps.run(1)
+        steps.run(probe_steps(device) - 1)
     if counter is not None and flops is not None:
         flops[batch_size] = int(counter.get_total_flops())
-    del opt
+    del steps
     if w.peak_memory_bytes is None:
         raise CellUnavailable("peak memory cannot be read on this system, so the batch-size search cannot run; "
                               "pass --longeff-batch-size N")

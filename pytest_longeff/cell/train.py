@@ -263,16 +263,11 @@ def fine_tune(built: BuiltModel, train: TokenizedSplit, validation: TokenizedSpl
     return result
 
 
-def clip_gradients(model: Any) -> None:
-    """The study's gradient clipping (total norm :data:`MAX_GRAD_NORM`)."""
-    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-
-
 def _optimizer_step(model: Any, opt: torch.optim.Optimizer, scaler: Any) -> None:
     """Clip the global gradient norm at 1.0 (unscaled first under fp16), then step."""
     if scaler is not None:
         scaler.unscale_(opt)
-    clip_gradients(model)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
     if scaler is not None:
         scaler.step(opt)
         scaler.update()

@@ -92,15 +92,16 @@ def test_a_cpu_probe_trains_several_steps_on_successive_rows(monkeypatch: pytest
     """On the CPU the heap's share of a training peak builds up over the first steps, so a probe takes
     ``CPU_PROBE_STEPS`` real steps, each on the next rows (wrapping round the split); on CUDA one step."""
     from pytest_longeff.cell import batch as batch_module
+    from pytest_longeff.cell import fixed
 
     seen: list[list[int]] = []
-    real_step = batch_module.train_step
+    real_step = fixed.train_step
 
     def recording_step(built, split, index, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(list(index))
         return real_step(built, split, index, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "train_step", recording_step)
+    monkeypatch.setattr(fixed, "train_step", recording_step)  # the probe's steps are fixed.Stepper's
     built = build_model(LEDFamily(), "base", "tiny", 100, 1024, None, seed=0)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(4, 60, (3, 64), generator=g)
