@@ -26,10 +26,10 @@ SHIPPED: dict[tuple[str, str], str] = {
     ("led", "base"): "led", ("led", "large"): "led",
     ("bigbird", "base"): "bigbird_pegasus", ("bigbird", "large"): "bigbird_pegasus",
     ("longt5", "base"): "longt5", ("longt5", "large"): "longt5",
-    ("pegasus_x", "base"): "pegasus_x", ("llama", "base"): "llama",
-    # PEGASUS-X large did not reach its targets in pretraining and the decoder-only large was not trained
-    # (docs/validation/recent-families.md): neither ships, and under --longeff-tiny-weights auto they run
-    # random-init, as the record says.
+    ("pegasus_x", "base"): "pegasus_x", ("llama", "base"): "llama", ("llama", "large"): "llama",
+    # PEGASUS-X large did not leave the plateau of its first stages in pretraining (docs/validation/
+    # recent-families.md): it does not ship, and under --longeff-tiny-weights auto it runs random-init, as the
+    # record says.
 }
 FILES = ("config.json", "model.safetensors")
 RANDOM_OPTION = "--longeff-tiny-weights random"
@@ -103,7 +103,9 @@ def check_folder(folder: Path, what: str, model_type: str) -> dict[str, Any]:
 def load_tiny(family: Family, size: str, vocab_size: int, folder: Path | None = None) -> Any:
     """The shipped checkpoint of ``family``/``size`` (or the one in ``folder``), loaded into the architecture the
     tiny profile declares; a missing or damaged file, or a checkpoint whose config differs from the declared one,
-    is a :class:`~pytest_longeff.errors.CheckpointError` naming the file, never a silent mismatch."""
+    is a :class:`~pytest_longeff.errors.CheckpointError` naming the file, never a silent mismatch. Returned in
+    eval mode, as ``from_pretrained`` returns a model (a model built from its config starts in train mode, where
+    dropout and Big Bird's random blocks make two generations of the same prompt differ)."""
     from safetensors.torch import load_file
 
     folder = folder or shipped(family.name, size)
@@ -133,4 +135,5 @@ def load_tiny(family: Family, size: str, vocab_size: int, folder: Path | None = 
     if unexpected or untied:
         raise CheckpointError(f"{folder}: weights do not match the architecture (missing {sorted(untied)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]}); run benchmarks/pretrain_tiny.py to rebuild it")
+    model.eval()
     return model
