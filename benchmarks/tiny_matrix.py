@@ -71,13 +71,16 @@ class TinyCells:
         """The cell's training split (the profile's label padding, the task's truncation side, as a tiny cell
         prepares it) and its model (the shipped checkpoint where there is one)."""
         from pytest_longeff.cell.prepare import _tokenize
-        from pytest_longeff.models.checkpoints import SHIPPED
+        from pytest_longeff.models.checkpoints import shipped, trained_length
         from pytest_longeff.models.families import build_model
 
         split = _tokenize(self.tok, self.rows, length, self.task.max_target_tokens, self.profile.label_padding,
                           self.task.truncation)
+        # The shipped checkpoint where a tiny cell would load it: one ships for the model and was pretrained up to
+        # this length (a longer cell runs random-init, as --longeff-tiny-weights random would).
+        folder = shipped(name, size)
         built = build_model(self._known[name], size, "tiny", len(self.tok), length, None, seed=0,
-                            tiny_pretrained=(name, size) in SHIPPED)
+                            tiny_pretrained=folder is not None and length <= trained_length(folder))
         return split, built
 
     def search(self, built: Any, split: Any, budget: int) -> Any:

@@ -156,6 +156,24 @@ class Option:
         return "longeff_" + self.name.replace("-", "_")
 
 
+
+def _shipped_words() -> str:
+    """The shipped tiny checkpoints in words, from :data:`~pytest_longeff.models.checkpoints.SHIPPED` (so the help
+    cannot drift from what ships): families by the sizes they ship, e.g. ``led and bigbird base and large``."""
+    from pytest_longeff.models.checkpoints import SHIPPED
+
+    sizes: dict[str, list[str]] = {}
+    for family, size in SHIPPED:
+        sizes.setdefault(family, []).append(size)
+    groups: dict[str, list[str]] = {}
+    for family, have in sizes.items():
+        groups.setdefault(" and ".join(have), []).append(family)
+
+    def join(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+    return "; ".join(f"{join(families)} {have}" for have, families in groups.items())
+
 OPTIONS: tuple[Option, ...] = (
     Option("profile", _choice(tuple(PROFILES)), "where weights and data come from: tiny (default; offline, "
            "minutes on a CPU), dims (published architectures, random weights), paper (the study's pretrained "
@@ -172,8 +190,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("data-dir", str, "SCROLLS-format data: DIR/<task>/train.jsonl and DIR/<task>/validation.jsonl (or, for "
            "the paper profile, DIR/<task>.zip or DIR/<task>/{train,validation}/*.parquet)", "DIR"),
     Option("tiny-weights", _choice(TINY_WEIGHTS), "tiny profile: auto (the default on generated data: the "
-           "checkpoints shipped in the package, pretrained offline, where it has one, i.e. led, bigbird and longt5 "
-           "base and large, pegasus_x base; random init for the others), pretrained (only those; other "
+           f"checkpoints shipped in the package, pretrained offline, where it has one, i.e. {_shipped_words()}; "
+           "random init for the others), pretrained (only those; other "
            "cells are skipped) or random (fixed-seed random init, for pure efficiency runs; the default with "
            "--longeff-data-dir or --longeff-dataset)", "{" + ",".join(TINY_WEIGHTS) + "}"),
     Option("model-dir", str, "paper profile: local mirror of checkpoints as DIR/<org>/<name> (save_pretrained "

@@ -68,7 +68,8 @@ PROBE = textwrap.dedent(f"""
 
 
 def _fresh(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1]
 
 

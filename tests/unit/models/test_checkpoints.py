@@ -204,8 +204,9 @@ RECENT_SHIPPED = sorted((f, s) for f, s in SHIPPED if f in ("longt5", "pegasus_x
 def test_a_shipped_recent_checkpoint_reads_more_with_more_context(name: str, size: str) -> None:
     """Scored afresh on the shipped weights as they load (not read from length_scores.json): the facts task rises
     from 1024 to 4096 tokens, and a decoder-only checkpoint retrieves the needle at 4096: base at least 90 of 100
-    (the family's target), large at least 75 (it read 87.5, 7 of 8, after its schedule; a continuation on long
-    documents raised its facts scores a little and lowered the needle to 75, so it ships without one)."""
+    (the family's target; it reads 100), large 7 of 8 or more (it reads 87.5 after its schedule; a continuation on
+    long documents lowered that to 75, so it ships without one, and this bound tells the two apart). Greedy, on
+    the same documents as length_scores.json."""
     from pytest_longeff.models import pretrain
     from pytest_longeff.models.families import BUILTIN_FAMILIES
 
@@ -215,4 +216,4 @@ def test_a_shipped_recent_checkpoint_reads_more_with_more_context(name: str, siz
     assert facts[4096] > facts[1024] + 20, facts
     if name == "llama":
         needle = pretrain.length_scores(family, model, (4096,), tasks=("niah_single",), n=8)["niah_single"]
-        assert needle[4096] >= (90 if size == "base" else 75), needle
+        assert needle[4096] >= (90 if size == "base" else 87.5), needle
