@@ -21,7 +21,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     message = NOT_INSTALLED.format(python=sys.executable)
     if config.getoption("help", False):
-        sys.stderr.write(f"note: {message}; its --longeff-* options are not listed below\n")
+        # A config-time warning is printed on stdout at the end of --help, where a reader (or a pipe) finds it.
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(f"{message}; its --longeff-* options are not listed above"), stacklevel=2)
         return
     raise pytest.UsageError(message)
 

@@ -156,7 +156,6 @@ class Option:
         return "longeff_" + self.name.replace("-", "_")
 
 
-
 def _shipped_words() -> str:
     """The shipped tiny checkpoints in words, from :data:`~pytest_longeff.models.checkpoints.SHIPPED` (so the help
     cannot drift from what ships): families by the sizes they ship, e.g. ``led and bigbird base and large``."""
@@ -173,6 +172,7 @@ def _shipped_words() -> str:
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
     return "; ".join(f"{join(families)} {have}" for have, families in groups.items())
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("profile", _choice(tuple(PROFILES)), "where weights and data come from: tiny (default; offline, "

@@ -4,7 +4,6 @@ counters in a fresh process running a bare AdamW loop."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 
@@ -15,6 +14,7 @@ from pytest_longeff.cell.batch import optimizer_state_bytes, probe_batch
 from pytest_longeff.cell.prepare import TokenizedSplit
 from pytest_longeff.cell.train import count_train_flops, make_optimizer
 from pytest_longeff.models.families import LEDFamily, build_model
+from support.fresh import run_fresh
 
 # A large vocabulary makes the parameters (and so AdamW's two moments per parameter) a big share of memory, and
 # long targets make the logits big, so the forward and backward peak is what the moments must be added to: the
@@ -67,14 +67,8 @@ PROBE = textwrap.dedent(f"""
 """)
 
 
-def _fresh(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-2000:]
-    return out.stdout.strip().splitlines()[-1]
-
-
 def _bare_loop(batch: int, steps: int) -> dict[str, int]:
-    result: dict[str, int] = json.loads(_fresh(BARE_LOOP.replace("BATCH", str(batch)).replace("STEPS", str(steps))))
+    result: dict[str, int] = json.loads(run_fresh(BARE_LOOP.replace("BATCH", str(batch)).replace("STEPS", str(steps))))
     return result
 
 
@@ -85,7 +79,7 @@ def test_probe_covers_the_steady_state_of_eight_real_training_steps() -> None:
     mmap threshold, checked against a bare AdamW loop of eight steps. Each side runs in a fresh process: a CPU
     probe reads the process's growth, which depends on what its heap already holds (in a test worker that had run
     other tests it read 0.87 of the bare loop once, against 1.13-1.21 fresh)."""
-    probe = int(_fresh(PROBE))
+    probe = int(run_fresh(PROBE))
     built = build_model(LEDFamily(), "large", "tiny", VOCAB, 1024, None, seed=0)
     opt = make_optimizer(built.model, 1e-5)
     for p in built.model.parameters():
