@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--models: {pair!r} is not one of {', '.join(pretrain.SCHEDULES)}")
         stages = tuple(dataclasses.replace(s, steps=max(1, round(s.steps * args.steps_scale)))
                        for s in pretrain.SCHEDULES[pair])
-        config = pretrain.PretrainConfig(name, size, stages, tasks=pretrain.tasks_for(families[name]))
+        config = pretrain.PretrainConfig(name, size, stages, tasks=pretrain.tasks_for(families[name]),
+                                         dropout=pretrain.PRETRAIN_DROPOUT.get(pair))
         t0 = time.perf_counter()
 
         def progress(step: int, total: int, loss: float, pair: str = pair, t0: float = t0) -> None:

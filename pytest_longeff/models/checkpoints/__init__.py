@@ -26,10 +26,8 @@ SHIPPED: dict[tuple[str, str], str] = {
     ("led", "base"): "led", ("led", "large"): "led",
     ("bigbird", "base"): "bigbird_pegasus", ("bigbird", "large"): "bigbird_pegasus",
     ("longt5", "base"): "longt5", ("longt5", "large"): "longt5",
-    ("pegasus_x", "base"): "pegasus_x", ("llama", "base"): "llama", ("llama", "large"): "llama",
-    # PEGASUS-X large did not leave the plateau of its first stages in pretraining (docs/validation/
-    # recent-families.md): it does not ship, and under --longeff-tiny-weights auto it runs random-init, as the
-    # record says.
+    ("pegasus_x", "base"): "pegasus_x", ("pegasus_x", "large"): "pegasus_x",
+    ("llama", "base"): "llama", ("llama", "large"): "llama",
 }
 FILES = ("config.json", "model.safetensors")
 RANDOM_OPTION = "--longeff-tiny-weights random"

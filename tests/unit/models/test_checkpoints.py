@@ -189,6 +189,7 @@ def test_every_shipped_checkpoint_is_what_its_schedule_made() -> None:
         stages = [dataclasses.asdict(s) for s in pretrain.SCHEDULES[f"{name}-{size}"]]
         assert [{**s, "tasks": list(s["tasks"])} for s in stages] == made["config"]["stages"], name
         assert tuple(made["config"]["tasks"]) == pretrain.tasks_for(families[name])
+        assert made["config"].get("dropout") == pretrain.PRETRAIN_DROPOUT.get(f"{name}-{size}"), name
         more = pretrain.CONTINUATIONS.get(f"{name}-{size}")
         assert (more is None) == ("continuation" not in made), name
         if more is not None:
@@ -217,3 +218,27 @@ def test_a_shipped_recent_checkpoint_reads_more_with_more_context(name: str, siz
     if name == "llama":
         needle = pretrain.length_scores(family, model, (4096,), tasks=("niah_single",), n=8)["niah_single"]
         assert needle[4096] >= (90 if size == "base" else 87.5), needle
+
+
+def test_pretraining_without_dropout_changes_only_the_dropout() -> None:
+    """A PRETRAIN_DROPOUT model is the family's, from the same seed, with the dropout its modules apply set: the same
+    initial weights; in train mode two forward passes agree without dropout and differ with it. A cell still builds
+    the family's model (dropout 0.1) and loads the weights into it."""
+    import torch
+
+    from pytest_longeff.models import pretrain
+    from pytest_longeff.models.recent import LLAMA, PegasusXFamily
+
+    family = PegasusXFamily()
+    usual, plain = pretrain.build(family, "large", 0), pretrain.build(family, "large", 0, dropout=0.0)
+    assert usual.config.dropout == 0.1 and plain.config.dropout == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(usual.state_dict().values(), plain.state_dict().values(),
+                                                 strict=True))
+    ids = torch.randint(3, 200, (2, 96))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :8].clone()}
+    for model, same in ((plain, True), (usual, False)):
+        model.train()
+        first, second = model(**inputs).loss, model(**inputs).loss
+        assert torch.equal(first, second) == same
+    with pytest.raises(ValueError, match="no float `dropout`"):
+        pretrain.build(LLAMA, "base", 0, dropout=0.0)
