@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/pretrain_tiny.py                          # all four, into the package
     .venv/bin/python benchmarks/pretrain_tiny.py --models led-base --out /tmp/ckpt
     .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out /tmp/ckpt   # a smoke run
+    .venv/bin/python benchmarks/pretrain_tiny.py --models llama-large --score-only --eval-docs 32 \
+        --eval-seed wide --eval-lengths 4096                              # score what ships, on other documents
 
 Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.models.pretrain.SCHEDULES`` on
 generated examples of the four default tasks, drawn from seed streams the benchmark's splits never use. The result
@@ -43,12 +45,29 @@ def main(argv: list[str] | None = None) -> int:
                     help="multiply every stage's steps (at least 1 each): 0.01 for a smoke run")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--eval-docs", type=int, default=8, help="documents per task in the length table")
+    ap.add_argument("--eval-seed", default="eval",
+                    help="the stream the length table's documents come from (default %(default)s, the one "
+                         "length_scores.json was written with)")
+    ap.add_argument("--eval-lengths", default=",".join(map(str, LENGTHS)),
+                    help="comma-separated input lengths of the length table (default %(default)s)")
+    ap.add_argument("--score-only", action="store_true",
+                    help="train nothing: print the length table of the checkpoints in --out (by default the "
+                         "package's), without writing length_scores.json")
     ap.add_argument("--continue-from", type=Path, default=None,
                     help="a folder holding checkpoints this script made (<family>-<size>/): start each model from its "
                          "checkpoint there and run only its continuation stages (pretrain.CONTINUATIONS)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        lengths = tuple(int(n) for n in args.eval_lengths.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or any(not 1 <= n <= pretrain.MAX_LEN for n in lengths):
+        ap.error(f"--eval-lengths takes comma-separated lengths from 1 to {pretrain.MAX_LEN} (what the checkpoints "
+                 f"were pretrained at), not {args.eval_lengths!r}")
+    if args.eval_docs < 1:
+        ap.error(f"--eval-docs must be at least 1, not {args.eval_docs}")
     families = {f.name: f for f in BUILTIN_FAMILIES}
     for pair in args.models.split(","):
         name, _, size = pair.partition("-")
@@ -58,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
                        for s in pretrain.SCHEDULES[pair])
         config = pretrain.PretrainConfig(name, size, stages, tasks=pretrain.tasks_for(families[name]),
                                          dropout=pretrain.PRETRAIN_DROPOUT.get(pair))
+        if args.score_only:
+            if not (args.out / pair / "model.safetensors").is_file():
+                ap.error(f"--score-only: no checkpoint of {pair} in {args.out / pair}")
+            shipped = load_tiny(families[name], size, len(lexicon_tokenizer()), args.out / pair)
+            _print_table(pair, pretrain.length_scores(families[name], shipped, lengths, tasks=config.tasks,
+                                                      n=args.eval_docs, seed=args.eval_seed), lengths, args)
+            continue
         t0 = time.perf_counter()
 
         def progress(step: int, total: int, loss: float, pair: str = pair, t0: float = t0) -> None:
@@ -84,13 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         folder = pretrain.save(model, config, log, args.out / pair, continuation)
         print(f"{pair}: {log.params:,} parameters, {log.seconds:.0f} s of training, saved to {folder}", flush=True)
         shipped = load_tiny(families[name], size, len(lexicon_tokenizer()), folder)  # what ships, as it loads
-        table = pretrain.length_scores(families[name], shipped, LENGTHS, tasks=config.tasks, n=args.eval_docs)
-        print(f"{pair}: score by input length (SCROLLS metric, {args.eval_docs} fresh documents per task)")
-        print("  task            " + "".join(f"{n:>8}" for n in LENGTHS))
-        for task, row in table.items():
-            print(f"  {task:<16}" + "".join(f"{row[n]:8.1f}" for n in LENGTHS))
+        table = pretrain.length_scores(families[name], shipped, lengths, tasks=config.tasks, n=args.eval_docs,
+                                       seed=args.eval_seed)
+        _print_table(pair, table, lengths, args)
         (folder / "length_scores.json").write_text(json.dumps(table, indent=2) + "\n")
     return 0
+
+
+def _print_table(pair: str, table: dict[str, dict[int, float]], lengths: tuple[int, ...],
+                 args: argparse.Namespace) -> None:
+    print(f"{pair}: score by input length (SCROLLS metric, or RULER's for the needle tasks; {args.eval_docs} fresh "
+          f"documents per task from stream {args.eval_seed!r})")
+    print("  task            " + "".join(f"{n:>8}" for n in lengths))
+    for task, row in table.items():
+        print(f"  {task:<16}" + "".join(f"{row[n]:8.1f}" for n in lengths))
 
 
 if __name__ == "__main__":

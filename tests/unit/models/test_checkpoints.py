@@ -111,6 +111,30 @@ def test_pretraining_script_runs_end_to_end(tmp_path: Path) -> None:
     assert "score by input length" in out.stdout and "qasper" in out.stdout
     table = json.loads((folder / "length_scores.json").read_text())
     assert set(table) == {"gov_report", "summ_screen_fd", "qmsum", "qasper"}
+    # --score-only scores what is there, on the same documents when asked, and writes nothing.
+    written = (folder / "length_scores.json").read_bytes()
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base", "--score-only",
+         "--out", str(tmp_path), "--eval-docs", "1", "--eval-lengths", "1024", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    row = next(line for line in again.stdout.splitlines() if line.strip().startswith("gov_report"))
+    assert float(row.split()[1]) == pytest.approx(table["gov_report"]["1024"], abs=0.05)
+    assert (folder / "length_scores.json").read_bytes() == written
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--eval-lengths", "1024,9000"], "--eval-lengths takes comma-separated lengths from 1 to 4096"),
+    (["--eval-lengths", "long"], "--eval-lengths takes comma-separated lengths"),
+    (["--eval-docs", "0"], "--eval-docs must be at least 1"),
+    (["--score-only", "--out", "{tmp}"], "--score-only: no checkpoint of bigbird-base in"),
+])
+def test_pretraining_script_usage_errors_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base",
+         *[a.replace("{tmp}", str(tmp_path)) for a in args]],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize(("long_score", "rc"), [(40.0, 0), (12.0, 1)])
