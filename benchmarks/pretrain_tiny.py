@@ -1,6 +1,6 @@
 """Pretrain the tiny profile's checkpoints, one per (family, size), and print how well each reads at each length.
 
-    .venv/bin/python benchmarks/pretrain_tiny.py                          # all four, into the package
+    .venv/bin/python benchmarks/pretrain_tiny.py                          # the study's four, into the package
     .venv/bin/python benchmarks/pretrain_tiny.py --models led-base --out /tmp/ckpt
     .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out /tmp/ckpt   # a smoke run
     .venv/bin/python benchmarks/pretrain_tiny.py --models llama-large --score-only --eval-docs 32 \
@@ -9,7 +9,7 @@
 Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.models.pretrain.SCHEDULES`` on
 generated examples of the four default tasks, drawn from seed streams the benchmark's splits never use. The result
 (safetensors, tokenizer, ``pretraining.json``) goes to ``OUT/<family>-<size>/``; the default ``OUT`` is the folder
-the package ships (``pytest_longeff/checkpoints``). Afterwards each model's score at 1024/2048/3072/4096 tokens on
+the package ships (``pytest_longeff/models/checkpoints``). Afterwards each model's score at 1024/2048/3072/4096 tokens on
 fresh 4,000-word documents is printed (SCROLLS metrics, 8 documents per task).
 """
 
@@ -68,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                  f"were pretrained at), not {args.eval_lengths!r}")
     if args.eval_docs < 1:
         ap.error(f"--eval-docs must be at least 1, not {args.eval_docs}")
+    # length_scores.json beside a new checkpoint is always the table of the documents the README pages quote.
+    other = [o for o, v, d in (("--eval-seed", args.eval_seed, "eval"),
+                               ("--eval-lengths", lengths, LENGTHS)) if v != d]
+    if other and not args.score_only:
+        ap.error(f"{', '.join(other)} only with --score-only (a new checkpoint's length_scores.json is always "
+                 f"scored on the default stream at {','.join(map(str, LENGTHS))} tokens)")
+    if args.score_only and args.continue_from is not None:
+        ap.error("--score-only and --continue-from do not go together: --score-only trains nothing and scores the "
+                 "checkpoints in --out")
     families = {f.name: f for f in BUILTIN_FAMILIES}
     for pair in args.models.split(","):
         name, _, size = pair.partition("-")
@@ -101,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             model, log = pretrain.pretrain(families[name], config, progress)
         continuation = None
         if pair in pretrain.CONTINUATIONS:
+            # (No pair is in both PRETRAIN_DROPOUT and CONTINUATIONS: a continuation trains the model it is given,
+            # and one loaded with --continue-from has the family's dropout; a test keeps the two apart.)
             more = pretrain.PretrainConfig(name, size, tuple(
                 dataclasses.replace(s, steps=max(1, round(s.steps * args.steps_scale)))
                 for s in pretrain.CONTINUATIONS[pair]), lr=pretrain.CONTINUATION_LR, warmup=20, tasks=config.tasks)

@@ -111,15 +111,29 @@ def test_pretraining_script_runs_end_to_end(tmp_path: Path) -> None:
     assert "score by input length" in out.stdout and "qasper" in out.stdout
     table = json.loads((folder / "length_scores.json").read_text())
     assert set(table) == {"gov_report", "summ_screen_fd", "qmsum", "qasper"}
-    # --score-only scores what is there, on the same documents when asked, and writes nothing.
+
+
+def test_score_only_scores_a_shipped_checkpoint_on_the_stream_asked_and_writes_nothing() -> None:
+    """On the default stream it reproduces the shipped length_scores.json (non-zero scores, so a wrong model,
+    length or document count shows); another stream gives other documents; nothing is written."""
+    folder = shipped("pegasus_x", "large")
+    assert folder is not None
     written = (folder / "length_scores.json").read_bytes()
-    again = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base", "--score-only",
-         "--out", str(tmp_path), "--eval-docs", "1", "--eval-lengths", "1024", "--threads", "1"],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert again.returncode == 0, again.stderr[-2000:]
-    row = next(line for line in again.stdout.splitlines() if line.strip().startswith("gov_report"))
-    assert float(row.split()[1]) == pytest.approx(table["gov_report"]["1024"], abs=0.05)
+    shipped_table = json.loads(written)
+    tables = {}
+    for stream in ("eval", "other"):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "pegasus_x-large",
+             "--score-only", "--eval-docs", "8", "--eval-lengths", "1024,2048", "--eval-seed", stream,
+             "--threads", "1"], capture_output=True, text=True, timeout=300, check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"8 fresh documents per task from stream {stream!r}" in out.stdout
+        tables[stream] = {line.split()[0]: [float(v) for v in line.split()[1:]]
+                          for line in out.stdout.splitlines()[2:] if line.startswith("  ")}
+    for task, row in shipped_table.items():
+        assert tables["eval"][task] == pytest.approx([row["1024"], row["2048"]], abs=0.05), task
+    assert tables["eval"]["gov_report"][0] > 10
+    assert tables["other"] != tables["eval"]
     assert (folder / "length_scores.json").read_bytes() == written
 
 
@@ -128,6 +142,9 @@ def test_pretraining_script_runs_end_to_end(tmp_path: Path) -> None:
     (["--eval-lengths", "long"], "--eval-lengths takes comma-separated lengths"),
     (["--eval-docs", "0"], "--eval-docs must be at least 1"),
     (["--score-only", "--out", "{tmp}"], "--score-only: no checkpoint of bigbird-base in"),
+    (["--eval-seed", "wide"], "--eval-seed only with --score-only"),
+    (["--eval-lengths", "1024"], "--eval-lengths only with --score-only"),
+    (["--score-only", "--continue-from", "{tmp}"], "--score-only and --continue-from do not go together"),
 ])
 def test_pretraining_script_usage_errors_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
     out = subprocess.run(
@@ -214,6 +231,8 @@ def test_every_shipped_checkpoint_is_what_its_schedule_made() -> None:
         assert [{**s, "tasks": list(s["tasks"])} for s in stages] == made["config"]["stages"], name
         assert tuple(made["config"]["tasks"]) == pretrain.tasks_for(families[name])
         assert made["config"].get("dropout") == pretrain.PRETRAIN_DROPOUT.get(f"{name}-{size}"), name
+        if made["config"].get("dropout") is not None:  # the saved config is the model that trained
+            assert json.loads((folder / "config.json").read_text())["dropout"] == made["config"]["dropout"]
         more = pretrain.CONTINUATIONS.get(f"{name}-{size}")
         assert (more is None) == ("continuation" not in made), name
         if more is not None:
@@ -266,3 +285,9 @@ def test_pretraining_without_dropout_changes_only_the_dropout() -> None:
         assert torch.equal(first, second) == same
     with pytest.raises(ValueError, match="no float `dropout`"):
         pretrain.build(LLAMA, "base", 0, dropout=0.0)
+    # pretrain() builds with its config's dropout; a continuation would train the model it is given (one loaded
+    # from disk has the family's dropout), so no pair has both.
+    config = pretrain.PretrainConfig("pegasus_x", "large", (pretrain.Stage(60, 1, 2),), dropout=0.0)
+    trained, _ = pretrain.pretrain(family, config)
+    assert trained.config.dropout == 0.0
+    assert not set(pretrain.PRETRAIN_DROPOUT) & set(pretrain.CONTINUATIONS)
