@@ -5,12 +5,13 @@ one-pass evaluation, and generation that is plain greedy whatever the checkpoint
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import Any
 
 import pytest
 import torch
+from support.fresh import run_fresh
 
-from pytest_longeff.cell.batch import probe_batch
 from pytest_longeff.cell.budget import parse_train_budget
 from pytest_longeff.cell.infer import generate, study_pass
 from pytest_longeff.cell.prepare import TokenizedSplit, _rows, _tokenize
@@ -37,12 +38,12 @@ def test_every_batch_runs_the_splits_decoder_positions() -> None:
         assert batch_tensors(split, index, "cpu")[2].shape[1] == split.decoder_positions == 9
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> None:
-    """Guards the probe trimming labels to its own rows: with 8-token targets first and 128-token targets later, it
-    read 137-152 MiB where a batch of the long targets took 491 MiB (the LM head's logits grow with the decoder
-    positions). The batch of long targets is measured the same way, on its own."""
+PROBE_TARGETS = textwrap.dedent("""
+    import sys, torch
     from transformers import LEDConfig, LEDForConditionalGeneration
+    from pytest_longeff.cell.batch import probe_batch
+    from pytest_longeff.cell.prepare import TokenizedSplit
+    from pytest_longeff.models.families import BuiltModel, LEDFamily
 
     vocab = 50265
     config = LEDConfig(vocab_size=vocab, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
@@ -51,11 +52,30 @@ def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> 
                        attn_implementation="eager")
     torch.manual_seed(0)
     built = BuiltModel(LEDFamily(), "base", LEDForConditionalGeneration(config), 0.0, "1+1-layer LED")
-    split = _split_with_targets([8, 8, 8, 8, 128, 128, 128, 128], vocab)
-    first = probe_batch(built, split, 4, "cpu")
-    longest = TokenizedSplit(split.ids[4:], split.input_ids[4:], split.attention_mask[4:], split.labels[4:],
-                             split.input_tokens // 2)
-    long_only = probe_batch(built, longest, 4, "cpu")
+    # Rows with 8-token targets, then rows with 128-token ones; labels padded with -100 to the longest.
+    g = torch.Generator().manual_seed(0)
+    widths = [8, 8, 8, 8, 128, 128, 128, 128]
+    ids = torch.randint(4, 200, (8, 1024), generator=g)
+    labels = torch.full((8, 128), -100)
+    for i, w in enumerate(widths):
+        labels[i, :w] = torch.randint(4, vocab, (w,), generator=g)
+    split = TokenizedSplit([f"r{i}" for i in range(8)], ids, torch.ones_like(ids), labels, 8 * 1024)
+    if sys.argv[1] == "long":
+        split = TokenizedSplit(split.ids[4:], split.input_ids[4:], split.attention_mask[4:], split.labels[4:],
+                               split.input_tokens // 2)
+    print(probe_batch(built, split, 4, "cpu"))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> None:
+    """Guards the probe trimming labels to its own rows: with 8-token targets first and 128-token targets later, it
+    read 137-152 MiB where a batch of the long targets took 491 MiB (the LM head's logits grow with the decoder
+    positions). The batch of long targets is measured the same way, on its own. Each probe runs in a fresh process:
+    a CPU probe reads the process's growth, which depends on what its heap already holds (probed one after the
+    other in a test worker, the first read 0.89 of the second once)."""
+    first = int(run_fresh(PROBE_TARGETS, "all"))
+    long_only = int(run_fresh(PROBE_TARGETS, "long"))
     assert first >= 0.9 * long_only, (first, long_only)
 
 
