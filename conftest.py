@@ -14,18 +14,29 @@ NOT_INSTALLED = ("pytest-longeff is not installed in the Python running this pyt
                  "./scripts/setup.sh once, then .venv/bin/pytest (or activate .venv first)")
 
 
+def _missing_plugin() -> str | None:
+    """What to say when the Python running this pytest lacks the plugin; None when it has it."""
+    if importlib.util.find_spec("pytest_longeff") is not None:
+        return None
+    return NOT_INSTALLED.format(python=sys.executable)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``--help`` still works without the plugin, and its first line (on stdout, before pytest's ``usage:``, where
+    ``| head`` and a pipe find it) says why the --longeff-* options are missing."""
+    message = _missing_plugin() if config.option.help else None
+    if message is not None:
+        sys.stdout.write(f"{message}; its --longeff-* options are not listed below\n\n")
+        sys.stdout.flush()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """A pytest from another environment (a system pytest, say) finds neither the plugin nor its options: say
     which interpreter ran and what to run instead, rather than failing to import the benchmark file."""
-    if importlib.util.find_spec("pytest_longeff") is not None:
-        return
-    message = NOT_INSTALLED.format(python=sys.executable)
-    if config.getoption("help", False):
-        # A config-time warning is printed on stdout at the end of --help, where a reader (or a pipe) finds it.
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(f"{message}; its --longeff-* options are not listed above"), stacklevel=2)
-        return
-    raise pytest.UsageError(message)
+    message = _missing_plugin()
+    if message is not None and not config.getoption("help", False):
+        raise pytest.UsageError(message)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

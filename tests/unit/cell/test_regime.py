@@ -44,6 +44,7 @@ PROBE_TARGETS = textwrap.dedent("""
     from pytest_longeff.cell.batch import probe_batch
     from pytest_longeff.cell.prepare import TokenizedSplit
     from pytest_longeff.models.families import BuiltModel, LEDFamily
+    from test_regime import _split_with_targets
 
     vocab = 50265
     config = LEDConfig(vocab_size=vocab, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
@@ -52,14 +53,7 @@ PROBE_TARGETS = textwrap.dedent("""
                        attn_implementation="eager")
     torch.manual_seed(0)
     built = BuiltModel(LEDFamily(), "base", LEDForConditionalGeneration(config), 0.0, "1+1-layer LED")
-    # Rows with 8-token targets, then rows with 128-token ones; labels padded with -100 to the longest.
-    g = torch.Generator().manual_seed(0)
-    widths = [8, 8, 8, 8, 128, 128, 128, 128]
-    ids = torch.randint(4, 200, (8, 1024), generator=g)
-    labels = torch.full((8, 128), -100)
-    for i, w in enumerate(widths):
-        labels[i, :w] = torch.randint(4, vocab, (w,), generator=g)
-    split = TokenizedSplit([f"r{i}" for i in range(8)], ids, torch.ones_like(ids), labels, 8 * 1024)
+    split = _split_with_targets([8, 8, 8, 8, 128, 128, 128, 128], vocab)
     if sys.argv[1] == "long":
         split = TokenizedSplit(split.ids[4:], split.input_ids[4:], split.attention_mask[4:], split.labels[4:],
                                split.input_tokens // 2)
@@ -74,8 +68,8 @@ def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> 
     positions). The batch of long targets is measured the same way, on its own. Each probe runs in a fresh process:
     a CPU probe reads the process's growth, which depends on what its heap already holds (probed one after the
     other in a test worker, the first read 0.89 of the second once)."""
-    first = int(run_fresh(PROBE_TARGETS, "all"))
-    long_only = int(run_fresh(PROBE_TARGETS, "long"))
+    first = int(run_fresh(PROBE_TARGETS, "all", beside=__file__))
+    long_only = int(run_fresh(PROBE_TARGETS, "long", beside=__file__))
     assert first >= 0.9 * long_only, (first, long_only)
 
 

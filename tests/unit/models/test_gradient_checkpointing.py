@@ -3,7 +3,6 @@ size where activations dominate, recorded in the model's config, refused for a m
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -68,7 +67,6 @@ import sys
 from pytest_longeff.cell.batch import probe_batch
 from pytest_longeff.models.families import build_model
 from pytest_longeff.models.recent import LLAMA
-sys.path[:0] = [sys.argv[2], sys.argv[3]]  # this file and tests/ (for support)
 from test_gradient_checkpointing import VOCAB, _split
 built = build_model(LLAMA, "large", "tiny", VOCAB, 4096, None, seed=0, gradient_checkpointing=sys.argv[1] == "on")
 print(probe_batch(built, _split(4, 4096, 32), 4, "cpu"))
@@ -81,10 +79,9 @@ def test_the_probe_reads_less_memory_where_activations_dominate() -> None:
     mark). Each side probes in a fresh process: a CPU probe's figure includes what glibc's heap keeps, which
     depends on what the process did before (the ratio read 0.80 in a test worker that had run other tests, 0.52-0.61
     in fresh processes)."""
-    here, tests = str(Path(__file__).parent), str(Path(__file__).parents[2])
     peaks = {}
     for on in ("off", "on"):
-        peaks[on] = int(run_fresh(PROBE_IN_A_FRESH_PROCESS, on, here, tests, timeout=600))
+        peaks[on] = int(run_fresh(PROBE_IN_A_FRESH_PROCESS, on, beside=__file__, timeout=600))
     assert peaks["on"] < 0.7 * peaks["off"], peaks
 
 
