@@ -77,6 +77,13 @@ DEFAULT_FAIL_ON = ("train_samples_per_s:10%,inference_tokens_per_s:10%,train_j_p
                    "inference_j_per_token:10%,work:0%")
 
 
+def gated_under(schedule: str, rules: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """The rules a schedule can gate, and the energy figures it cannot: in duet both sides run at once under a
+    device-wide meter, so each reading holds both sides."""
+    dropped = [n for n in rules if schedule == "duet" and n in FIGURES and FIGURES[n].quantity == "energy"]
+    return {n: t for n, t in rules.items() if n not in dropped}, dropped
+
+
 def parse_rules(text: str) -> dict[str, float]:
     """``figure:N%`` items; ValueError names the wrong item and the accepted figures."""
     rules: dict[str, float] = {}
@@ -131,6 +138,117 @@ def _judged(fig: AbFigure, tolerance: float, e: Estimate, final: bool, rounds: i
             "resolvable": e.resolvable if math.isfinite(e.resolvable) else None}
 
 
+@dataclass(frozen=True)
+class Throttled:
+    """An energy figure's rounds where one side's reading was invalid under clock throttling while the other
+    side's was valid, by process pair: what :func:`pair_values` leaves out (such rounds give no ratio)."""
+
+    by_pair: Mapping[int, tuple[int, int]]
+    """Pair -> (rounds throttled on the head only, on the base only)."""
+    rounds: int
+    """Rounds of the figure's window in which both sides' meters ran."""
+    reasons: tuple[str, ...]
+    """The head's throttle reasons in its head-only rounds, as the meter named them."""
+
+    @property
+    def head_only(self) -> int:
+        """Rounds throttled on the head only."""
+        return sum(h for h, _ in self.by_pair.values())
+
+    @property
+    def base_only(self) -> int:
+        """Rounds throttled on the base only."""
+        return sum(b for _, b in self.by_pair.values())
+
+    @property
+    def excess(self) -> float:
+        """The share of the window's rounds lost to the head's throttling beyond the base's."""
+        return (self.head_only - self.base_only) / self.rounds if self.rounds else 0.0
+
+    def sign_test(self) -> tuple[int, int, float]:
+        """Process pairs leaning towards the head, pairs leaning either way, and the one-sided sign test's p."""
+        head = sum(h > b for h, b in self.by_pair.values())
+        either = head + sum(b > h for h, b in self.by_pair.values())
+        return head, either, sign_test(head, either)
+
+
+def throttled_rounds(fig: AbFigure, rounds: Sequence[Mapping[str, Any]]) -> Throttled:
+    """The rounds of an energy figure's window that one side's meter called invalid under clock throttling (a
+    power regression causes it; ``energy_throttle_reasons`` non-empty) while the other side's reading was valid.
+    Readings invalid for other reasons (a window shorter than the meter's update period, a read error, another
+    process on the device) are not counted: they say nothing about the head's power."""
+    by_pair: dict[int, tuple[int, int]] = {}
+    metered = 0
+    reasons: list[str] = []
+    for r in rounds:
+        if r.get("window") != fig.window:
+            continue
+        b, h = r.get("base") or {}, r.get("head") or {}
+        if not (_metered(b) and _metered(h)):
+            continue
+        metered += 1
+        head_only, base_only = by_pair.get(int(r["pair"]), (0, 0))
+        if _throttled(h) and fig.cost(b) is not None:
+            head_only += 1
+            reasons.extend(str(x) for x in h["energy"].get("energy_throttle_reasons") or [])
+        elif _throttled(b) and fig.cost(h) is not None:
+            base_only += 1
+        by_pair[int(r["pair"])] = (head_only, base_only)
+    return Throttled(by_pair, metered, tuple(dict.fromkeys(reasons)))
+
+
+def _metered(answer: Mapping[str, Any]) -> bool:
+    e = answer.get("energy")
+    return isinstance(e, Mapping) and e.get("energy_method") not in (None, "none")
+
+
+def _throttled(answer: Mapping[str, Any]) -> bool:
+    e = answer.get("energy") or {}
+    return e.get("energy_valid") is False and bool(e.get("energy_throttle_reasons"))
+
+
+def sign_test(k: int, n: int) -> float:
+    """One-sided sign test: the chance of ``k`` or more of ``n`` fair coin flips landing one way."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0
+
+
+#: The sign test's level for throttled readings (one-sided: at least 5 of 5 process pairs, 6 of 6, 7 of 7, 7 of 8,
+#: 8 of 9 or 9 of 10 must lean towards the head).
+SIGN_LEVEL = 0.05
+
+
+def _with_throttling(fig: AbFigure, tolerance: float, rounds: Sequence[Mapping[str, Any]],
+                     judged: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An energy figure's verdict, given the rounds where only the head's reading was invalid under throttling.
+
+    Nothing changes while those rounds, less the base's own, are at most the tolerance's share of the window's
+    rounds: the ratios of the other rounds measured the figure. Beyond it, the figure is never "no regression"
+    (inconclusive: the job measures more pairs), and a regression when the process pairs (the independent units,
+    as for the ratios) lean towards the head beyond chance (sign test, p < 0.05; then through the FDR like the
+    timed verdicts)."""
+    t = throttled_rounds(fig, rounds)
+    if t.head_only <= t.base_only or t.excess <= tolerance:
+        return judged
+    head, either, p = t.sign_test()
+    why = f" ({', '.join(t.reasons)})" if t.reasons else ""
+    note = (f"the head's energy reading was invalid under throttling{why} in {t.head_only} of {t.rounds} rounds "
+            f"where the base's was valid (the base's in {t.base_only}); {head} of {either} process pairs lean "
+            f"towards the head, sign test p {p:.3g}")
+    out: dict[str, Any] = dict(judged) if judged else {
+        "figure": fig.name, "tolerance": tolerance, "change": None, "low": None, "high": None, "pairs": 0,
+        "rounds": 0, "resolvable": None}
+    out["throttled"] = {"head_only": t.head_only, "base_only": t.base_only, "rounds": t.rounds,
+                        "pairs_towards_head": head, "pairs_leaning": either, "p": p}
+    if p < SIGN_LEVEL:
+        if out.get("verdict") != REGRESSION:  # a regression the ratios found keeps its own (stronger) evidence
+            out["p_worse"] = p
+        out["verdict"] = REGRESSION
+    elif out.get("verdict") in (None, NO_REGRESSION):
+        out["verdict"] = INCONCLUSIVE
+    out["note"] = note
+    return out
+
+
 def judge_suite(fig: AbFigure, tolerance: float, cells: Mapping[str, Mapping[str, Any]], final: bool
                 ) -> dict[str, Any] | None:
     """The figure over all cells: per process pair the mean of the cells' log ratios, then the same test."""
@@ -142,6 +260,12 @@ def judge_suite(fig: AbFigure, tolerance: float, cells: Mapping[str, Mapping[str
         return None
     e = estimate(_means(by_pair))
     return _judged(fig, tolerance, e, final, sum(map(len, by_pair.values())))
+
+
+def _judge_one(fig: AbFigure, tolerance: float, rounds: Sequence[Mapping[str, Any]], final: bool
+               ) -> dict[str, Any] | None:
+    judged = judge_figure(fig, tolerance, rounds, final)
+    return _with_throttling(fig, tolerance, rounds, judged) if fig.quantity == "energy" else judged
 
 
 def judge_work(tolerance: float, work: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -166,7 +290,8 @@ def judge_cells(rules: Mapping[str, float], cells: Mapping[str, dict[str, Any]],
     """Every cell's verdicts (written into ``cells[id]["verdicts"]``), the suite's, the FDR, and the run's."""
     timed = [(n, t) for n, t in rules.items() if n != WORK]
     for cell in cells.values():
-        judged = [j for n, t in timed if (j := judge_figure(FIGURES[n], t, cell.get("rounds") or [], final))]
+        rounds = cell.get("rounds") or []
+        judged = [j for n, t in timed if (j := _judge_one(FIGURES[n], t, rounds, final))]
         if WORK in rules and (w := judge_work(rules[WORK], cell.get("work") or {})):
             judged.append(w)
         if cell.get("memory_regression"):
@@ -197,4 +322,5 @@ def _fdr(judged: list[dict[str, Any]]) -> None:
         j["q"] = q
         if j["verdict"] == REGRESSION and q > FDR_Q:
             j["verdict"] = INCONCLUSIVE
-            j["note"] = f"significant alone but not after the FDR correction (q {q:.3g})"
+            fdr = f"significant alone but not after the FDR correction (q {q:.3g})"
+            j["note"] = f"{j['note']}; {fdr}" if j.get("note") else fdr

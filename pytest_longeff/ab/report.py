@@ -131,9 +131,11 @@ def read_ab(path: Path) -> dict[str, Any]:
 
 def rejudge(report: Mapping[str, Any], rules: Mapping[str, float]) -> dict[str, Any]:
     """The report judged again from its rounds under ``rules``, as a report (the original is not changed)."""
-    from pytest_longeff.ab.judge import judge_cells
+    from pytest_longeff.ab.judge import gated_under, judge_cells
 
     out = copy.deepcopy(dict(report))
+    plan = out.get("plan")
+    rules, _ = gated_under(str(plan.get("schedule")) if isinstance(plan, Mapping) else "", rules)  # as the job did
     out.update(judge_cells(rules, out["cells"], final=True), rules=dict(rules))
     return out
 

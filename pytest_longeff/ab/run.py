@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, FIGURES, judge_cells, parse_rules
+from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, gated_under, judge_cells, parse_rules
 from pytest_longeff.ab.report import EXIT_USAGE, KIND, SCHEMA_VERSION, exit_code
 from pytest_longeff.ab.sides import MALLOC_ENV, Env, Side, SideError, both
 from pytest_longeff.ab.stats import INCONCLUSIVE
@@ -100,11 +100,9 @@ class AbJob:
                  say: Callable[[str], None]) -> None:
         self.base, self.head, self.args, self.plan, self.rules, self.say = base, head, list(pytest_args), plan, \
             rules, say
-        if plan.schedule == "duet":  # both sides at once under a device-wide meter: each reading holds both sides
-            energy = [n for n in rules if n in FIGURES and FIGURES[n].quantity == "energy"]
-            self.rules = {n: t for n, t in rules.items() if n not in energy}
-            if energy:
-                say(f"ab: duet: {', '.join(energy)} not gated (a device-wide energy meter reads both sides at once)")
+        self.rules, energy = gated_under(plan.schedule, rules)
+        if energy:
+            say(f"ab: duet: {', '.join(energy)} not gated (a device-wide energy meter reads both sides at once)")
         self.rng = random.Random(plan.seed)
         self.cells: dict[str, dict[str, Any]] = {}
         self.sides_info: dict[str, Any] = {"base": {**base.describe()}, "head": {**head.describe()}}

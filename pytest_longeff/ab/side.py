@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: What a window's answer says of its energy reading.
-ENERGY_KEYS = ("energy_j", "energy_uncertainty_j", "energy_valid", "energy_note", "energy_method")
+ENERGY_KEYS = ("energy_j", "energy_uncertainty_j", "energy_valid", "energy_note", "energy_method",
+               "energy_throttle_reasons")
 #: Bumped when a command or an answer changes meaning; both sides of a comparison must speak the same one.
 PROTOCOL = 1
 

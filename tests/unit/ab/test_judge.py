@@ -134,3 +134,136 @@ def test_a_malformed_report_names_the_field(edit: Any, message: str, tmp_path: P
     assert show(path) == 2 and compare([str(path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 2  # one line from each command
+
+
+# Energy readings a side's meter called invalid under clock throttling (which a power regression causes): such
+# rounds give no ratio, and must not let a head pass as "unmeasured".
+ENERGY_RULES = parse_rules("train_samples_per_s:10%,train_j_per_sample:10%")
+_VALID = {"energy_j": 2.0, "energy_uncertainty_j": 0.01, "energy_valid": True, "energy_method": "nvml_counter",
+          "energy_throttle_reasons": []}
+_THROTTLED = {**_VALID, "energy_valid": False, "energy_note": "GPU 0 thermal slowdown 0.2 s of 0.3 s",
+              "energy_throttle_reasons": ["thermal_slowdown"]}
+_SHORT = {**_VALID, "energy_valid": False, "energy_note": "window shorter than the update period"}
+_NO_METER = {"energy_j": None, "energy_valid": False, "energy_method": "none", "energy_note": "no energy meter"}
+
+
+def _energy_cell(pairs: int, invalid: Any, rounds_per_pair: int = 2, head_energy: float = 2.0,
+                 window: str = "train") -> dict[str, Any]:
+    """Rounds of equal time on both sides (the head using ``head_energy`` J where the base uses 2 J);
+    ``invalid(pair, round)`` says which side's reading throttling made invalid in that round ("head", "base",
+    "both" or None)."""
+    out = []
+    for pair in range(pairs):
+        for r in range(rounds_per_pair):
+            which = invalid(pair, r)
+            base = {"units": 8, "time_s": 0.25, "energy": _THROTTLED if which in ("base", "both") else _VALID}
+            head = {"units": 8, "time_s": 0.25,
+                    "energy": _THROTTLED if which in ("head", "both") else {**_VALID, "energy_j": head_energy}}
+            out.append({"pair": pair, "round": r, "window": window, "order": "AB", "base": base, "head": head})
+    return {"rounds": out}
+
+
+def test_a_head_whose_energy_readings_turn_invalid_under_throttling_is_a_regression_not_unmeasured() -> None:
+    cells = {"c": _energy_cell(8, lambda pair, r: "head")}  # no round gives a ratio: every head reading throttled
+    judged = judge_cells(ENERGY_RULES, cells, final=True)
+    energy = _verdict(cells["c"], "train_j_per_sample")
+    assert energy["verdict"] == "regression" and energy["p_worse"] == pytest.approx(1 / 256)
+    assert energy["throttled"] == {"head_only": 16, "base_only": 0, "rounds": 16, "pairs_towards_head": 8,
+                                   "pairs_leaning": 8, "p": pytest.approx(1 / 256)}
+    assert "under throttling (thermal_slowdown) in 16 of 16 rounds" in energy["note"] and energy["change"] is None
+    assert _verdict(cells["c"], "train_samples_per_s")["verdict"] == "no regression"  # time is unchanged
+    assert judged["verdict"] == "regression"
+    # Five pairs of five (p 1/32) are a regression alone, and go through the FDR with the other verdicts: beside the
+    # time figure's they are not a discovery (q 1/16), yet still never "no regression".
+    five = {"c": _energy_cell(5, lambda pair, r: "head")}
+    assert judge_cells(parse_rules("train_j_per_sample:10%"), five, final=True)["verdict"] == "regression"
+    judged = judge_cells(ENERGY_RULES, five, final=True)
+    energy = _verdict(five["c"], "train_j_per_sample")
+    assert energy["verdict"] == "inconclusive" and judged["verdict"] == "inconclusive"
+    assert "in 10 of 10 rounds" in energy["note"] and "FDR" in energy["note"]
+    inference = {"c": _energy_cell(8, lambda pair, r: "head", window="inference")}
+    judge_cells(parse_rules("inference_j_per_token:10%"), inference, final=True)
+    assert _verdict(inference["c"], "inference_j_per_token")["verdict"] == "regression"
+
+
+def test_a_regression_the_ratios_found_keeps_its_evidence_beside_throttled_rounds() -> None:
+    # The head draws 50 % more where it is measured, and throttling voids one round in each of 5 pairs: the ratios'
+    # p-value (far below the sign test's 1/32) is what the FDR sees, so seven unchanged cells beside it do not
+    # turn the regression into "inconclusive".
+    cells = {"hot": _energy_cell(5, lambda pair, r: "head" if r == 0 else None, 4, head_energy=3.0)}
+    cells.update({f"same{i}": _energy_cell(5, lambda pair, r: None, 4) for i in range(7)})
+    judged = judge_cells(ENERGY_RULES, cells, final=True)
+    hot = _verdict(cells["hot"], "train_j_per_sample")
+    assert hot["verdict"] == "regression" and hot["p_worse"] < 1e-6 and hot["change"] == pytest.approx(0.5)
+    assert hot["throttled"]["head_only"] == 5 and "under throttling" in hot["note"]
+    assert judged["verdict"] == "regression"
+
+
+def test_too_few_pairs_of_throttled_head_readings_are_inconclusive_never_no_regression() -> None:
+    # One throttled head reading a pair among valid ones (a quarter of the rounds, beyond the 10 % tolerance): the
+    # ratios say "no change", yet 4 of 4 pairs leaning towards the head is p 1/16, not enough for a regression and
+    # too much for "no regression".
+    cells = {"c": _energy_cell(4, lambda pair, r: "head" if r == 0 else None, 4)}
+    judged = judge_cells(ENERGY_RULES, cells, final=False)
+    energy = _verdict(cells["c"], "train_j_per_sample")
+    assert energy["verdict"] == "inconclusive" and energy["pairs"] == 4 and energy["throttled"]["p"] == 1 / 16
+    assert judged["verdict"] == "inconclusive" and judged["undecided"] == 1  # so the job measures more pairs
+
+
+def test_a_few_throttled_rounds_within_the_tolerance_leave_the_verdict_to_the_ratios() -> None:
+    # One head-only throttled round of 40 (2.5 %, within the 10 % tolerance): the other rounds measured the figure.
+    cells = {"c": _energy_cell(10, lambda pair, r: "head" if (pair, r) == (3, 1) else None, 4)}
+    assert judge_cells(ENERGY_RULES, cells, final=True)["verdict"] == "no regression"
+    assert "throttled" not in _verdict(cells["c"], "train_j_per_sample")
+
+
+def test_readings_invalid_alike_for_other_reasons_or_without_a_meter_change_nothing() -> None:
+    def alike(pair: int, r: int) -> str | None:
+        return (None, "head", "base", "both")[(pair + r) % 4]
+
+    cells = {"c": _energy_cell(8, alike, 4)}
+    assert judge_cells(ENERGY_RULES, cells, final=True)["verdict"] == "no regression"
+    assert "throttled" not in _verdict(cells["c"], "train_j_per_sample")
+    base_worse = {"c": _energy_cell(6, lambda pair, r: "base")}  # the base's throttling is not the head's regression
+    judge_cells(ENERGY_RULES, base_worse, final=True)
+    assert all("throttled" not in v for v in base_worse["c"]["verdicts"])
+    # A much faster head whose windows fall below the meter's update period: invalid, but not throttled.
+    short = _energy_cell(6, lambda pair, r: None)
+    for r in short["rounds"]:
+        r["head"]["energy"] = _SHORT
+    judge_cells(ENERGY_RULES, {"c": short}, final=True)
+    assert all("throttled" not in v and v["verdict"] == "no regression" for v in short["verdicts"])
+    for energy in (_NO_METER, None):
+        no_meter = _energy_cell(5, lambda pair, r: None)
+        for r in no_meter["rounds"]:
+            r["head"]["energy"] = r["base"]["energy"] = energy
+        cells = {"c": no_meter}
+        judged = judge_cells(ENERGY_RULES, cells, final=True)
+        assert [v["figure"] for v in cells["c"]["verdicts"]] == ["train_samples_per_s"]  # energy: not measured
+        assert judged["verdict"] == "no regression"
+
+
+def test_the_sign_test_is_the_binomial_tail_counted_by_enumeration() -> None:
+    import itertools
+
+    from pytest_longeff.ab.judge import sign_test
+
+    for n in range(0, 11):
+        outcomes = list(itertools.product((0, 1), repeat=n))
+        for k in range(0, n + 1):
+            assert sign_test(k, n) == pytest.approx(sum(sum(o) >= k for o in outcomes) / len(outcomes))
+
+
+def test_a_saved_report_shows_and_rejudges_the_throttled_readings(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report({"c": _energy_cell(8, lambda pair, r: "head")})
+    report.update(judge_cells(ENERGY_RULES, report["cells"], final=True))  # as a job gating energy judged it
+    path = tmp_path / "ab.json"
+    path.write_text(json.dumps(report))
+    assert show(path) == 0
+    out = capsys.readouterr().out
+    assert "train_j_per_sample" in out and "in 16 of 16 rounds" in out
+    assert compare([str(path), "--fail-on", "train_j_per_sample:10%"]) == 1  # judged again from the rounds
+    # A duet report: both sides ran at once under one device-wide meter, so energy is not judged again either.
+    path.write_text(json.dumps({**report, "plan": {"schedule": "duet"}}))
+    assert compare([str(path), "--fail-on", "train_j_per_sample:10%,train_samples_per_s:10%"]) == 0
