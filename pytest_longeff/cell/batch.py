@@ -109,7 +109,8 @@ def probe_steps(device: str) -> int:
 
 
 def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, device: str,
-                flops: dict[int, int] | None = None, precision: Precision = FP32) -> int:
+                flops: dict[int, int] | None = None, precision: Precision = FP32, *, stop_above: int | None = None,
+                steps_taken: dict[int, int] | None = None) -> int:
     """Peak memory in bytes of steady-state training (forward, backward, clipping, optimiser step) at
     ``batch_size``: weights, optimizer state, gradients and activations at once, as training holds them from its
     second step on.
@@ -120,6 +121,11 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     not in that difference); on CUDA the peak allocated bytes of one step, which include both. When ``flops`` is
     given and empty, the first step's FLOPs are counted too (probes are not timed, so the counter's overhead costs
     nothing measured).
+
+    ``stop_above`` (the search's budget): a CPU probe whose figure already exceeds it after a step stops there. The
+    figure is a high-water mark, so it can only grow over the remaining steps: the answer "does not fit" is the
+    one the whole probe would give, and the returned figure is a lower bound of the whole probe's. The steps
+    taken go into ``steps_taken[batch_size]`` when given.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -134,10 +140,16 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     resident = weight_bytes(model) + optimizer_state_bytes(steps.opt)
     # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
     counter = FlopCounterMode(display=False) if flops is not None and not flops else None
+    total, taken = probe_steps(device), 0
     with window("probe", device, None) as w:
         with counter if counter is not None else contextlib.nullcontext():
             steps.run(1)
-        steps.run(probe_steps(device) - 1)
+        taken = 1
+        while taken < total and not _over(w.peak_so_far(), resident, device, stop_above):
+            steps.run(1)
+            taken += 1
+    if steps_taken is not None:
+        steps_taken[batch_size] = taken
     if counter is not None and flops is not None:
         flops[batch_size] = int(counter.get_total_flops())
     del steps
@@ -147,6 +159,13 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     if device.startswith("cuda"):
         return w.peak_memory_bytes
     return w.peak_memory_bytes + resident
+
+
+def _over(so_far: int | None, resident: int, device: str, budget: int | None) -> bool:
+    """Whether a probe's figure so far already exceeds ``budget`` (never, without a budget or a reading)."""
+    if budget is None or so_far is None:
+        return False
+    return (so_far if device.startswith("cuda") else so_far + resident) > budget
 
 
 class _Releaser:
@@ -289,11 +308,15 @@ def choose_batch(session: LongeffSession, cell: Cell, built: BuiltModel, train: 
         return hit
     start = _start(session.found_batches, cell, s.max_batch)
     releaser = _Releaser(session.device)
-    found = search_batch_size(lambda b: releaser.probe(lambda: probe_batch(built, train, b, session.device, flops,
-                                                                          precision)),
-                              s.memory_budget_bytes, max_batch=s.max_batch, start=start, release=releaser.release)
+    taken: dict[int, int] = {}
+    found = search_batch_size(lambda b: releaser.probe(lambda: probe_batch(
+        built, train, b, session.device, flops, precision, stop_above=s.memory_budget_bytes, steps_taken=taken)),
+        s.memory_budget_bytes, max_batch=s.max_batch, start=start, release=releaser.release)
     session.found_batches[(cell.family, cell.size, cell.seq_len)] = found.batch_size
     details = {k: v for k, v in found.to_dict().items() if k not in ("batch_size", "probes", "peak_memory_bytes")}
+    # Each probe's training steps: fewer than probe_steps() where its figure passed the budget early (a lower bound
+    # of what the whole probe would read; it did not fit either way).
+    details["probe_log"] = [{**p.to_dict(), "steps": taken.get(p.batch_size)} for p in found.probes]
     if cache is not None:
         # A cell that fits at no batch is not cached (batch 0 is no valid entry): the next run's search fails at
         # batch 1 again in one or two probes. Whatever was there (an invalid entry) is cleared.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import ctypes
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -129,6 +129,15 @@ class MemoryProbe:
         self._hwm_reset = _reset_hwm()
         self._start_rss = _proc_status_bytes("VmRSS") or 0
 
+    def so_far(self) -> int | None:
+        """Peak bytes added since :meth:`start`, read without ending the window (None where it cannot be told)."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.max_memory_allocated(self.device))
+        hwm = _proc_status_bytes("VmHWM")
+        return None if hwm is None or not self._hwm_reset else max(hwm - self._start_rss, 0)
+
     def stop(self) -> int | None:
         """Peak bytes added during the window, or None when this system cannot tell."""
         if self.device.startswith("cuda"):
@@ -136,10 +145,7 @@ class MemoryProbe:
 
             self.reserved = int(torch.cuda.max_memory_reserved(self.device))
             return int(torch.cuda.max_memory_allocated(self.device))
-        hwm = _proc_status_bytes("VmHWM")
-        if hwm is None or not self._hwm_reset:
-            return None
-        return max(hwm - self._start_rss, 0)
+        return self.so_far()
 
 
 @dataclass
@@ -153,6 +159,8 @@ class WindowResult:
     energy: EnergyReading | None = None
     peak_reserved_bytes: int | None = None
     """CUDA only: the caching allocator's peak reserved bytes (what a per-process memory fraction caps)."""
+    peak_so_far: Callable[[], int | None] = field(default=lambda: None, repr=False, compare=False)
+    """While the window is open: the peak bytes added so far (as ``peak_memory_bytes`` will read at its end)."""
 
 
 @contextmanager
@@ -162,6 +170,7 @@ def window(name: str, device: str, meter: Meter | None) -> Iterator[WindowResult
     result = WindowResult(name)
     probe = MemoryProbe(device)
     result.memory_method = probe.method
+    result.peak_so_far = probe.so_far
     synchronize(device)
     probe.start()
     if meter is not None:

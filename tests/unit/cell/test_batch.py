@@ -133,6 +133,73 @@ def test_a_cpu_probe_trains_several_steps_on_successive_rows(monkeypatch: pytest
         assert new.grad is None
 
 
+def test_a_cpu_probe_over_the_budget_stops_where_it_passes_it_with_the_same_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU probe's figure is a high-water mark: once a step has passed the search's budget, the remaining steps
+    can only raise it, so the probe stops there ("does not fit" either way). Its steps are counted independently
+    of the probe's own bookkeeping, by recording the training steps that ran."""
+    from pytest_longeff.cell import fixed
+
+    seen: list[list[int]] = []
+    real_step = fixed.train_step
+
+    def recording_step(built, split, index, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(list(index))
+        return real_step(built, split, index, *args, **kwargs)
+
+    monkeypatch.setattr(fixed, "train_step", recording_step)
+    built = build_model(LEDFamily(), "base", "tiny", 100, 1024, None, seed=0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, 60, (3, 64), generator=g)
+    split = TokenizedSplit(["a", "b", "c"], ids, torch.ones_like(ids), torch.randint(4, 60, (3, 8), generator=g),
+                           3 * 64)
+    taken: dict[int, int] = {}
+    whole = probe_batch(built, split, 2, "cpu", steps_taken=taken)  # no budget: every step
+    assert len(seen) == 4 and taken == {2: 4}
+    seen.clear()
+    early = probe_batch(built, split, 2, "cpu", stop_above=1, steps_taken=taken)  # passed after its first step
+    assert len(seen) == 1 and taken == {2: 1}
+    assert early > 1 and whole > 1  # over the budget both ways: the search's answer is the same
+    seen.clear()
+    roomy = probe_batch(built, split, 2, "cpu", stop_above=1 << 40, steps_taken=taken)  # never passed: every step
+    assert len(seen) == 4 and taken == {2: 4} and roomy <= 1 << 40
+
+
+def test_the_search_records_each_probes_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record's probe log says how many steps each probe took: fewer than four where it passed the budget."""
+    from pytest_longeff.cell import batch as batch_module
+
+    def probe(built, split, batch_size, device, flops=None, precision=None, *,  # type: ignore[no-untyped-def]
+              stop_above=None, steps_taken=None):
+        peak = 100 * batch_size
+        steps_taken[batch_size] = 4 if peak <= stop_above else 1
+        return peak
+
+    monkeypatch.setattr(batch_module, "probe_batch", probe)
+
+    class Settings:
+        batch_size = None
+        batch_reset = True
+        max_batch = 8
+        memory_budget_bytes = 450
+
+    class Session:
+        settings = Settings()
+        device = "cpu"
+
+        def __init__(self) -> None:
+            self.found_batches: dict[tuple[str, str, int], int] = {}
+
+    from pytest_longeff.matrix import Cell
+
+    cell = Cell("led", "base", 1024, "qasper")
+    monkeypatch.setattr(batch_module, "batch_cache_key", lambda *a: "k")
+    choice = batch_module.choose_batch(Session(), cell, None, None, None, {})  # type: ignore[arg-type]
+    assert choice.batch_size == 4
+    log = choice.details["probe_log"]
+    assert all(p["steps"] == (4 if p["fits"] else 1) for p in log) and any(not p["fits"] for p in log)
+
+
 def test_the_search_starts_from_what_the_same_model_found() -> None:
     from pytest_longeff.cell.batch import _start
     from pytest_longeff.matrix import Cell

@@ -33,7 +33,8 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The batch sizes probed: each probe is one training step whose peak is 100 bytes a sample."""
     tried: list[int] = []
 
-    def probe(built: Any, split: Any, batch_size: int, device: str, flops: Any = None, precision: Any = None) -> int:
+    def probe(built: Any, split: Any, batch_size: int, device: str, flops: Any = None, precision: Any = None,
+              **_: Any) -> int:
         tried.append(batch_size)
         return 100 * batch_size
 
