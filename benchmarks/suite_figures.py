@@ -33,7 +33,8 @@ from pytest_longeff.record.sections import is_cell  # noqa: E402
 
 
 def _line(log: list[dict[str, Any]]) -> tuple[float, float] | None:
-    points = sorted({(p["batch_size"], p["peak_memory_bytes"]) for p in log if p.get("peak_memory_bytes")})
+    points = sorted({(p["batch_size"], p["peak_memory_bytes"]) for p in log
+                     if p.get("peak_memory_bytes") and not p.get("lower_bound")})  # a probe stopped early: no point
     if len(points) < 2:
         return None
     (b0, m0), (b1, m1) = points[0], points[-1]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_longeff.cell.fixed import Stepper
 from pytest_longeff.cell.precision import FP32, Precision
-from pytest_longeff.cell.search import search_batch_size
+from pytest_longeff.cell.search import AtLeast, search_batch_size
 from pytest_longeff.cell.train import make_optimizer, train_step, weight_bytes
 from pytest_longeff.errors import CellUnavailable, LongeffWarning
 from pytest_longeff.measure.machine import machine_key
@@ -141,24 +141,25 @@ def probe_batch(built: BuiltModel, split: TokenizedSplit, batch_size: int, devic
     # One count per cell is enough (FLOPs scale linearly with the batch); the counter slows the step it watches.
     counter = FlopCounterMode(display=False) if flops is not None and not flops else None
     total, taken = probe_steps(device), 0
-    with window("probe", device, None) as w:
-        with counter if counter is not None else contextlib.nullcontext():
-            steps.run(1)
-        taken = 1
-        while taken < total and not _over(w.peak_so_far(), resident, device, stop_above):
-            steps.run(1)
-            taken += 1
-    if steps_taken is not None:
-        steps_taken[batch_size] = taken
+    try:
+        with window("probe", device, None) as w:
+            with counter if counter is not None else contextlib.nullcontext():
+                steps.run(1)
+            taken = 1
+            while taken < total and not _over(w.peak_so_far(), resident, device, stop_above):
+                steps.run(1)
+                taken += 1
+    finally:  # also for a probe that ran out of memory: the steps it completed
+        if steps_taken is not None:
+            steps_taken[batch_size] = taken
     if counter is not None and flops is not None:
         flops[batch_size] = int(counter.get_total_flops())
     del steps
     if w.peak_memory_bytes is None:
         raise CellUnavailable("peak memory cannot be read on this system, so the batch-size search cannot run; "
                               "pass --longeff-batch-size N")
-    if device.startswith("cuda"):
-        return w.peak_memory_bytes
-    return w.peak_memory_bytes + resident
+    figure = w.peak_memory_bytes if device.startswith("cuda") else w.peak_memory_bytes + resident
+    return AtLeast(figure) if taken < total else figure
 
 
 def _over(so_far: int | None, resident: int, device: str, budget: int | None) -> bool:

@@ -160,7 +160,7 @@ class WindowResult:
     peak_reserved_bytes: int | None = None
     """CUDA only: the caching allocator's peak reserved bytes (what a per-process memory fraction caps)."""
     peak_so_far: Callable[[], int | None] = field(default=lambda: None, repr=False, compare=False)
-    """While the window is open: the peak bytes added so far (as ``peak_memory_bytes`` will read at its end)."""
+    """The peak bytes added so far (as ``peak_memory_bytes`` will read at the window's end; after it, that)."""
 
 
 @contextmanager
@@ -187,3 +187,4 @@ def window(name: str, device: str, meter: Meter | None) -> Iterator[WindowResult
                 result.energy = meter.stop()
         result.peak_memory_bytes = probe.stop()
         result.peak_reserved_bytes = probe.reserved
+        result.peak_so_far = lambda: result.peak_memory_bytes  # closed: the window's figure

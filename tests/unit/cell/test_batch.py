@@ -133,47 +133,65 @@ def test_a_cpu_probe_trains_several_steps_on_successive_rows(monkeypatch: pytest
         assert new.grad is None
 
 
-def test_a_cpu_probe_over_the_budget_stops_where_it_passes_it_with_the_same_answer(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cpu_probe_over_the_budget_stops_where_it_passes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CPU probe's figure is a high-water mark: once a step has passed the search's budget, the remaining steps
-    can only raise it, so the probe stops there ("does not fit" either way). Its steps are counted independently
-    of the probe's own bookkeeping, by recording the training steps that ran."""
+    can only raise it, so the probe stops there ("does not fit" either way) and says its figure is a lower bound.
+    Its steps are counted independently of the probe's own bookkeeping, by recording the training steps that ran;
+    the figure it checks against the budget is read from a fake high-water mark that grows by a known amount a
+    step, with the weights and optimizer state added as the returned figure adds them."""
+    from pytest_longeff.cell import batch as batch_module
     from pytest_longeff.cell import fixed
+    from pytest_longeff.cell.search import AtLeast
+    from pytest_longeff.measure import window as window_module
 
     seen: list[list[int]] = []
     real_step = fixed.train_step
+    mib = 1 << 20
 
     def recording_step(built, split, index, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(list(index))
         return real_step(built, split, index, *args, **kwargs)
 
     monkeypatch.setattr(fixed, "train_step", recording_step)
+    # The process high-water mark grows by 100 MiB a step above a start of 1000 MiB.
+    monkeypatch.setattr(window_module, "_reset_hwm", lambda: True)
+    monkeypatch.setattr(window_module, "_proc_status_bytes",
+                        lambda key: (1000 + (100 * len(seen) if key == "VmHWM" else 0)) * mib)
     built = build_model(LEDFamily(), "base", "tiny", 100, 1024, None, seed=0)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(4, 60, (3, 64), generator=g)
     split = TokenizedSplit(["a", "b", "c"], ids, torch.ones_like(ids), torch.randint(4, 60, (3, 8), generator=g),
                            3 * 64)
     taken: dict[int, int] = {}
-    whole = probe_batch(built, split, 2, "cpu", steps_taken=taken)  # no budget: every step
-    assert len(seen) == 4 and taken == {2: 4}
-    seen.clear()
-    early = probe_batch(built, split, 2, "cpu", stop_above=1, steps_taken=taken)  # passed after its first step
-    assert len(seen) == 1 and taken == {2: 1}
-    assert early > 1 and whole > 1  # over the budget both ways: the search's answer is the same
-    seen.clear()
-    roomy = probe_batch(built, split, 2, "cpu", stop_above=1 << 40, steps_taken=taken)  # never passed: every step
-    assert len(seen) == 4 and taken == {2: 4} and roomy <= 1 << 40
+
+    def probe(stop_above: int | None) -> int:
+        seen.clear()
+        return probe_batch(built, split, 2, "cpu", stop_above=stop_above, steps_taken=taken)
+
+    whole = probe(None)  # no budget: every step, an exact figure
+    resident = whole - 400 * mib  # the weights and optimizer state the figure adds (400 MiB over four steps)
+    assert len(seen) == 4 and taken == {2: 4} and not isinstance(whole, AtLeast) and resident > 0
+    # A budget between the second and third steps' figures: it stops after the third, over the budget.
+    third = probe(resident + 250 * mib)
+    assert len(seen) == 3 and taken == {2: 3} and isinstance(third, AtLeast) and third == resident + 300 * mib
+    # The weights and optimizer state count: a budget above the first step's own growth but not above it with them.
+    first = probe(100 * mib + resident // 2)
+    assert len(seen) == 1 and taken == {2: 1} and isinstance(first, AtLeast) and first == resident + 100 * mib
+    roomy = probe(resident + 400 * mib)  # never passed: every step, an exact figure equal to the whole probe's
+    assert len(seen) == 4 and roomy == whole and not isinstance(roomy, AtLeast)
+    assert batch_module._over(None, resident, "cpu", 1) is False  # no reading: the probe takes every step
 
 
 def test_the_search_records_each_probes_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The record's probe log says how many steps each probe took: fewer than four where it passed the budget."""
+    """The record's probe log says how many steps each probe took, and which figures are lower bounds."""
     from pytest_longeff.cell import batch as batch_module
+    from pytest_longeff.cell.search import AtLeast
 
     def probe(built, split, batch_size, device, flops=None, precision=None, *,  # type: ignore[no-untyped-def]
               stop_above=None, steps_taken=None):
         peak = 100 * batch_size
         steps_taken[batch_size] = 4 if peak <= stop_above else 1
-        return peak
+        return peak if peak <= stop_above else AtLeast(peak)
 
     monkeypatch.setattr(batch_module, "probe_batch", probe)
 
@@ -197,7 +215,8 @@ def test_the_search_records_each_probes_steps(monkeypatch: pytest.MonkeyPatch) -
     choice = batch_module.choose_batch(Session(), cell, None, None, None, {})  # type: ignore[arg-type]
     assert choice.batch_size == 4
     log = choice.details["probe_log"]
-    assert all(p["steps"] == (4 if p["fits"] else 1) for p in log) and any(not p["fits"] for p in log)
+    assert all(p["steps"] == (4 if p["fits"] else 1) and p["lower_bound"] == (not p["fits"]) for p in log)
+    assert any(not p["fits"] for p in log)
 
 
 def test_the_search_starts_from_what_the_same_model_found() -> None:

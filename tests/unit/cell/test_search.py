@@ -284,7 +284,7 @@ def test_to_dict_follows_the_record_contract() -> None:
     assert record["probes"] == len(result.probes)
     assert record["peak_memory_bytes"] == 3 * GIB
     assert record["probe_log"] == [
-        {"batch_size": p.batch_size, "fits": p.fits, "peak_memory_bytes": p.peak_memory_bytes}
+        {"batch_size": p.batch_size, "fits": p.fits, "peak_memory_bytes": p.peak_memory_bytes, "lower_bound": False}
         for p in result.probes
     ]
 
@@ -451,3 +451,35 @@ def test_search_probe_order_when_memory_reads_zero() -> None:
     result = search_batch_size(try_batch, GIB, max_batch=64)
     assert result.batch_size == 10
     assert calls == [1, 33, 17, 9, 16, 13, 11, 10]
+
+
+def test_lower_bound_figures_of_failed_probes_leave_the_answer_and_the_bound_unchanged() -> None:
+    """A CPU probe stops once its figure passes the budget and returns a lower bound (``AtLeast``). Over random
+    linear memory curves whose failed probes read 52-100 % of their whole figure (but over the budget), the
+    search finds exactly the answer it finds with whole figures, within ``worst_case_probes``; the lower bounds
+    feed the memory line only while nothing fits, so they cannot make it aim too high."""
+    from pytest_longeff.cell.search import AtLeast
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        max_batch = rng.choice([8, 16, 64, 256])
+        per, answer = rng.randint(10, 1000), rng.randint(0, max(1, max_batch // 16))
+        fixed = rng.randint(0, 3 * per)
+        budget = fixed + per * answer + rng.randint(0, per - 1) if answer else fixed + per - 1
+        start = min(rng.choice([1, 2, 3, 8]), max_batch)
+        share: dict[int, float] = {}
+
+        def whole(b: int) -> int:
+            return fixed + per * b  # noqa: B023 - called within this iteration only
+
+        def early(b: int) -> int:
+            m = whole(b)
+            if m <= budget:  # noqa: B023
+                return m
+            return AtLeast(max(budget + 1, int(m * share.setdefault(b, rng.uniform(0.52, 1.0)))))  # noqa: B023
+
+        a = search_batch_size(whole, budget, max_batch=max_batch, start=start)
+        b = search_batch_size(early, budget, max_batch=max_batch, start=start)
+        assert b.batch_size == a.batch_size == min(answer, max_batch)
+        assert len(b.probes) <= worst_case_probes(max_batch)
+        assert all(p.lower_bound == (not p.fits) for p in b.probes)
