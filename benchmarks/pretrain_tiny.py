@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out /tmp/ckpt   # a smoke run
     .venv/bin/python benchmarks/pretrain_tiny.py --models llama-large --score-only --eval-docs 32 \
         --eval-seed wide --eval-lengths 4096                              # score what ships, on other documents
+    .venv/bin/python benchmarks/pretrain_tiny.py --models llama-large --schedule-of llama-base \
+        --threads 2 --out /tmp/ckpt                                       # try another model's schedule
 
 Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.models.pretrain.SCHEDULES`` on
 generated examples of the four default tasks, drawn from seed streams the benchmark's splits never use. The result
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--continue-from", type=Path, default=None,
                     help="a folder holding checkpoints this script made (<family>-<size>/): start each model from its "
                          "checkpoint there and run only its continuation stages (pretrain.CONTINUATIONS)")
+    ap.add_argument("--schedule-of", default=None, metavar="PAIR",
+                    help="train every model by this family-size pair's schedule instead of its own (a model's own "
+                         "continuation, if any, still follows; an experiment: needs an --out other than the "
+                         "package's, whose checkpoints each follow their own)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,13 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_only and args.continue_from is not None:
         ap.error("--score-only and --continue-from do not go together: --score-only trains nothing and scores the "
                  "checkpoints in --out")
+    if args.schedule_of is not None:
+        if args.schedule_of not in pretrain.SCHEDULES:
+            ap.error(f"--schedule-of: {args.schedule_of!r} is not one of {', '.join(pretrain.SCHEDULES)}")
+        if args.score_only or args.continue_from is not None:
+            ap.error("--schedule-of trains from scratch: not with --score-only or --continue-from")
+        if args.out.resolve() == CHECKPOINTS.resolve():
+            ap.error("--schedule-of needs --out: the package's checkpoints each follow their own schedule "
+                     "(pretrain.SCHEDULES, checked by the tests)")
     families = {f.name: f for f in BUILTIN_FAMILIES}
     for pair in args.models.split(","):
         name, _, size = pair.partition("-")
         if name not in families or pair not in pretrain.SCHEDULES:
             ap.error(f"--models: {pair!r} is not one of {', '.join(pretrain.SCHEDULES)}")
         stages = tuple(dataclasses.replace(s, steps=max(1, round(s.steps * args.steps_scale)))
-                       for s in pretrain.SCHEDULES[pair])
+                       for s in pretrain.SCHEDULES[args.schedule_of or pair])
         config = pretrain.PretrainConfig(name, size, stages, tasks=pretrain.tasks_for(families[name]),
                                          dropout=pretrain.PRETRAIN_DROPOUT.get(pair))
         if args.score_only:

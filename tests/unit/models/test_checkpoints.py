@@ -145,6 +145,9 @@ def test_score_only_scores_a_shipped_checkpoint_on_the_stream_asked_and_writes_n
     (["--eval-seed", "wide"], "--eval-seed only with --score-only"),
     (["--eval-lengths", "1024"], "--eval-lengths only with --score-only"),
     (["--score-only", "--continue-from", "{tmp}"], "--score-only and --continue-from do not go together"),
+    (["--schedule-of", "led-small", "--out", "{tmp}"], "--schedule-of: 'led-small' is not one of led-base,"),
+    (["--schedule-of", "led-base"], "--schedule-of needs --out"),
+    (["--schedule-of", "led-base", "--score-only", "--out", "{tmp}"], "--schedule-of trains from scratch"),
 ])
 def test_pretraining_script_usage_errors_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
     out = subprocess.run(
@@ -209,6 +212,24 @@ def test_a_continued_checkpoint_records_both_parts(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-2000:]
     assert "continuing from" in again.stdout
     load_tiny(LLAMA, "base", len(lexicon_tokenizer()), tmp_path / "b" / "llama-base")
+
+
+def test_another_models_schedule_is_trained_and_recorded(tmp_path: Path) -> None:
+    """--schedule-of trains a model by another pair's schedule (Big Bird base by LED base's five stages, its own
+    has four) and pretraining.json records the stages it trained."""
+    from pytest_longeff.models import pretrain
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base", "--schedule-of",
+         "led-base", "--steps-scale", "0.0005", "--eval-docs", "1", "--threads", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    made = json.loads((tmp_path / "bigbird-base" / "pretraining.json").read_text())
+    led, own = pretrain.SCHEDULES["led-base"], pretrain.SCHEDULES["bigbird-base"]
+    assert len(led) != len(own)
+    assert [(s["doc_words"], s["batch"], s["tasks"]) for s in made["config"]["stages"]] == [
+        (s.doc_words, s.batch, list(s.tasks)) for s in led]
+    assert all(s["steps"] == 1 for s in made["config"]["stages"])
 
 
 def test_every_shipped_checkpoint_is_what_its_schedule_made() -> None:
