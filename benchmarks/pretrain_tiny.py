@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.score_only or args.continue_from is not None:
             ap.error("--schedule-of trains from scratch: not with --score-only or --continue-from")
         if args.out.resolve() == CHECKPOINTS.resolve():
-            ap.error("--schedule-of needs --out: the package's checkpoints each follow their own schedule "
-                     "(pretrain.SCHEDULES, checked by the tests)")
+            ap.error("--schedule-of needs an --out other than the package's folder: the package's checkpoints each "
+                     "follow their own schedule (pretrain.SCHEDULES, checked by the tests)")
     families = {f.name: f for f in BUILTIN_FAMILIES}
     for pair in args.models.split(","):
         name, _, size = pair.partition("-")
@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             made = json.loads((earlier / "pretraining.json").read_text())
             log = pretrain.PretrainLog(seconds=made["seconds"], params=made["params"])
             log.losses = [made["final_loss"]]
+            # The record says what the earlier run trained (it may have used --steps-scale or --schedule-of), not
+            # this pair's schedule: a checkpoint trained off its schedule cannot pass for a shipped one.
+            config = dataclasses.replace(config, stages=tuple(
+                pretrain.Stage(s["doc_words"], s["steps"], s["batch"], tuple(s["tasks"]))
+                for s in made["config"]["stages"]))
             print(f"{pair}: continuing from {earlier}", flush=True)
         else:
             model, log = pretrain.pretrain(families[name], config, progress)

@@ -146,13 +146,16 @@ def test_score_only_scores_a_shipped_checkpoint_on_the_stream_asked_and_writes_n
     (["--eval-lengths", "1024"], "--eval-lengths only with --score-only"),
     (["--score-only", "--continue-from", "{tmp}"], "--score-only and --continue-from do not go together"),
     (["--schedule-of", "led-small", "--out", "{tmp}"], "--schedule-of: 'led-small' is not one of led-base,"),
-    (["--schedule-of", "led-base"], "--schedule-of needs --out"),
+    (["--schedule-of", "led-base"], "--schedule-of needs an --out other than the package's folder"),
+    (["--schedule-of", "led-base", "--out", "{root}/pytest_longeff/models/../models/checkpoints"],
+     "--schedule-of needs an --out other than the package's folder"),
     (["--schedule-of", "led-base", "--score-only", "--out", "{tmp}"], "--schedule-of trains from scratch"),
+    (["--schedule-of", "led-base", "--continue-from", "{tmp}", "--out", "{tmp}"], "--schedule-of trains from scratch"),
 ])
 def test_pretraining_script_usage_errors_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base",
-         *[a.replace("{tmp}", str(tmp_path)) for a in args]],
+         *[a.replace("{tmp}", str(tmp_path)).replace("{root}", str(ROOT)) for a in args]],
         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 2 and message in out.stderr, out.stderr
 
@@ -230,6 +233,13 @@ def test_another_models_schedule_is_trained_and_recorded(tmp_path: Path) -> None
     assert [(s["doc_words"], s["batch"], s["tasks"]) for s in made["config"]["stages"]] == [
         (s.doc_words, s.batch, list(s.tasks)) for s in led]
     assert all(s["steps"] == 1 for s in made["config"]["stages"])
+    # Continued from there (Big Bird base has no continuation: saved as it is), the record still says what trained.
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_tiny.py"), "--models", "bigbird-base", "--continue-from",
+         str(tmp_path), "--eval-docs", "1", "--threads", "1", "--out", str(tmp_path / "b")],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "b" / "bigbird-base" / "pretraining.json").read_text())["config"] == made["config"]
 
 
 def test_every_shipped_checkpoint_is_what_its_schedule_made() -> None:
