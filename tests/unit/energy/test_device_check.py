@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from support.fake_pynvml import FakeGpu, FakeNvml
-
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "device_check_energy.py"
+from support.scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("device_check_energy", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("device_check_energy")
 
 
 def _cpu_load(seconds: float) -> int:

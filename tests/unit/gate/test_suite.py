@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.scripts import load_script
 
 from pytest_longeff.ci.compare import compare_docs
 from pytest_longeff.gate.acknowledge import Ack
@@ -144,15 +145,7 @@ def test_importing_the_gate_loads_no_heavy_module() -> None:
 
 
 def _replay_module() -> Any:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "gate_replay.py"
-    spec = importlib.util.spec_from_file_location("gate_replay", path)
-    assert spec is not None and spec.loader is not None
-    replay = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(replay)
-    return replay
+    return load_script("gate_replay")
 
 
 def test_the_replay_benchmark_scales_throughput_and_counts_pairs() -> None:
