@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if scenario == "aa":
             aa_reports = reports
     kept = {"regressions": regressions, "one_side_s": one_side, "rows": rows,
-            "aa_reports": [f"aa-{i}.json" for i in range(len(aa_reports))]}
+            "aa_reports": [f"aa-{i}.json" for i in range(len(aa_reports)) if (out / f"aa-{i}.json").exists()]}
     (out / "summary.json").write_text(json.dumps(kept, indent=1))
     _print(rows, spread(aa_reports))
     print(f"reports: {out}")
@@ -261,7 +261,8 @@ def reprint(folder: Path) -> int:
         for where in files:
             report = json.loads(where.read_text())
             if not isinstance(report, dict) or not isinstance(report.get("cells") or {}, dict) or not all(
-                    isinstance(c, dict) and all(isinstance(r, dict) for r in c.get("rounds") or [])
+                    isinstance(c, dict) and isinstance(c.get("rounds") or [], list)
+                    and all(isinstance(r, dict) for r in c.get("rounds") or [])
                     for c in (report.get("cells") or {}).values()):
                 raise ValueError("not an A/B report (cells and their rounds must be objects)")
             aa.append(report)

@@ -76,9 +76,18 @@ def test_from_reprints_a_kept_replay(tmp_path: Path, capsys: pytest.CaptureFixtu
     (line,) = [x for x in out.splitlines() if x.startswith("led-x")]
     assert line.split()[2:5] == ["1", "0.0141", "0.0252"]
 
+    del summary["aa_reports"]  # a summary written before the names were kept: every aa-N.json in the folder
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert replay.main(["--from", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "led-x" in out and "stale" in out
+
     assert replay.main(["--from", str(tmp_path / "missing")]) == 2
     assert "--from" in capsys.readouterr().err
     (tmp_path / "aa-0.json").write_text(json.dumps({"cells": {"led-x": {"rounds": ["not a round"]}}}))
+    assert replay.main(["--from", str(tmp_path)]) == 2
+    assert "aa-0.json" in capsys.readouterr().err
+    (tmp_path / "aa-0.json").write_text(json.dumps({"cells": {"led-x": {"rounds": 7}}}))
     assert replay.main(["--from", str(tmp_path)]) == 2
     assert "aa-0.json" in capsys.readouterr().err
     (tmp_path / "summary.json").write_text(json.dumps([1, 2]))
