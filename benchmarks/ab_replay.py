@@ -105,14 +105,16 @@ def one_side_s(base: Path, runs: int = 2) -> float:
     return statistics.median(times)
 
 
-def job(base: Path, head: Path, regression: str, seed: int, out: Path, ab_args: list[str]) -> dict[str, Any]:
-    """One `pytest-longeff ab` job; its report with the exit code and wall time."""
-    env = {**os.environ, "LONGEFF_REGRESSION": regression}
+def job(base: Path, head: Path, regression: str, seed: int, out: Path, ab_args: list[str],
+        workload: list[str] | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One `pytest-longeff ab` job (of ``workload``, default :data:`WORKLOAD`, with ``env`` added to this
+    environment); its report with the exit code and wall time."""
+    env = {**os.environ, **(env or {}), "LONGEFF_REGRESSION": regression}
     out.unlink(missing_ok=True)  # a job that writes no report must not read an earlier replay's
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest_longeff.cli", "ab", "--base", str(base), "--head", str(head),
-                           "--seed", str(seed), "--json", str(out), *ab_args, "--", *WORKLOAD], env=env, check=False,
-                          capture_output=True, text=True)
+                           "--seed", str(seed), "--json", str(out), *ab_args, "--", *(workload or WORKLOAD)], env=env,
+                          check=False, capture_output=True, text=True)
     report = json.loads(out.read_text()) if out.exists() else {}
     return {**report, "exit": done.returncode, "job_s": time.perf_counter() - t0, "stderr": done.stderr[-2000:]}
 

@@ -160,6 +160,11 @@ class AbJob:
             self.cells = {c: {"rounds": []} for c in answers[0]["cells"] if c in set(answers[1]["cells"])}
             self.say(f"ab: {len(self.cells)} cells; base {self.base.directory} ({answers[0]['code'][:12]}), "
                      f"head {self.head.directory} ({answers[1]['code'][:12]}); schedule {self.plan.schedule}")
+            hello = sides[0].hello
+            self.say(f"ab: the sides' heap: GLIBC_TUNABLES={hello.get('glibc_tunables') or '(unset)'}, "
+                     f"{hello.get('libc') or 'C library unknown'}, transparent huge pages "
+                     f"{hello.get('thp') or 'unavailable'} (huge pages need glibc 2.35 or later and THP madvise or "
+                     "always)")
 
     def _check_same(self, answers: tuple[dict[str, Any], dict[str, Any]]) -> None:
         from pytest_longeff.record.io import settings_diff
@@ -234,7 +239,7 @@ class AbJob:
                 c.pop(key)
         return {"kind": KIND, "schema_version": SCHEMA_VERSION, "sides": self.sides_info, "plan": asdict(self.plan),
                 "pytest_args": self.args, "rules": self.rules, "pairs_done": self.pairs_done,
-                "environment": {k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()},
+                "environment": {k: self.sides_info["base"].get("hello", {}).get(k.lower()) for k in MALLOC_ENV},
                 "wall_s": time.perf_counter() - self.started, "cells": self.cells, **self.judged}
 
 

@@ -34,6 +34,24 @@ class _Cell:
     tokens: int = 0
 
 
+def _libc() -> str | None:
+    """The C library and its version (e.g. ``glibc 2.36``), None where the platform does not say."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _thp_mode() -> str | None:
+    """The kernel's transparent huge page mode (``always``, ``madvise``, ``never``), None where there is none."""
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii").read()
+    except OSError:
+        return None
+    chosen = [w.strip("[]") for w in text.split() if w.startswith("[")]
+    return chosen[0] if chosen else text.strip() or None
+
+
 class Side:
     """The commands a side answers; one instance per process."""
 
@@ -43,11 +61,14 @@ class Side:
         self.ready: dict[str, _Cell] = {}
 
     def hello(self) -> dict[str, Any]:
-        """Who this side is: protocol, package version, interpreter, directory."""
+        """Who this side is: protocol, package version, interpreter, directory, and what its heap runs on (the
+        ``GLIBC_TUNABLES`` it started with, its C library, the kernel's transparent huge page mode), as this process
+        sees them, for the report."""
         from pytest_longeff._version import __version__
 
         return {"protocol": PROTOCOL, "version": __version__, "python": sys.executable, "cwd": os.getcwd(),
-                "pid": os.getpid()}
+                "pid": os.getpid(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "libc": _libc(),
+                "thp": _thp_mode()}
 
     def collect(self, args: list[str], threads: int | None = None, cpus: list[int] | None = None) -> dict[str, Any]:
         """Collect the cells ``pytest --collect-only ARGS`` selects here and open a measuring session with the

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +49,43 @@ class Env:
         return {"python": self.python, "directory": self.directory}
 
 
-#: glibc malloc settings for both sides' processes (unless set in this environment): a fixed mmap threshold (its
-#: maximum, 32 MiB, instead of one that adapts to each process's history) and no trimming of the heap, so that
-#: activations are served from a warm heap in every process rather than from fresh, page-faulting mappings in
-#: some. On a shared 2-core machine one 4-pair A/A job showed less process-to-process spread with them, but the
-#: replays (docs/validation/ab-replay.md) still saw 0.09-0.21 on the 1024-token cells: they remove one cause only.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824",
-              "MALLOC_TOP_PAD_": "268435456"}
+#: The environment both sides' processes start with (each variable unless set in this environment): glibc's malloc
+#: puts its heap on transparent huge pages (takes effect with glibc 2.35 or later and the kernel's THP mode ``madvise``
+#: or ``always``; otherwise ignored). With 4 KiB pages two processes running the same code on the same core differ for
+#: as long as they live (likely through the physical pages their heaps got, and so the cache sets they share): on a
+#: shared 2-core CPU the LED 1024-token cell's spread between process pairs fell from 0.078 to 0.036 (training) and
+#: from 0.094 to 0.052 (inference) with huge pages, medians of 4 alternating A/A jobs each (``benchmarks/ab_noise.py``;
+#: a fixed address layout and hash seed did not lower it; docs/validation/ab-replay.md). glibc reads these when the
+#: process starts, so they are in the environment the process is started with, not set after (as execnet's
+#: ``//env:`` does).
+MALLOC_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+
+
+def side_environment() -> dict[str, str]:
+    """What :data:`MALLOC_ENV` adds to this environment for a side's start: each variable this environment does not
+    set, and glibc's huge-page tunable appended to a ``GLIBC_TUNABLES`` set here for other tunables."""
+    add = {k: v for k, v in MALLOC_ENV.items() if k not in os.environ}
+    own = os.environ.get("GLIBC_TUNABLES")
+    if own is not None and "glibc.malloc.hugetlb" not in own:
+        add["GLIBC_TUNABLES"] = f"{own}:{MALLOC_ENV['GLIBC_TUNABLES']}" if own else MALLOC_ENV["GLIBC_TUNABLES"]
+    return add
+
+
+@contextlib.contextmanager
+def _started_with(env: dict[str, str]) -> Iterator[None]:
+    """This process's environment with ``env`` added while a child process is started (a child inherits the
+    environment it is started with), as it was after. For the main thread of ``ab``, which starts the sides one at a
+    time; not re-entrant."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class Side:
@@ -64,14 +96,18 @@ class Side:
         import execnet
 
         self.env = env
-        malloc = "".join(f"//env:{k}={v}" for k, v in MALLOC_ENV.items() if k not in os.environ)
-        spec = f"popen//python={env.python}//chdir={env.directory}{malloc}"
+        spec = f"popen//python={env.python}//chdir={env.directory}"
+        # A group of its own, so that closing this side ends and reaps its process (execnet's default group does
+        # that only when this interpreter exits: until then every earlier pair's process stays a zombie, and one
+        # slow to exit would overlap the next pair's windows).
+        self.group = execnet.Group()
         try:
-            self.gateway = execnet.makegateway(spec)
+            with _started_with(side_environment()):
+                self.gateway = self.group.makegateway(spec)
             self.channel = self.gateway.remote_exec("from pytest_longeff.ab.side import serve\nserve(channel)")
             self.send("hello")
             self.hello = self.receive()
-        except (OSError, EOFError, execnet.gateway_base.RemoteError, execnet.HostNotFound) as exc:
+        except (OSError, EOFError, execnet.gateway_base.RemoteError, execnet.HostNotFound, SideError) as exc:
             self.close()
             raise SideError(f"the {env.name} side ({env.python} in {env.directory}) could not start: "
                             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}; it "
@@ -106,17 +142,20 @@ class Side:
         return self.receive()
 
     def close(self) -> None:
-        """Ask the side to close its session, then end its process."""
+        """Ask the side to close its session, then end its process and wait for it (killed after 30 s)."""
         gateway = getattr(self, "gateway", None)
         if gateway is None:
+            group = getattr(self, "group", None)
+            if group is not None:  # a side that failed to start: nothing to end, nothing left behind
+                group.terminate(timeout=30)
             return
         try:
             if not self.channel.isclosed():
                 self.channel.send({"op": "close"})
                 self.channel.receive(30)
-        except Exception:  # the process is ended below whatever it answered
+        except Exception:  # noqa: BLE001 - the process is ended below whatever it answered
             pass
-        gateway.exit()
+        self.group.terminate(timeout=30)
         self.gateway = None
 
 

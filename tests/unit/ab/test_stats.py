@@ -8,7 +8,16 @@ import random
 
 import pytest
 
-from pytest_longeff.ab.stats import INCONCLUSIVE, NO_REGRESSION, REGRESSION, Estimate, estimate, t_cdf, t_quantile, verdict
+from pytest_longeff.ab.stats import (
+    INCONCLUSIVE,
+    NO_REGRESSION,
+    REGRESSION,
+    Estimate,
+    estimate,
+    t_cdf,
+    t_quantile,
+    verdict,
+)
 
 
 @pytest.mark.parametrize(("df", "q975"), [(1, 12.706), (2, 4.303), (3, 3.182), (5, 2.571), (7, 2.365), (30, 2.042)])
