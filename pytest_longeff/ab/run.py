@@ -29,7 +29,7 @@ from typing import Any
 
 from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, gated_under, judge_cells, parse_rules
 from pytest_longeff.ab.report import EXIT_USAGE, KIND, SCHEMA_VERSION, exit_code
-from pytest_longeff.ab.sides import MALLOC_ENV, Env, Side, SideError, both
+from pytest_longeff.ab.sides import Env, Side, SideError, both
 from pytest_longeff.ab.stats import INCONCLUSIVE
 
 SIDES = ("base", "head")
@@ -239,7 +239,7 @@ class AbJob:
                 c.pop(key)
         return {"kind": KIND, "schema_version": SCHEMA_VERSION, "sides": self.sides_info, "plan": asdict(self.plan),
                 "pytest_args": self.args, "rules": self.rules, "pairs_done": self.pairs_done,
-                "environment": {k: self.sides_info["base"].get("hello", {}).get(k.lower()) for k in MALLOC_ENV},
+                "environment": {"GLIBC_TUNABLES": self.sides_info["base"].get("hello", {}).get("glibc_tunables")},
                 "wall_s": time.perf_counter() - self.started, "cells": self.cells, **self.judged}
 
 

@@ -49,26 +49,24 @@ class Env:
         return {"python": self.python, "directory": self.directory}
 
 
-#: The environment both sides' processes start with (each variable unless set in this environment): glibc's malloc
-#: puts its heap on transparent huge pages (takes effect with glibc 2.35 or later and the kernel's THP mode ``madvise``
-#: or ``always``; otherwise ignored). With 4 KiB pages two processes running the same code on the same core differ for
-#: as long as they live (likely through the physical pages their heaps got, and so the cache sets they share): on a
-#: shared 2-core CPU the LED 1024-token cell's spread between process pairs fell from 0.078 to 0.036 (training) and
-#: from 0.094 to 0.052 (inference) with huge pages, medians of 4 alternating A/A jobs each (``benchmarks/ab_noise.py``;
-#: a fixed address layout and hash seed did not lower it; docs/validation/ab-replay.md). glibc reads these when the
-#: process starts, so they are in the environment the process is started with, not set after (as execnet's
-#: ``//env:`` does).
-MALLOC_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+#: The glibc tunable both sides' processes start with: glibc's malloc puts its heap on transparent huge pages (takes
+#: effect with glibc 2.35 or later and the kernel's THP mode ``madvise`` or ``always``; otherwise ignored). With 4 KiB
+#: pages two processes running the same code on the same core differed here for as long as they lived (likely through
+#: the physical pages their heaps got, and so the cache sets they share): on a shared 2-core CPU the LED 1024-token
+#: cell's spread between process pairs fell from 0.078 to 0.036 (training) and from 0.094 to 0.052 (inference) with
+#: huge pages, medians of 4 alternating A/A jobs each (``benchmarks/ab_noise.py``; a fixed address layout and hash
+#: seed did not lower it; docs/validation/ab-replay.md). glibc reads it when the process starts, so it is in the
+#: environment the process is started with, not set after (as execnet's ``//env:`` does).
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
 
 
 def side_environment() -> dict[str, str]:
-    """What :data:`MALLOC_ENV` adds to this environment for a side's start: each variable this environment does not
-    set, and glibc's huge-page tunable appended to a ``GLIBC_TUNABLES`` set here for other tunables."""
-    add = {k: v for k, v in MALLOC_ENV.items() if k not in os.environ}
+    """What a side's start adds to this environment: :data:`HUGE_PAGES` as ``GLIBC_TUNABLES``, appended to one set
+    here for other tunables, nothing where the one set here names the huge-page tunable itself."""
     own = os.environ.get("GLIBC_TUNABLES")
-    if own is not None and "glibc.malloc.hugetlb" not in own:
-        add["GLIBC_TUNABLES"] = f"{own}:{MALLOC_ENV['GLIBC_TUNABLES']}" if own else MALLOC_ENV["GLIBC_TUNABLES"]
-    return add
+    if own and "glibc.malloc.hugetlb" in own:
+        return {}
+    return {"GLIBC_TUNABLES": f"{own}:{HUGE_PAGES}" if own else HUGE_PAGES}
 
 
 @contextlib.contextmanager
