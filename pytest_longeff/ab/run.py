@@ -29,7 +29,7 @@ from typing import Any
 
 from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, gated_under, judge_cells, parse_rules
 from pytest_longeff.ab.report import EXIT_USAGE, KIND, SCHEMA_VERSION, exit_code
-from pytest_longeff.ab.sides import Env, Side, SideError, both
+from pytest_longeff.ab.sides import Env, Side, SideError, both, close_both
 from pytest_longeff.ab.stats import INCONCLUSIVE
 
 SIDES = ("base", "head")
@@ -120,8 +120,7 @@ class AbJob:
                 for cell in self.rng.sample(order, len(order)):
                     self._cell(sides, cell, j)
             finally:
-                for side in sides:
-                    side.close()
+                close_both(sides)
             self.pairs_done = j + 1
             final = self.pairs_done == self.plan.pairs
             self.judged = judge_cells(self.rules, self.cells, final)
@@ -151,6 +150,8 @@ class AbJob:
         first = pair == 0
         for name, answer in zip(SIDES, answers, strict=True):
             self.sides_info[name].setdefault("cpus_by_pair", []).append(answer.get("cpus"))
+            self.sides_info[name].setdefault("cpus_between_windows_by_pair", []).append(
+                answer.get("cpus_between_windows"))
         if first:
             self._check_same(answers)
             for name, side, answer in zip(SIDES, sides, answers, strict=True):

@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: What a window's answer says of its energy reading.
@@ -52,6 +53,66 @@ def _thp_mode() -> str | None:
     return chosen[0] if chosen else text.strip() or None
 
 
+def _cpulist(text: str) -> set[int]:
+    """The cores of a kernel CPU list (``0-3,8,10-11``)."""
+    cores: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            cores.update(range(int(first), int(last or first) + 1))
+    return cores
+
+
+def node_cores(cores: list[int], root: Path = Path("/sys/devices/system/node")) -> set[int] | None:
+    """The cores of the NUMA nodes that hold any of ``cores``; None where the kernel does not say (no such files,
+    unreadable, or none of ``cores`` on any node)."""
+    near: set[int] = set()
+    try:
+        for node in root.glob("node[0-9]*"):
+            listed = _cpulist((node / "cpulist").read_text(encoding="ascii"))
+            if listed & set(cores):
+                near |= listed
+    except (OSError, ValueError):
+        return None
+    return near or None
+
+
+class Cores:
+    """Where this side's process runs. Inside measured windows: its measuring cores (``measure``; both sides on the
+    same one when they take turns). Between windows (collecting, building models, warm-ups: nothing timed) on every
+    core it may use on the NUMA nodes of the measuring cores, so that both sides' unmeasured work runs at once where
+    there is more than one core (a process pair's fixed cost, measured here on 2 cores: 5.5 s collecting and 5 s
+    preparing the 4-cell gate workload's cells, one side after the other on one core), and what they allocate lies in
+    the memory nearest to the measuring cores. ``measure`` None: never pinned."""
+
+    def __init__(self, measure: list[int] | None) -> None:
+        pinning = bool(measure) and hasattr(os, "sched_setaffinity")
+        self.measure = sorted(measure) if pinning and measure else None
+        self.between: list[int] | None = None
+        if self.measure is not None:
+            allowed = set(os.sched_getaffinity(0))
+            near = node_cores(self.measure)
+            self.between = sorted(allowed & near if near and allowed & near else allowed)
+        self._now: list[int] | None = None
+
+    def windows(self) -> None:
+        """Run on the measuring cores."""
+        self._set(self.measure)
+
+    def unmeasured(self) -> None:
+        """Run on the cores near the measuring ones."""
+        self._set(self.between)
+
+    def _set(self, cores: list[int] | None) -> None:
+        if cores is not None and cores != self._now:
+            os.sched_setaffinity(0, cores)
+            self._now = cores
+
+
+def _running_on() -> list[int] | None:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 class Side:
     """The commands a side answers; one instance per process."""
 
@@ -59,6 +120,7 @@ class Side:
         self.session: Any = None
         self.cells: dict[str, Any] = {}
         self.ready: dict[str, _Cell] = {}
+        self.cores = Cores(None)
 
     def hello(self) -> dict[str, Any]:
         """Who this side is: protocol, package version, interpreter, directory, and what its heap runs on (the
@@ -73,12 +135,11 @@ class Side:
     def collect(self, args: list[str], threads: int | None = None, cpus: list[int] | None = None) -> dict[str, Any]:
         """Collect the cells ``pytest --collect-only ARGS`` selects here and open a measuring session with the
         resolved settings; ``threads``: torch's CPU threads for this side (None: torch's default); ``cpus``: the CPU
-        cores this process may run on (None: as started)."""
+        cores its measured windows run on (None: as started; between windows: :class:`Cores`)."""
+        self.cores = Cores(cpus)
+        self.cores.unmeasured()
         import pytest
         import torch
-
-        if cpus and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cpus)
 
         from pytest_longeff.cell.resources import LongeffSession
         from pytest_longeff.config.caches import cache_dir
@@ -112,7 +173,7 @@ class Side:
                                       metrics=ext.metrics)
         return {"cells": list(self.cells), "settings": settings.to_dict(), "machine": self.session.facts(),
                 "code": code_digest(), "threads": torch.get_num_threads(), "device": self.session.device,
-                "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+                "cpus": self.cores.measure or _running_on(), "cpus_between_windows": _running_on()}
 
     def prepare(self, cell: str, batch: int | None, tokens: int | None, count: bool) -> dict[str, Any]:
         """Make a cell ready to measure: inputs, model, the batch (``batch``; without it this side's own choice,
@@ -124,6 +185,7 @@ class Side:
 
         s = self.session
         c = self.cells[cell]
+        self.cores.unmeasured()
         check_ready(s, c)
         precision = Precision(s.settings.precision, s.device)
         p, facts = prepare(s, c, precision)
@@ -154,6 +216,7 @@ class Side:
         s, r = self.session, self.ready[cell]
         p = r.prepared
         p.built.family.prepare(p.built.model, p.cell.seq_len)  # another cell may share this model
+        self.cores.windows()
         with p.precision.matmul(), window(kind, s.device, s.meter) as w:
             if kind == "train":
                 r.stepper.run(count)
@@ -163,7 +226,8 @@ class Side:
         e = Energy.from_reading(w.energy, s.idle) if w.energy is not None else None
         energy = None if e is None else {k: v for k, v in e.to_dict().items() if k in ENERGY_KEYS}
         units = count * r.batch * (1 if kind == "train" else r.tokens)
-        return {"time_s": w.time_s, "units": units, "peak_memory_bytes": w.peak_memory_bytes, "energy": energy}
+        return {"time_s": w.time_s, "units": units, "peak_memory_bytes": w.peak_memory_bytes, "energy": energy,
+                "cpus": _running_on()}
 
     def train(self, cell: str, steps: int) -> dict[str, Any]:
         """Time ``steps`` training steps of a prepared cell in a ``train`` window."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,20 +142,50 @@ class Side:
 
     def close(self) -> None:
         """Ask the side to close its session, then end its process and wait for it (killed after 30 s)."""
+        self.ask_close()
+        self.end()
+
+    def ask_close(self) -> None:
+        """Send ``close`` (the side closes its session and answers); :meth:`end` waits for the answer."""
+        if getattr(self, "gateway", None) is not None and not self.channel.isclosed():
+            try:
+                self.channel.send({"op": "close"})
+                self._asked = True
+            except Exception:  # noqa: BLE001 - the process is ended by end() whatever happened here
+                pass
+
+    def end(self) -> None:
+        """Wait (30 s at most) for the answer to ``close``, then end the process and reap it. A side that answered
+        has nothing left to do, so it is ended at once (SIGTERM on POSIX): left to exit through execnet, its process
+        took about 1 s to go here, one process pair's side after the other; one that did not answer is killed after
+        30 s."""
         gateway = getattr(self, "gateway", None)
         if gateway is None:
             group = getattr(self, "group", None)
             if group is not None:  # a side that failed to start: nothing to end, nothing left behind
                 group.terminate(timeout=30)
             return
-        try:
-            if not self.channel.isclosed():
-                self.channel.send({"op": "close"})
+        answered = False
+        if getattr(self, "_asked", False):
+            try:
                 self.channel.receive(30)
-        except Exception:  # noqa: BLE001 - the process is ended below whatever it answered
-            pass
+                answered = True
+            except Exception:  # noqa: BLE001 - ended below whatever it answered
+                pass
+        pid = getattr(self, "hello", {}).get("pid")
+        if answered and isinstance(pid, int) and os.name == "posix":
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
         self.group.terminate(timeout=30)
         self.gateway = None
+
+
+def close_both(sides: tuple[Side, Side]) -> None:
+    """Close both sides at once: ``close`` sent to both, then each answer awaited and its process ended."""
+    for side in sides:
+        side.ask_close()
+    for side in sides:
+        side.end()
 
 
 def both(sides: tuple[Side, Side], op: str, args: tuple[dict[str, Any], dict[str, Any]] | None = None

@@ -55,6 +55,16 @@ def test_identical_sides_report_every_round_and_the_same_work(sides: Path) -> No
     assert {r["order"] for r in cell["rounds"]} <= {"AB", "BA"}
     assert all(r["base"]["time_s"] > 0 and r["head"]["time_s"] > 0 for r in cell["rounds"])
     assert len(cell["rounds"]) == 2 * 2  # two windows a round, one round a pair, two pairs: every one kept
+    if hasattr(os, "sched_setaffinity"):
+        # Every window ran on its pair's one core, both sides alike; between windows each side's process could use
+        # that core's NUMA node (so both sides' unmeasured work runs at once where there are cores for it).
+        measuring = report["sides"]["base"]["cpus_by_pair"]
+        assert measuring == report["sides"]["head"]["cpus_by_pair"] and all(len(c) == 1 for c in measuring)
+        assert all(r["base"]["cpus"] == r["head"]["cpus"] == measuring[r["pair"]] for r in cell["rounds"])
+        between = report["sides"]["base"]["cpus_between_windows_by_pair"]
+        assert all(set(m) <= set(b) for m, b in zip(measuring, between, strict=True))
+        if len(os.sched_getaffinity(0)) > 1 and all(len(b) > 1 for b in between):
+            assert all(r["base"]["cpus"] != between[r["pair"]] for r in cell["rounds"])
     work = next(v for v in cell["verdicts"] if v["figure"] == "work")
     assert work["verdict"] == "no regression" and work["diff"] == []
     assert cell["work"]["base"]["train"]["flops"] == cell["work"]["head"]["train"]["flops"] > 0
