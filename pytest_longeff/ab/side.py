@@ -77,13 +77,23 @@ def node_cores(cores: list[int], root: Path = Path("/sys/devices/system/node")) 
     return near or None
 
 
+def threads_of_this_process() -> list[int]:
+    """The ids of this process's threads (Linux: ``/proc/self/task``), else ``[0]`` (the calling thread)."""
+    try:
+        return sorted(int(t) for t in os.listdir("/proc/self/task"))
+    except (OSError, ValueError):
+        return [0]
+
+
 class Cores:
-    """Where this side's process runs. Inside measured windows: its measuring cores (``measure``; both sides on the
-    same one when they take turns). Between windows (collecting, building models, warm-ups: nothing timed) on every
-    core it may use on the NUMA nodes of the measuring cores, so that both sides' unmeasured work runs at once where
-    there is more than one core (a process pair's fixed cost, measured here on 2 cores: 5.5 s collecting and 5 s
-    preparing the 4-cell gate workload's cells, one side after the other on one core), and what they allocate lies in
-    the memory nearest to the measuring cores. ``measure`` None: never pinned."""
+    """Where this side's process runs. Its windows and their warm-ups: on its measuring cores (``measure``; both
+    sides on the same one when they take turns). The rest (collecting, building models and inputs, the batch search,
+    the work counters: nothing timed) on every core it may use on the NUMA nodes of the measuring cores, so that
+    where both sides do that work at once (collecting; preparing the cells from the second process pair on) it runs
+    on more than one core (a process pair's fixed cost, measured here on 2 cores: 5.5 s collecting and 5 s
+    preparing the 4-cell gate workload's cells, both sides on one core), and what they allocate lies in the memory
+    nearest to the measuring cores. Every thread of the process is moved (torch's worker threads start on the cores
+    their first parallel operation found). ``measure`` None: never pinned."""
 
     def __init__(self, measure: list[int] | None) -> None:
         pinning = bool(measure) and hasattr(os, "sched_setaffinity")
@@ -105,7 +115,9 @@ class Cores:
 
     def _set(self, cores: list[int] | None) -> None:
         if cores is not None and cores != self._now:
-            os.sched_setaffinity(0, cores)
+            for thread in threads_of_this_process():
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                    os.sched_setaffinity(thread, cores)
             self._now = cores
 
 
@@ -200,6 +212,7 @@ class Side:
         if count:
             work = {"train": count_step(p.built, p.train, use, s.device, precision).to_dict(),
                     "inference": count_tokens(p.built, p.validation, use, n_tokens, s.device, precision).to_dict()}
+        self.cores.windows()  # warm-ups where the windows run: their caches and clock as a window will find them
         ready.stepper.run(1)  # warm-up: first-call costs stay out of the rounds
         step_s = ready.stepper.run(1)
         generate_fixed(p.built, p.validation, use, n_tokens, s.device, precision)
@@ -215,8 +228,8 @@ class Side:
 
         s, r = self.session, self.ready[cell]
         p = r.prepared
-        p.built.family.prepare(p.built.model, p.cell.seq_len)  # another cell may share this model
         self.cores.windows()
+        p.built.family.prepare(p.built.model, p.cell.seq_len)  # another cell may share this model
         with p.precision.matmul(), window(kind, s.device, s.meter) as w:
             if kind == "train":
                 r.stepper.run(count)

@@ -100,6 +100,7 @@ class Side:
         # that only when this interpreter exits: until then every earlier pair's process stays a zombie, and one
         # slow to exit would overlap the next pair's windows).
         self.group = execnet.Group()
+        self._asked = False  # `close` sent, its answer not yet read
         try:
             with _started_with(side_environment()):
                 self.gateway = self.group.makegateway(spec)
@@ -141,24 +142,28 @@ class Side:
         return self.receive()
 
     def close(self) -> None:
-        """Ask the side to close its session, then end its process and wait for it (killed after 30 s)."""
+        """Ask the side to close its session, then end its process and reap it (:meth:`end`)."""
         self.ask_close()
         self.end()
 
     def ask_close(self) -> None:
         """Send ``close`` (the side closes its session and answers); :meth:`end` waits for the answer."""
-        if getattr(self, "gateway", None) is not None and not self.channel.isclosed():
-            try:
-                self.channel.send({"op": "close"})
+        channel = getattr(self, "channel", None)
+        if getattr(self, "gateway", None) is None or channel is None:
+            return
+        try:
+            if not channel.isclosed():
+                channel.send({"op": "close"})
                 self._asked = True
-            except Exception:  # noqa: BLE001 - the process is ended by end() whatever happened here
-                pass
+        except Exception:  # noqa: BLE001 - the process is ended by end() whatever happened here
+            pass
 
     def end(self) -> None:
         """Wait (30 s at most) for the answer to ``close``, then end the process and reap it. A side that answered
-        has nothing left to do, so it is ended at once (SIGTERM on POSIX): left to exit through execnet, its process
-        took about 1 s to go here, one process pair's side after the other; one that did not answer is killed after
-        30 s."""
+        has nothing left to do, so it is ended at once (SIGTERM on POSIX; its process is this one's child and not
+        yet reaped, so its pid cannot belong to another): left to exit through execnet, it took about 1 s to go
+        here, one side after the other. One that did not answer gets execnet's exit and is killed if it is still
+        there 30 s later (a minute at most in all)."""
         gateway = getattr(self, "gateway", None)
         if gateway is None:
             group = getattr(self, "group", None)
@@ -181,11 +186,14 @@ class Side:
 
 
 def close_both(sides: tuple[Side, Side]) -> None:
-    """Close both sides at once: ``close`` sent to both, then each answer awaited and its process ended."""
+    """Close both sides at once: ``close`` sent to both, then each answer awaited and its process ended (the second
+    also when ending the first raised)."""
     for side in sides:
         side.ask_close()
-    for side in sides:
-        side.end()
+    try:
+        sides[0].end()
+    finally:
+        sides[1].end()
 
 
 def both(sides: tuple[Side, Side], op: str, args: tuple[dict[str, Any], dict[str, Any]] | None = None

@@ -4,12 +4,13 @@ and reaped on close."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from pytest_longeff.ab.side import Cores, _cpulist, node_cores
+from pytest_longeff.ab.side import Cores, _cpulist, node_cores, threads_of_this_process
 from pytest_longeff.ab.sides import Env, Side, SideError, close_both
 
 
@@ -72,22 +73,60 @@ def test_a_side_that_cannot_start_says_so_and_leaves_this_environment_as_it_was(
     assert "GLIBC_TUNABLES" not in os.environ
 
 
+def _record_kills(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    sent: list[tuple[int, int]] = []
+    real = os.kill
+
+    def kill(pid: int, sig: int) -> None:
+        if sig:
+            sent.append((pid, sig))
+        real(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill)
+    return sent
+
+
 @pytest.mark.skipif(not hasattr(os, "kill") or os.name == "nt", reason="POSIX process table")
-def test_both_sides_closed_at_once_leave_no_process_behind(tmp_path: Path) -> None:
+def test_both_sides_closed_at_once_are_ended_as_soon_as_they_answer(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     sides = (Side(Env("base", sys.executable, str(tmp_path))), Side(Env("head", sys.executable, str(tmp_path))))
     pids = [s.hello["pid"] for s in sides]
     assert all(_alive(p) for p in pids)
+    sent = _record_kills(monkeypatch)
     close_both(sides)
-    assert not any(_alive(p) for p in pids)  # ended and reaped, each after it answered `close`
+    # each answered `close`, so each was ended at once (not left to execnet's slower exit), then reaped
+    assert sent == [(pids[0], signal.SIGTERM), (pids[1], signal.SIGTERM)]
+    assert not any(_alive(p) for p in pids)
     close_both(sides)  # harmless twice
+    assert len(sent) == 2
 
 
 @pytest.mark.skipif(not hasattr(os, "kill") or os.name == "nt", reason="POSIX process table")
-def test_a_side_that_never_answers_close_is_still_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_side_whose_answer_to_close_never_comes_is_not_signalled_but_still_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     side = Side(Env("base", sys.executable, str(tmp_path)))
     pid = side.hello["pid"]
     monkeypatch.setattr(side.channel, "receive", lambda timeout=None: (_ for _ in ()).throw(EOFError("gone")))
-    side.close()  # no answer to `close`: no SIGTERM by pid, the gateway's own termination ends it
+    sent = _record_kills(monkeypatch)
+    side.close()
+    assert sent == []  # no answer: not ended by pid, but by execnet's exit (or its kill after 30 s)
+    assert not _alive(pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "kill") or os.name == "nt", reason="POSIX process table")
+def test_the_second_side_is_ended_when_ending_the_first_fails(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    sides = (Side(Env("base", sys.executable, str(tmp_path))), Side(Env("head", sys.executable, str(tmp_path))))
+    pid = sides[1].hello["pid"]
+    first_end = sides[0].end
+
+    def broken() -> None:
+        first_end()
+        raise RuntimeError("terminate failed")
+
+    monkeypatch.setattr(sides[0], "end", broken)
+    with pytest.raises(RuntimeError, match="terminate failed"):
+        close_both(sides)
     assert not _alive(pid)
 
 
@@ -106,25 +145,51 @@ def test_cpu_lists_and_numa_nodes_read_as_the_kernel_writes_them(tmp_path: Path)
 
 
 def test_windows_run_on_the_measuring_cores_and_the_rest_near_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[list[int]] = []
+    calls: list[tuple[int, list[int]]] = []
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
-    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cores: calls.append(sorted(cores)), raising=False)
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cores: calls.append((pid, sorted(cores))),
+                        raising=False)
+    monkeypatch.setattr("pytest_longeff.ab.side.threads_of_this_process", lambda: [11, 12])
     monkeypatch.setattr("pytest_longeff.ab.side.node_cores", lambda cores: {0, 1, 2, 3, 16, 17})
     cores = Cores([2])
     cores.unmeasured()
     cores.windows()
-    cores.windows()  # already there: no second call
+    cores.windows()  # already there: no second move
     cores.unmeasured()
-    # the measuring core's node, within what the process may use (16 and 17 are not allowed to it)
-    assert calls == [[0, 1, 2, 3], [2], [0, 1, 2, 3]]
+    # every thread moved (torch's workers too), to the measuring core's node within what the process may use
+    # (16 and 17 are not allowed to it), to the measuring core for windows, and back
+    near = [0, 1, 2, 3]
+    assert calls == [(11, near), (12, near), (11, [2]), (12, [2]), (11, near), (12, near)]
 
     calls.clear()
     monkeypatch.setattr("pytest_longeff.ab.side.node_cores", lambda cores: None)  # the kernel does not say
     Cores([5]).unmeasured()
-    assert calls == [[0, 1, 2, 3, 4, 5, 6, 7]]
+    assert [c for _, c in calls] == [list(range(8))] * 2
 
     calls.clear()
     unpinned = Cores(None)  # not pinned: never moved
     unpinned.windows()
     unpinned.unmeasured()
     assert calls == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux thread list")
+def test_the_threads_of_this_process_include_a_new_one() -> None:
+    import threading
+
+    started, stop = threading.Event(), threading.Event()
+    ids: list[int] = []
+
+    def run() -> None:
+        ids.append(threading.get_native_id())
+        started.set()
+        stop.wait(10)
+
+    t = threading.Thread(target=run)
+    t.start()
+    started.wait(10)
+    try:
+        assert {threading.get_native_id(), ids[0]} <= set(threads_of_this_process())
+    finally:
+        stop.set()
+        t.join()
