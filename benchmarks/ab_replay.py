@@ -127,6 +127,7 @@ def summary(scenario: str, reports: list[dict[str, Any]], one_side: float) -> di
     work = [v for c in cells for v in c.get("verdicts") or [] if v.get("figure") == "work"]
     suite = [s for r in reports for s in r.get("suite") or []]
     train = [s["change"] for s in suite if s.get("figure") == "train_samples_per_s" and s.get("change") is not None]
+    per_pair = [r["job_s"] / r["pairs_done"] for r in reports if r.get("pairs_done")]
     return {"scenario": scenario, "jobs": len(reports), "regression": verdicts.count("regression"),
             "no regression": verdicts.count("no regression"), "inconclusive": verdicts.count("inconclusive"),
             "cell regressions": sum(v["verdict"] == "regression" for v in timed),
@@ -135,6 +136,7 @@ def summary(scenario: str, reports: list[dict[str, Any]], one_side: float) -> di
             "median train change": statistics.median(train) if train else None,
             "median pairs": statistics.median(r.get("pairs_done", 0) for r in reports) if reports else None,
             "median job s": statistics.median(r["job_s"] for r in reports) if reports else None,
+            "median s a pair": statistics.median(per_pair) if per_pair else None,
             "job / one side": (statistics.median(r["job_s"] for r in reports) / one_side) if reports else None}
 
 

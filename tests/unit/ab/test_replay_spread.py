@@ -93,3 +93,15 @@ def test_from_reprints_a_kept_replay(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "summary.json").write_text(json.dumps([1, 2]))
     assert replay.main(["--from", str(tmp_path)]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+def test_summary_counts_verdicts_and_the_time_a_process_pair_took() -> None:
+    reports = [{"verdict": "no regression", "pairs_done": 4, "job_s": 100.0},
+               {"verdict": "inconclusive", "pairs_done": 10, "job_s": 200.0},
+               {"verdict": "no regression", "pairs_done": 5, "job_s": 150.0},
+               {"verdict": "error", "exit": 2, "job_s": 3.0}]  # wrote no report: no pairs, not in the per-pair time
+    row = _replay().summary("aa", reports, one_side=25.0)
+    assert (row["regression"], row["no regression"], row["inconclusive"]) == (0, 2, 1)
+    assert row["median s a pair"] == 25.0  # of 25, 20, 30
+    assert row["median job s"] == 125.0 and row["job / one side"] == 5.0
+    assert _replay().summary("aa", [{"verdict": "error", "job_s": 1.0}], 10.0)["median s a pair"] is None
