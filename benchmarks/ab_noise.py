@@ -27,11 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pytest_longeff.ab.sides import HUGE_PAGES
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab_replay import WORKLOAD, _sides, job, spread  # the replay's sides, job and noise table
 
 #: ab's own default (its sides start with glibc's malloc on transparent huge pages) against glibc's 4 KiB pages.
-DEFAULT_SETTINGS = (("huge pages", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+DEFAULT_SETTINGS = (("huge pages", {"GLIBC_TUNABLES": HUGE_PAGES}),
                     ("4 KiB pages", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}))
 DEFAULT_K = "led and base and qasper and 1024"
 

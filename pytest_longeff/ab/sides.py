@@ -164,14 +164,11 @@ class Side:
         yet reaped, so its pid cannot belong to another): left to exit through execnet, it took about 1 s to go
         here, one side after the other. One that did not answer gets execnet's exit and is killed if it is still
         there 30 s later (a minute at most in all)."""
-        gateway = getattr(self, "gateway", None)
-        if gateway is None:
-            group = getattr(self, "group", None)
-            if group is not None:  # a side that failed to start: nothing to end, nothing left behind
-                group.terminate(timeout=30)
+        if getattr(self, "gateway", None) is None:  # never started, or ended: nothing left behind
+            self.group.terminate(timeout=30)
             return
         answered = False
-        if getattr(self, "_asked", False):
+        if self._asked:
             try:
                 self.channel.receive(30)
                 answered = True
