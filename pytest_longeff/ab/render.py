@@ -57,7 +57,8 @@ def render(report: Mapping[str, Any], fmt: str = "simple", heading: str = "") ->
     parts = [heading + line(f"longeff A/B gate: {verdict} after {report.get('pairs_done', 0)} process pairs "
                             f"({report.get('wall_s', 0):.0f} s; base {(sides.get('base') or {}).get('directory')}, "
                             f"head {(sides.get('head') or {}).get('directory')}); changes are head vs base, "
-                            "negative rates are slower"),
+                            "negative rates are slower")
+             + (line(f"; stopped: {report['stopped']}") if report.get("stopped") else ""),
              tabulate(rows, HEADERS, tablefmt=fmt, disable_numparse=True)]
     if suite:
         parts.append(tabulate(suite, SUITE_HEADERS, tablefmt=fmt, disable_numparse=True))

@@ -99,7 +99,7 @@ def check_ab(doc: Any, name: str) -> dict[str, Any]:
         raise ReportError(f"{name}: sides: expected an object of side -> facts")
     if doc.get("suite") is not None:
         _check_verdicts(f"{name}: suite", doc["suite"])
-    for key in ("verdict", "error"):
+    for key in ("verdict", "error", "stopped"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise ReportError(f"{name}: {key}: expected a string")
     for cid, cell in cells.items():
@@ -137,6 +137,8 @@ def rejudge(report: Mapping[str, Any], rules: Mapping[str, float]) -> dict[str, 
     plan = out.get("plan")
     rules, _ = gated_under(str(plan.get("schedule")) if isinstance(plan, Mapping) else "", rules)  # as the job did
     out.update(judge_cells(rules, out["cells"], final=True), rules=dict(rules))
+    if isinstance(out.get("stopped"), str):  # why the job ended, under the job's own rules, not these
+        out["stopped"] = f"the job (under its own --fail-on): {out['stopped']}"
     return out
 
 

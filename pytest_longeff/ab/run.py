@@ -7,8 +7,9 @@ options, in their own directory) and measure them in the same job on the same ma
 base process and a fresh head process, over execnet gateways): every selected cell is prepared on both sides at the
 base's batch size, then measured in rounds of paired windows, a few training steps and a few fixed-token
 generations, in randomized ABBA order (``--schedule interleaved``) or at the same time with the cores split between
-the sides (``--schedule duet``). Pairs go on until every gated figure and the suite are decided or ``--pairs`` is
-spent (:mod:`pytest_longeff.ab.stats`); the work counters of a step and a token are compared exactly.
+the sides (``--schedule duet``). Pairs go on until every gated figure and the suite are decided, a regression is
+decided (from ``--min-pairs`` on; not with ``--keep-going``) or ``--pairs`` is spent
+(:mod:`pytest_longeff.ab.stats`); the work counters of a step and a token are compared exactly.
 
 Exit codes: 0 no regression; 1 a regression; 2 a usage error or a side that cannot run; 3 inconclusive (the
 measurements could not resolve the tolerance; the report says the smallest change they could).
@@ -30,9 +31,10 @@ from typing import Any
 from pytest_longeff.ab.judge import DEFAULT_FAIL_ON, gated_under, judge_cells, parse_rules
 from pytest_longeff.ab.report import EXIT_USAGE, KIND, SCHEMA_VERSION, exit_code
 from pytest_longeff.ab.sides import Env, Side, SideError, both, close_both
-from pytest_longeff.ab.stats import INCONCLUSIVE
+from pytest_longeff.ab.stats import INCONCLUSIVE, REGRESSION
 
 SIDES = ("base", "head")
+JUDGED_AT_STOP = "judged at the job's stop, as at the budget's end"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class Plan:
     schedule: str = "interleaved"
     seed: int = 0
     threads_per_side: int | None = None
+    keep_going: bool = False
+    """Measure on after a timed regression is decided, until every figure is decided or the budget is spent. By
+    default the job stops there: a decided regression is final (not revisited), and a slowdown near the tolerance
+    would otherwise hold the job to the whole budget for the figures it left undecided. An exact regression (work,
+    batch size, a cell the head breaks) always stops the job."""
 
     def cpus(self, pair: int) -> tuple[list[int] | None, list[int] | None]:
         """The CPU cores of the base's and the head's process in process pair ``pair`` (None: unpinned, where the
@@ -109,6 +116,7 @@ class AbJob:
         self.judged: dict[str, Any] = {"verdict": INCONCLUSIVE, "suite": [], "undecided": 0, "errors": []}
         self.started = time.perf_counter()
         self.pairs_done = 0
+        self.stopped = f"the budget of --pairs {plan.pairs} process pairs spent"
 
     def run(self) -> dict[str, Any]:
         """Measure pair after pair until decided or the budget is spent; the report."""
@@ -126,16 +134,38 @@ class AbJob:
             self.judged = judge_cells(self.rules, self.cells, final)
             self.say(self._progress())
             if self.pairs_done >= self.plan.min_pairs and self.judged["undecided"] == 0:
+                self.stopped = f"the budget of --pairs {self.plan.pairs} process pairs spent" if final \
+                    else "nothing left to decide"
                 break
             if self.judged.get("exact_regression"):  # more rounds cannot undo a change of work or of the batch
                 self.say("ab: the work counters or the batch size changed: a regression however the clock reads")
+                self.stopped = "an exact regression (work counters, batch size or a cell the head breaks)"
                 break
             if not any(not c.get("error") for c in self.cells.values()):
+                self.stopped = "no cell can run"
                 break
-        if self.pairs_done < self.plan.pairs and self.judged["undecided"]:  # stopped early (errors, an exact
-            # regression): no more pairs will come, so the undecided figures are judged with the budget spent
+            if self.pairs_done >= self.plan.min_pairs and self.judged["verdict"] == REGRESSION and not final \
+                    and not self.plan.keep_going:  # a (cell, figure) beyond the tolerance after the FDR, or the suite
+                self.say("ab: a regression is decided: the job stops here (--keep-going would measure on until "
+                         "every figure is decided)")
+                self.stopped = "a regression decided before the budget's end (--keep-going was not given)"
+                break
+        if self.pairs_done < self.plan.pairs and self.judged["undecided"]:  # stopped early (errors, a regression):
+            # no more pairs will come, so the undecided figures are judged once, as with the budget spent
+            undecided = self._undecided()
             self.judged = judge_cells(self.rules, self.cells, True)
+            for key, v in self._verdicts():
+                if key in undecided:
+                    v["note"] = "; ".join(filter(None, (v.get("note"), JUDGED_AT_STOP)))
         return self.report()
+
+    def _verdicts(self) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+        """Every verdict, the cells' and the suite's, by (cell id, "" for the suite; figure)."""
+        out = [((cid, str(v.get("figure"))), v) for cid, c in self.cells.items() for v in c.get("verdicts") or []]
+        return out + [(("", str(v.get("figure"))), v) for v in self.judged.get("suite") or []]
+
+    def _undecided(self) -> set[tuple[str, str]]:
+        return {key for key, v in self._verdicts() if v.get("verdict") == INCONCLUSIVE}
 
     def _progress(self) -> str:
         undecided = self.judged["undecided"]
@@ -239,7 +269,7 @@ class AbJob:
             for key in [k for k in c if k.startswith("_first")]:
                 c.pop(key)
         return {"kind": KIND, "schema_version": SCHEMA_VERSION, "sides": self.sides_info, "plan": asdict(self.plan),
-                "pytest_args": self.args, "rules": self.rules, "pairs_done": self.pairs_done,
+                "pytest_args": self.args, "rules": self.rules, "pairs_done": self.pairs_done, "stopped": self.stopped,
                 "environment": {"GLIBC_TUNABLES": self.sides_info["base"].get("hello", {}).get("glibc_tunables")},
                 "wall_s": time.perf_counter() - self.started, "cells": self.cells, **self.judged}
 
@@ -269,6 +299,10 @@ def parser() -> argparse.ArgumentParser:
                    f"(default {Plan.schedule})")
     p.add_argument("--threads", type=_at_least(1), metavar="N",
                    help="torch threads per side (default: 1 when interleaved, half the cores each in duet)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="after a timed regression is decided (at --min-pairs or later), measure on until every "
+                   "figure is decided or --pairs is spent (default: stop there; a decided regression is final; an "
+                   "exact one, of work, batch size or a cell the head breaks, always stops the job)")
     p.add_argument("--seed", type=int, default=0, help="seed of the randomized order (default 0)")
     p.add_argument("--json", type=Path, default=Path("reports/longeff-ab.json"), metavar="OUT",
                    help="the report (default reports/longeff-ab.json)")
@@ -306,14 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"pytest-longeff ab: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    plan = Plan(args.pairs, args.min_pairs, args.rounds, args.window_s, args.schedule, args.seed, args.threads)
+    plan = Plan(args.pairs, args.min_pairs, args.rounds, args.window_s, args.schedule, args.seed, args.threads,
+                args.keep_going)
     job = AbJob(base, head, rest, plan, rules, lambda line: print(line, file=sys.stderr, flush=True))
     try:
         report = job.run()
     except Exception as exc:  # noqa: BLE001 - whatever stopped the job, what was measured is written
         why = str(exc) if isinstance(exc, SideError) else f"{type(exc).__name__}: {exc}"
         print(f"pytest-longeff ab: {why}", file=sys.stderr)
-        report = {**job.report(), "error": why}
+        report = {**job.report(), "error": why, "stopped": "an error (the report's error)"}
         if job.pairs_done == 0:
             _write(args.json, report)
             return EXIT_USAGE
