@@ -134,8 +134,8 @@ class AbJob:
             self.judged = judge_cells(self.rules, self.cells, final)
             self.say(self._progress())
             if self.pairs_done >= self.plan.min_pairs and self.judged["undecided"] == 0:
-                self.stopped = f"the budget of --pairs {self.plan.pairs} process pairs spent" if final \
-                    else "nothing left to decide"
+                if not final:  # at the budget's end, the default text (the budget spent) stands
+                    self.stopped = "nothing left to decide"
                 break
             if self.judged.get("exact_regression"):  # more rounds cannot undo a change of work or of the batch
                 self.say("ab: the work counters or the batch size changed: a regression however the clock reads")
@@ -152,7 +152,7 @@ class AbJob:
                 break
         if self.pairs_done < self.plan.pairs and self.judged["undecided"]:  # stopped early (errors, a regression):
             # no more pairs will come, so the undecided figures are judged once, as with the budget spent
-            undecided = self._undecided()
+            undecided = {key for key, v in self._verdicts() if v.get("verdict") == INCONCLUSIVE}
             self.judged = judge_cells(self.rules, self.cells, True)
             for key, v in self._verdicts():
                 if key in undecided:
@@ -163,9 +163,6 @@ class AbJob:
         """Every verdict, the cells' and the suite's, by (cell id, "" for the suite; figure)."""
         out = [((cid, str(v.get("figure"))), v) for cid, c in self.cells.items() for v in c.get("verdicts") or []]
         return out + [(("", str(v.get("figure"))), v) for v in self.judged.get("suite") or []]
-
-    def _undecided(self) -> set[tuple[str, str]]:
-        return {key for key, v in self._verdicts() if v.get("verdict") == INCONCLUSIVE}
 
     def _progress(self) -> str:
         undecided = self.judged["undecided"]
