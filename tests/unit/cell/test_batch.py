@@ -72,29 +72,43 @@ def _bare_loop(batch: int, steps: int) -> dict[str, int]:
     return result
 
 
+# Fresh runs of each side, interleaved. A process's CPU peak is not one number: in fresh processes with the same
+# seed, one thread or one malloc arena, no address randomisation and the cyclic collector off alike, the bare loop's
+# peak falls in steps of about one logits buffer (58.6 MiB here): 368-375, 420-432 or 447-460 MiB (397-400 with one
+# arena); the probe's 391-395 or 420-423 MiB. One pair can then read from 0.86 to 1.14 (a CI run read 0.855 once).
+# The lowest of each side's runs is the steady floor (bare 368-375, probe 391-395 MiB: 1.04-1.07), in a higher step
+# only if every run of that side is.
+RUNS = 3
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_probe_covers_the_steady_state_of_eight_real_training_steps() -> None:
     """Guards what a probe must hold: AdamW's moments (absent during a fresh optimizer's first forward and
     backward, present from the second step on) and the heap glibc keeps across steps under the session's fixed
-    mmap threshold, checked against a bare AdamW loop of eight steps. Each side runs in a fresh process: a CPU
+    mmap threshold, checked against a bare AdamW loop of eight steps. Each side runs in fresh processes: a CPU
     probe reads the process's growth, which depends on what its heap already holds (in a test worker that had run
-    other tests it read 0.87 of the bare loop once, against 1.13-1.21 fresh)."""
-    probe = int(run_fresh(PROBE))
+    other tests it read 0.87 of the bare loop once, against 1.04-1.07 fresh), and each side is run :data:`RUNS`
+    times, interleaved, and compared by its lowest reading (see :data:`RUNS`)."""
+    probes, bares = [], []
+    for _ in range(RUNS):
+        probes.append(int(run_fresh(PROBE)))
+        bares.append(_bare_loop(2, 8))
+    probe = min(probes)
+    bare = min(bares, key=lambda b: b["peak"])
     built = build_model(LEDFamily(), "large", "tiny", VOCAB, 1024, None, seed=0)
     opt = make_optimizer(built.model, 1e-5)
     for p in built.model.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()
     state = optimizer_state_bytes(opt)
-    bare = _bare_loop(2, 8)
     # AdamW: two fp32 moments per fp32 parameter, plus a scalar step count per parameter tensor.
     assert 2 * bare["weights"] <= state < 2 * bare["weights"] + 4096
     # The probe stands for steady-state training: it may not read more than 10 % below the bare loop's peak (a
-    # budget it would not hold), and reads high only by what the heap's history adds. When this test was written,
-    # in three pairs of fresh processes: bare loop 373-427 MiB after 8 steps, probe 425-455 MiB (1.13-1.21 times
-    # the bare loop's). A first-step probe without the moments read about 23 % low.
-    assert probe >= 0.9 * bare["peak"], (probe, bare)
-    assert probe <= 1.35 * bare["peak"], (probe, bare)
+    # budget it would not hold), and reads high only by what the heap's history adds. Measured in 12 interleaved
+    # pairs of fresh processes (6 beside a busy core) and 26 more bare loops: lowest readings bare 368-375 MiB after
+    # 8 steps, probe 391-395 MiB after its 4. A first-step probe without the moments read about 23 % low.
+    assert probe >= 0.9 * bare["peak"], (probes, bares)
+    assert probe <= 1.35 * bare["peak"], (probes, bares)
     assert state > 0.1 * bare["peak"]  # the moments are a share a probe must not miss (14-16 % here)
 
 
