@@ -114,7 +114,8 @@ def test_the_run_level_gate_fails_the_session_and_acknowledgements_pass_it(pytes
     result.assert_outcomes(failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*longeff gate over the run: FAILED*",
-                                 "*suite train_samples_per_s: failed, geometric mean change -9*",
+                                 # -99.9 %, or -100.0 % when the machine is very busy
+                                 "*suite train_samples_per_s: failed, geometric mean change -*",
                                  "*regression led-base-256-qasper train_samples_per_s*"])
     (pytester.path / "ack.toml").write_text('[[acknowledged]]\ncell = "led-*"\nmetric = "train_samples_per_s"\n'
                                             'reason = "accepted on purpose"\n\n[[acknowledged]]\ncell = "suite"\n'

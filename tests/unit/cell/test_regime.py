@@ -43,7 +43,9 @@ def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> 
     read 137-152 MiB where a batch of the long targets took 491 MiB (the LM head's logits grow with the decoder
     positions), about 0.3 of it. The batch of long targets is measured the same way, on its own. The bound leaves
     room for what a CPU reading moves by: 0.99-1.00 on a quiet machine (three pairs, each probe in a fresh
-    process), 0.89-0.90 twice under the full test suite (in one process, and with each probe in a fresh process)."""
+    process), 0.89-0.90 twice under the full test suite (in one process, and with each probe in a fresh process).
+    A CPU peak moves in steps of one large buffer (here the long targets' logits, 98 MiB, about a fifth of it), so
+    one probe of each side can read a step apart: the bound sits half-way between the defect's 0.3 and 1."""
     from transformers import LEDConfig, LEDForConditionalGeneration
 
     vocab = 50265
@@ -58,7 +60,7 @@ def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> 
     longest = TokenizedSplit(split.ids[4:], split.input_ids[4:], split.attention_mask[4:], split.labels[4:],
                              split.input_tokens // 2)
     long_only = probe_batch(built, longest, 4, "cpu")
-    assert first >= 0.8 * long_only, (first, long_only)
+    assert first >= 0.6 * long_only, (first, long_only)
 
 
 def test_study_padding_pads_every_target_to_the_task_length_and_longest_to_the_split() -> None:

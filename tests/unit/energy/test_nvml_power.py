@@ -56,8 +56,9 @@ def test_power_ramp_is_integrated_over_the_window() -> None:
     t1 = t0 + reading.time_s
     analytic = 100.0 * (t1 - t0) + 500.0 * ((t1 - origin) ** 2 - (t0 - origin) ** 2)
     assert reading.valid, reading.note
-    # Power is rounded to whole milliwatts and stamped at the middle of each read; allow for both.
-    assert reading.energy_j == pytest.approx(analytic, rel=1e-3)
+    # Power is rounded to whole milliwatts and stamped at the middle of each read; allow for both, and for a read
+    # the scheduler stalls for a few milliseconds (0.5 % of the energy). A rectangle rule's error here is about 1.4 %.
+    assert reading.energy_j == pytest.approx(analytic, rel=5e-3)
     meter.close()
 
 
