@@ -1,12 +1,12 @@
 """Pretrain the tiny profile's checkpoints, one per (family, size), and print how well each reads at each length.
 
     .venv/bin/python benchmarks/pretrain_tiny.py                          # the study's four, into the package
-    .venv/bin/python benchmarks/pretrain_tiny.py --models led-base --out /tmp/ckpt
-    .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out /tmp/ckpt   # a smoke run
+    .venv/bin/python benchmarks/pretrain_tiny.py --models led-base --out ckpt-out
+    .venv/bin/python benchmarks/pretrain_tiny.py --steps-scale 0.01 --out ckpt-out   # a smoke run
     .venv/bin/python benchmarks/pretrain_tiny.py --models llama-large --score-only --eval-docs 32 \
         --eval-seed wide --eval-lengths 4096                              # score what ships, on other documents
     .venv/bin/python benchmarks/pretrain_tiny.py --models llama-large --schedule-of llama-base \
-        --threads 2 --out /tmp/ckpt                                       # try another model's schedule
+        --threads 2 --out ckpt-out                                       # try another model's schedule
 
 Each model starts from its fixed seed and trains by the curriculum of ``pytest_longeff.models.pretrain.SCHEDULES`` on
 generated examples of the four default tasks, drawn from seed streams the benchmark's splits never use. The result

@@ -74,8 +74,8 @@ def _bare_loop(batch: int, steps: int) -> dict[str, int]:
 
 # Fresh runs of each side, interleaved. A process's CPU peak is not one number: in fresh processes with the same
 # seed, one thread or one malloc arena, no address randomisation and the cyclic collector off alike, the bare loop's
-# peak falls in steps of about one logits buffer (58.6 MiB here): 368-375, 420-432 or 447-460 MiB (397-400 with one
-# arena); the probe's 391-395 or 420-423 MiB. One pair can then read from 0.86 to 1.14 (a CI run read 0.855 once).
+# peak falls in steps of about half or one logits buffer (58.6 MiB here): 368-375, 420-432 or 447-460 MiB (397-400
+# with one arena); the probe's 391-395 or 420-423 MiB. One pair can then read from 0.85 to 1.15 (CI read 0.855 once).
 # The lowest of each side's runs is the steady floor (bare 368-375, probe 391-395 MiB: 1.04-1.07), in a higher step
 # only if every run of that side is.
 RUNS = 3

@@ -45,7 +45,7 @@ def test_the_probe_on_the_first_rows_covers_a_batch_of_the_longest_targets() -> 
     room for what a CPU reading moves by: 0.99-1.00 on a quiet machine (three pairs, each probe in a fresh
     process), 0.89-0.90 twice under the full test suite (in one process, and with each probe in a fresh process).
     A CPU peak moves in steps of one large buffer (here the long targets' logits, 98 MiB, about a fifth of it), so
-    one probe of each side can read a step apart: the bound sits half-way between the defect's 0.3 and 1."""
+    one probe of each side can read a step apart: the bound sits about half-way between the defect's 0.3 and 1."""
     from transformers import LEDConfig, LEDForConditionalGeneration
 
     vocab = 50265

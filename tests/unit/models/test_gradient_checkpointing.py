@@ -81,12 +81,12 @@ def test_the_probe_reads_less_memory_where_activations_dominate() -> None:
     in fresh processes, also with both cores busy). Under a full-suite CI run one fresh process with checkpointing
     read 595 MiB (0.85 of the other side) where quiet ones read 393-457 MiB: a high-water mark can be raised by
     what the heap keeps, never lowered below what training holds, so each side is the lower of two fresh
-    processes, and the bound (0.85) leaves room for one side's lower reading to sit a step high. Without
-    checkpointing taking effect the ratio would be about 1."""
+    processes, and the bound (0.9) sits above that worst reading seen. Without checkpointing taking effect the ratio
+    would be about 1."""
     peaks = {}
     for on in ("off", "on"):
         peaks[on] = min(int(run_fresh(PROBE_IN_A_FRESH_PROCESS, on, beside=__file__, timeout=600)) for _ in range(2))
-    assert peaks["on"] < 0.85 * peaks["off"], peaks
+    assert peaks["on"] < 0.9 * peaks["off"], peaks
 
 
 def test_a_model_that_cannot_checkpoint_is_refused_by_name() -> None:
