@@ -162,30 +162,38 @@ def test_malformed_line_names_file_and_line(bench: pytest.Pytester) -> None:
     assert "train.jsonl:7: missing field(s) pid, output" in result.stdout.str()
 
 
-def test_paper_profile_loads_checkpoints_and_scrolls_zips_from_a_local_mirror(bench: pytest.Pytester) -> None:
-    """The hub is unreachable here: the paper path is exercised against a save_pretrained folder and a zip laid
-    out like SCROLLS' that this test writes."""
+def _qasper_zip_and_tokenizer(root: Path) -> tuple[Any, Path]:
+    """A generated qasper split written as SCROLLS publishes it (a zip of JSONL per task) under ``root/zips``, and a
+    tokenizer trained on it: what a local mirror of the hub holds beside a checkpoint."""
     import zipfile
-
-    from transformers import LEDForConditionalGeneration
 
     from pytest_longeff.data.scrolls import generate_task
     from pytest_longeff.data.tokenizer import train_tokenizer
-    from pytest_longeff.models.families import LEDFamily
 
     rows = generate_task("qasper", seed=3, n_train=3, n_validation=2)
     tokenizer = train_tokenizer([r.input for r in rows["train"]] + [r.output for r in rows["train"]])
-    checkpoint = bench.path / "mirror" / "allenai" / "led-base-16384"
-    config = LEDFamily().config("base", "tiny", len(tokenizer), 512)
-    LEDForConditionalGeneration(config).save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
-    data = bench.path / "zips"
+    data = root / "zips"
     data.mkdir()
     with zipfile.ZipFile(data / "qasper.zip", "w") as zf:
         for split, split_rows in rows.items():
             zf.writestr(f"qasper/{split}.jsonl", "".join(
                 json.dumps({"id": r.id, "pid": r.pid, "input": r.input, "output": r.output}) + "\n"
                 for r in split_rows))
+    return tokenizer, data
+
+
+def test_paper_profile_loads_checkpoints_and_scrolls_zips_from_a_local_mirror(bench: pytest.Pytester) -> None:
+    """The hub is unreachable here: the paper path is exercised against a save_pretrained folder and a zip laid
+    out like SCROLLS' that this test writes."""
+    from transformers import LEDForConditionalGeneration
+
+    from pytest_longeff.models.families import LEDFamily
+
+    tokenizer, data = _qasper_zip_and_tokenizer(bench.path)
+    checkpoint = bench.path / "mirror" / "allenai" / "led-base-16384"
+    config = LEDFamily().config("base", "tiny", len(tokenizer), 512)
+    LEDForConditionalGeneration(config).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
     result = bench.runpytest("--longeff-profile=paper", f"--longeff-model-dir={bench.path / 'mirror'}",
                              f"--longeff-data-dir={data}", "--longeff-families=led", "--longeff-tasks=qasper",
                              *FAST)
@@ -193,6 +201,32 @@ def test_paper_profile_loads_checkpoints_and_scrolls_zips_from_a_local_mirror(be
     (record,) = _report(bench)["records"]
     assert record["profile"] == "paper" and record["model"] == "allenai/led-base-16384"
     assert record["validation_examples"] == 2
+
+
+@pytest.mark.parametrize("family", ["llama", "longt5", "pegasus_x"])
+def test_recent_profile_loads_todays_checkpoints_from_a_local_mirror(bench: pytest.Pytester, family: str) -> None:
+    """The recent profile's checkpoints (Qwen2.5 for the decoder-only base, LongT5 and PEGASUS-X) come from the hub
+    or a local mirror laid out as <org>/<name>; the hub is unreachable here, so each family's real loading path
+    (AutoModelForCausalLM for the decoder-only, the family's class otherwise) reads a save_pretrained folder of a
+    small model of the family's own architecture that this test writes, and the cell trains, generates and scores."""
+    from pytest_longeff.models.families import BUILTIN_FAMILIES
+
+    fam = next(f for f in BUILTIN_FAMILIES if f.name == family)
+    tokenizer, data = _qasper_zip_and_tokenizer(bench.path)
+    checkpoint = bench.path / "mirror" / fam.checkpoint("base")
+    model = fam.build("base", "tiny", len(tokenizer), 512, None)
+    getattr(model, "causal_lm", model).save_pretrained(checkpoint)  # the decoder-only: the LM inside the wrapper
+    tokenizer.save_pretrained(checkpoint)
+    result = bench.runpytest("--longeff-profile=recent", f"--longeff-model-dir={bench.path / 'mirror'}",
+                             f"--longeff-data-dir={data}", f"--longeff-families={family}", "--longeff-tasks=qasper",
+                             "--longeff-precision=fp32", *FAST)
+    result.assert_outcomes(passed=1)
+    (record,) = _report(bench)["records"]
+    assert record["profile"] == "recent" and record["model"] == fam.checkpoint("base")
+    assert record["validation_examples"] == 2 and record["status"] == "passed"
+    assert set(record["accuracy"]) == {"f1", "score"} and record["train"]["samples_per_s"] > 0
+    predictions = json.loads((bench.path / record["predictions_path"]).read_text())
+    assert len(predictions) == 2 and all(isinstance(v, str) for v in predictions.values())
 
 
 def test_records_survive_a_crash_of_a_later_cell(bench: pytest.Pytester) -> None:
