@@ -86,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     for length in (int(x) for x in args.lengths.split(",")):
         heads = eager.config.num_attention_heads
         need = (2 * heads + 1) * length * length * 4  # a layer's scores and their softmax, and the causal mask
-        if need > _free_bytes() * 3 // 4:
+        free = _free_bytes()
+        if need > free * 3 // 4:
             print(f"{length:>7} eager not run: its score matrices need about {need / 2**30:.0f} GiB a layer, more "
-                  f"than three quarters of the {_free_bytes() / 2**30:.0f} GiB free")
+                  f"than three quarters of the {free / 2**30:.0f} GiB free")
             continue
         ids = torch.randint(4, len(tok), (1, length), generator=torch.Generator().manual_seed(length))
         mask = torch.ones_like(ids)

@@ -208,21 +208,35 @@ def test_recent_profile_loads_todays_checkpoints_from_a_local_mirror(bench: pyte
     """The recent profile's checkpoints (Qwen2.5 for the decoder-only base, LongT5 and PEGASUS-X) come from the hub
     or a local mirror laid out as <org>/<name>; the hub is unreachable here, so each family's real loading path
     (AutoModelForCausalLM for the decoder-only, the family's class otherwise) reads a save_pretrained folder of a
-    small model of the family's own architecture that this test writes, and the cell trains, generates and scores."""
+    small model of the checkpoint's own architecture (Qwen2 for Qwen2.5) that this test writes, and the cell trains,
+    generates and scores in the profile's own precision (bf16; on the CPU under autocast). The record's parameter
+    count and architecture are the written model's, so random weights of another size or class cannot pass."""
+    import transformers
+
     from pytest_longeff.models.families import BUILTIN_FAMILIES
 
     fam = next(f for f in BUILTIN_FAMILIES if f.name == family)
     tokenizer, data = _qasper_zip_and_tokenizer(bench.path)
     checkpoint = bench.path / "mirror" / fam.checkpoint("base")
-    model = fam.build("base", "tiny", len(tokenizer), 512, None)
-    getattr(model, "causal_lm", model).save_pretrained(checkpoint)  # the decoder-only: the LM inside the wrapper
+    if family == "llama":  # the base checkpoint is Qwen2.5's: a Qwen2 model at the tiny decoder's dimensions
+        c = fam.config("base", "tiny", len(tokenizer), 512)
+        keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**{k: getattr(c, k) for k in keys}))
+    else:
+        model = fam.build("base", "tiny", len(tokenizer), 512, None)
+    model.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     result = bench.runpytest("--longeff-profile=recent", f"--longeff-model-dir={bench.path / 'mirror'}",
                              f"--longeff-data-dir={data}", f"--longeff-families={family}", "--longeff-tasks=qasper",
-                             "--longeff-precision=fp32", *FAST)
+                             *FAST)
     result.assert_outcomes(passed=1)
-    (record,) = _report(bench)["records"]
+    doc = _report(bench)
+    (record,) = doc["records"]
+    assert doc["settings"]["precision"] == "bf16"  # the profile's default, not set here
     assert record["profile"] == "recent" and record["model"] == fam.checkpoint("base")
+    assert record["params"] == sum(p.numel() for p in model.parameters())
+    assert record["model_config"]["model_type"] == model.config.model_type
     assert record["validation_examples"] == 2 and record["status"] == "passed"
     assert set(record["accuracy"]) == {"f1", "score"} and record["train"]["samples_per_s"] > 0
     predictions = json.loads((bench.path / record["predictions_path"]).read_text())
