@@ -104,9 +104,8 @@ def test_probe_covers_the_steady_state_of_eight_real_training_steps() -> None:
     # AdamW: two fp32 moments per fp32 parameter, plus a scalar step count per parameter tensor.
     assert 2 * bare["weights"] <= state < 2 * bare["weights"] + 4096
     # The probe stands for steady-state training: it may not read more than 10 % below the bare loop's peak (a
-    # budget it would not hold), and reads high only by what the heap's history adds. Measured in 12 interleaved
-    # pairs of fresh processes (6 beside a busy core) and 26 more bare loops: lowest readings bare 368-375 MiB after
-    # 8 steps, probe 391-395 MiB after its 4. A first-step probe without the moments read about 23 % low.
+    # budget it would not hold), and reads high only by what the heap's history adds (the lowest readings measured:
+    # see RUNS). A first-step probe without the moments read about 23 % low.
     assert probe >= 0.9 * bare["peak"], (probes, bares)
     assert probe <= 1.35 * bare["peak"], (probes, bares)
     assert state > 0.1 * bare["peak"]  # the moments are a share a probe must not miss (14-16 % here)
